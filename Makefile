@@ -1,0 +1,120 @@
+# cfut: a concurrent.futures for Lua 5.4.
+#
+#   make          build the host ./cfut and the module ./cfut.so
+#   make demo     install what is missing, build, run every example
+#   make test     install what is missing, build, run the spec suite
+#   make asan     the spec suite under ASan + UBSan   (build-asan/)
+#   make tsan     the spec suite under TSan           (build-tsan/)
+#   make bench    cfut next to Python and luv, same run
+#   make install PREFIX=/usr/local DESTDIR=   /   make uninstall
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR   = $(PREFIX)/bin
+LMODDIR  = $(PREFIX)/lib/lua/5.4
+LLUADIR  = $(PREFIX)/share/lua/5.4
+
+CC      ?= gcc
+LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
+WARN     = -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes
+OPT     ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -pthread $(LUA_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS += -pthread $(EXTRA_LDFLAGS)
+
+# Library objects: everything but the host's main.
+LIBSRC  = src/lcfut.c src/lfuture.c src/future.c src/executor.c src/tpool.c \
+          src/worker.c src/marshal.c src/sys.c
+HOSTSRC = src/cfut.c
+HDRS    = $(wildcard src/*.h)
+
+B      ?= build
+LIBOBJ  = $(LIBSRC:src/%.c=$(B)/%.o)
+HOSTOBJ = $(HOSTSRC:src/%.c=$(B)/%.o)
+OUT    ?= .
+
+LUAFILES = $(wildcard lua/cfut/*.lua)
+EXAMPLES = $(sort $(wildcard examples/*.lua))
+
+# Run busted with the 5.4 interpreter whatever the `lua` alternative says.
+BUSTED   = lua5.4 $$(command -v busted)
+TESTENV  = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/spec/?.lua;;" \
+           LUA_CPATH="$(CURDIR)/$(OUT)/?.so;;" \
+           CFUT_BIN="$(CURDIR)/$(OUT)/cfut" CFUT_ROOT="$(CURDIR)"
+
+.PHONY: all setup setup-bench demo test spec asan tsan bench install uninstall clean
+
+all: $(OUT)/cfut $(OUT)/cfut.so
+
+$(B)/%.o: src/%.c $(HDRS) | $(B)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(B):
+	mkdir -p $(B)
+
+# The module takes the Lua API from whichever program loads it: never link
+# -llua5.4 here (Debian's lua5.4 has the core built in; a second core in one
+# process corrupts memory).
+$(OUT)/cfut.so: $(LIBOBJ)
+	$(CC) -shared -o $@ $(LIBOBJ) $(LDFLAGS)
+
+# The host exports the Lua API (-Wl,-E) so C modules loaded by scripts bind
+# to the same core.
+$(OUT)/cfut: $(HOSTOBJ) $(LIBOBJ)
+	$(CC) -o $@ $(HOSTOBJ) $(LIBOBJ) -Wl,-E $(LDFLAGS) -llua5.4 -lm -ldl
+
+# Install what is missing from Debian's packages (through sudo when not root).
+setup:
+	@sh .ci/setup.sh lua5.4:lua5.4 liblua5.4-dev:/usr/include/lua5.4/lua.h busted:lua-busted pkg-config:pkg-config
+
+setup-bench: setup
+	@sh .ci/setup.sh python3:python3 /usr/lib/x86_64-linux-gnu/lua/5.4/luv.so:lua-luv
+
+demo: setup
+	@$(MAKE) --no-print-directory all
+	@set -e; for ex in $(EXAMPLES); do \
+	  echo "== $$ex"; $(TESTENV) ./cfut $$ex; echo; done
+
+spec: all
+	$(TESTENV) $(BUSTED) $(BUSTED_ARGS) spec
+
+test: setup
+	@$(MAKE) --no-print-directory spec
+
+# Sanitizer suites: the whole spec suite run by the sanitized host (busted is
+# a Lua script, and cfut runs Lua scripts like lua5.4 does).
+ASAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+TSAN_FLAGS = -fsanitize=thread -fno-omit-frame-pointer
+
+asan: setup
+	@$(MAKE) --no-print-directory B=build-asan OUT=build-asan OPT="-O1 -g" \
+	  EXTRA_CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="$(ASAN_FLAGS)" all
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(MAKE) --no-print-directory OUT=build-asan sanspec
+
+tsan: setup
+	@$(MAKE) --no-print-directory B=build-tsan OUT=build-tsan OPT="-O1 -g" \
+	  EXTRA_CFLAGS="$(TSAN_FLAGS)" EXTRA_LDFLAGS="$(TSAN_FLAGS)" all
+	TSAN_OPTIONS="halt_on_error=1 exitcode=86 second_deadlock_stack=1" \
+	  $(MAKE) --no-print-directory OUT=build-tsan sanspec
+
+sanspec:
+	$(TESTENV) CFUT_SANITIZED=1 $(OUT)/cfut $$(command -v busted) $(BUSTED_ARGS) spec
+
+bench: setup-bench
+	@$(MAKE) --no-print-directory all
+	@sh bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LMODDIR) $(DESTDIR)$(LLUADIR)/cfut
+	install -m 755 cfut $(DESTDIR)$(BINDIR)/cfut
+	install -m 755 cfut.so $(DESTDIR)$(LMODDIR)/cfut.so
+	install -m 644 $(LUAFILES) $(DESTDIR)$(LLUADIR)/cfut/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/cfut $(DESTDIR)$(LMODDIR)/cfut.so
+	rm -f $(addprefix $(DESTDIR)$(LLUADIR)/cfut/,$(notdir $(LUAFILES)))
+	-rmdir $(DESTDIR)$(LLUADIR)/cfut 2>/dev/null
+
+clean:
+	rm -rf build build-asan build-tsan cfut cfut.so

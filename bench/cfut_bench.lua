@@ -1,0 +1,134 @@
+-- cfut_bench.lua: the bench workloads on cfut's thread pool (2 workers).
+-- Run from the repository root: ./cfut bench/cfut_bench.lua
+-- (bench/run.sh sets LUA_PATH and LUA_CPATH).  Prints machine-readable
+-- lines: `W1 <tasks/s>`, `W2 <items/s>`, `W3 <speedup>`, `W4 <s>`,
+-- `W5 <us>`, and `W4P <s>` when the process pool is available.
+local futures = require "cfut"
+
+local N = 100000          -- W1, W2: tasks / items
+local FIB_N, FIB_TASKS = 30, 8
+local RECORDS = 100000    -- W4
+local LAT_CALLS = 10000   -- W5
+local REPS = tonumber(os.getenv("BENCH_REPS")) or 3
+local W4_REPS = tonumber(os.getenv("BENCH_W4_REPS")) or 3
+
+local now = futures.monotonic
+
+local function noop (x) return x end
+
+local function fib (n)
+  if n < 2 then return n end
+  return fib(n - 1) + fib(n - 2)
+end
+
+local function best_of (reps, fn)
+  local best = math.huge
+  for _ = 1, reps do
+    local dt = fn()
+    if dt < best then best = dt end
+  end
+  return best
+end
+
+-- W1: submit N no-op tasks taking and returning one integer, then
+-- collect every result.
+local function w1 (ex)
+  local fs = {}
+  local t0 = now()
+  for i = 1, N do fs[i] = ex:submit(noop, i) end
+  local sum = 0
+  for i = 1, N do sum = sum + fs[i]:result() end
+  local dt = now() - t0
+  assert(sum == N * (N + 1) // 2, "W1: wrong results")
+  return dt
+end
+
+-- W2: an ordered map of the no-op over N integers.
+local function w2 (ex)
+  local xs = {}
+  for i = 1, N do xs[i] = i end
+  local t0 = now()
+  local sum = 0
+  for _, v in ex:map(noop, xs) do sum = sum + v end
+  local dt = now() - t0
+  assert(sum == N * (N + 1) // 2, "W2: wrong results")
+  return dt
+end
+
+-- W3: FIB_TASKS fib(FIB_N) on the pool against the same in sequence in
+-- this state.
+local function w3 (ex)
+  local seq = best_of(REPS, function ()
+    local t0 = now()
+    for _ = 1, FIB_TASKS do fib(FIB_N) end
+    return now() - t0
+  end)
+  local par = best_of(REPS, function ()
+    local t0 = now()
+    local fs = {}
+    for i = 1, FIB_TASKS do fs[i] = ex:submit(fib, FIB_N) end
+    for i = 1, FIB_TASKS do assert(fs[i]:result() == 832040) end
+    return now() - t0
+  end)
+  return seq / par
+end
+
+-- W4: a table of RECORDS records to a task and back (seconds a trip).
+local function records ()
+  local t = {}
+  for i = 1, RECORDS do
+    t[i] = {id = i, name = "item" .. i, tags = {"a", "b"}}
+  end
+  return t
+end
+
+local function w4 (ex, t)
+  return best_of(W4_REPS, function ()
+    local t0 = now()
+    local back = ex:submit(noop, t):result()
+    local dt = now() - t0
+    assert(#back == RECORDS and back[RECORDS].name == "item" .. RECORDS
+           and back[1].tags[2] == "b", "W4: wrong copy")
+    return dt
+  end)
+end
+
+-- W5: one submit -> result round trip, LAT_CALLS times in a row (median).
+local function w5 (ex)
+  local samples = {}
+  for i = 1, LAT_CALLS do
+    local t0 = now()
+    local r = ex:submit(noop, i):result()
+    samples[i] = now() - t0
+    assert(r == i, "W5: wrong result")
+  end
+  table.sort(samples)
+  return samples[LAT_CALLS // 2 + 1] * 1e6
+end
+
+io.stdout:setvbuf("line")
+do
+  local ex <close> = futures.thread_pool(2)
+  local warm = {}                              -- start both workers
+  for i = 1, 100 do warm[i] = ex:submit(noop, i) end
+  for i = 1, 100 do warm[i]:result() end
+  print(string.format("W1 %.0f", N / best_of(REPS, function ()
+    return w1(ex)
+  end)))
+  print(string.format("W2 %.0f", N / best_of(REPS, function ()
+    return w2(ex)
+  end)))
+  print(string.format("W3 %.3f", w3(ex)))
+  local t = records()
+  print(string.format("W4 %.4f", w4(ex, t)))
+  print(string.format("W5 %.1f", w5(ex)))
+  -- The process pool, when there is one, for the same trip as Python's.
+  if futures.process_pool then
+    local ok, pex = pcall(futures.process_pool, 2)
+    if ok then
+      pex:submit(noop, 0):result()
+      print(string.format("W4P %.4f", w4(pex, t)))
+      pex:shutdown()
+    end
+  end
+end

@@ -1,0 +1,106 @@
+# py_bench.py: the cfut bench workloads on Python 3's concurrent.futures
+# (ThreadPoolExecutor, and ProcessPoolExecutor for W4), for comparison.
+# Run: python3 bench/py_bench.py
+# Prints machine-readable lines: `W1 <tasks/s>`, `W2 <items/s>`,
+# `W3 <speedup>`, `W4 <s>`, `W5 <us>`.
+import os
+import statistics
+import sys
+import time
+from concurrent import futures
+
+N = 100_000              # W1, W2: tasks / items
+FIB_N, FIB_TASKS = 30, 8
+RECORDS = 100_000        # W4
+LAT_CALLS = 10_000       # W5
+REPS = int(os.environ.get("BENCH_REPS", "3"))
+W4_REPS = int(os.environ.get("BENCH_W4_REPS", "3"))
+
+
+def noop(x):
+    return x
+
+
+def fib(n):
+    if n < 2:
+        return n
+    return fib(n - 1) + fib(n - 2)
+
+
+def best_of(reps, fn):
+    return min(fn() for _ in range(reps))
+
+
+def w1(ex):
+    t0 = time.perf_counter()
+    fs = [ex.submit(noop, i) for i in range(1, N + 1)]
+    total = sum(f.result() for f in fs)
+    dt = time.perf_counter() - t0
+    assert total == N * (N + 1) // 2
+    return dt
+
+
+def w2(ex):
+    xs = list(range(1, N + 1))
+    t0 = time.perf_counter()
+    total = sum(ex.map(noop, xs))
+    dt = time.perf_counter() - t0
+    assert total == N * (N + 1) // 2
+    return dt
+
+
+def w3(ex):
+    def seq():
+        t0 = time.perf_counter()
+        for _ in range(FIB_TASKS):
+            fib(FIB_N)
+        return time.perf_counter() - t0
+
+    def par():
+        t0 = time.perf_counter()
+        fs = [ex.submit(fib, FIB_N) for _ in range(FIB_TASKS)]
+        assert all(f.result() == 832040 for f in fs)
+        return time.perf_counter() - t0
+
+    return best_of(REPS, seq) / best_of(REPS, par)
+
+
+def w4():
+    records = [{"id": i, "name": "item" + str(i), "tags": ["a", "b"]}
+               for i in range(1, RECORDS + 1)]
+    with futures.ProcessPoolExecutor(max_workers=2) as pex:
+        pex.submit(noop, 0).result()       # start a worker first
+
+        def trip():
+            t0 = time.perf_counter()
+            back = pex.submit(noop, records).result()
+            dt = time.perf_counter() - t0
+            assert len(back) == RECORDS and back[-1]["name"] == "item%d" % RECORDS
+            return dt
+
+        return best_of(W4_REPS, trip)
+
+
+def w5(ex):
+    samples = []
+    for i in range(LAT_CALLS):
+        t0 = time.perf_counter()
+        r = ex.submit(noop, i).result()
+        samples.append(time.perf_counter() - t0)
+        assert r == i
+    return statistics.median(samples) * 1e6
+
+
+def main():
+    sys.stdout.reconfigure(line_buffering=True)
+    with futures.ThreadPoolExecutor(max_workers=2) as ex:
+        [f.result() for f in [ex.submit(noop, i) for i in range(100)]]
+        print("W1 %.0f" % (N / best_of(REPS, lambda: w1(ex))))
+        print("W2 %.0f" % (N / best_of(REPS, lambda: w2(ex))))
+        print("W3 %.3f" % w3(ex))
+        print("W4 %.4f" % w4())
+        print("W5 %.1f" % w5(ex))
+
+
+if __name__ == "__main__":
+    main()

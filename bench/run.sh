@@ -1,0 +1,99 @@
+#!/bin/sh
+# bench/run.sh: cfut next to Python's concurrent.futures and luv's work
+# queue, 2 workers each, in one run; prints a table of the figures.
+# Run from anywhere after `make` (it is what `make bench` runs).
+# Env: BENCH_REPS (default 3), BENCH_W4_REPS (default 3), CC (default cc).
+# Exit status: 1 if a side failed to run, else 0 (a MISS is not a failure:
+# the figures are the product).
+set -u
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$(pwd)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/cfut-bench.XXXXXX") || exit 1
+trap 'rm -rf "$TMP"' EXIT
+trap 'exit 130' INT TERM
+status=0
+# Other load skews every figure: show it with the table.
+load=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
+
+# run NAME CMD...: run one side, its figures to $TMP/NAME.out.
+run () {
+  name=$1; shift
+  printf 'bench: %s ...' "$name" >&2
+  start=$(date +%s)
+  if "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"; then
+    printf ' %ss\n' "$(($(date +%s) - start))" >&2
+  else
+    printf ' FAILED (exit %s)\n' "$?" >&2
+    sed 's/^/  /' "$TMP/$name.err" >&2
+    status=1
+  fi
+}
+
+if ${CC:-cc} -O2 -pthread -o "$TMP/floor" bench/floor.c; then
+  run floor "$TMP/floor"
+else
+  echo "bench: cannot build bench/floor.c" >&2; status=1
+  : >"$TMP/floor.out"
+fi
+if [ -x ./cfut ]; then
+  run cfut env LUA_PATH="$ROOT/lua/?.lua;;" LUA_CPATH="$ROOT/?.so;;" \
+    ./cfut bench/cfut_bench.lua
+else
+  echo "bench: ./cfut is missing (run make first)" >&2; status=1
+  : >"$TMP/cfut.out"
+fi
+run python python3 bench/py_bench.py
+run luv env UV_THREADPOOL_SIZE=2 lua5.4 bench/luv_bench.lua
+
+for side in floor cfut python luv; do
+  sed -n "s/^\([A-Z][A-Z0-9]*\) \(.*\)$/$side \1 \2/p" "$TMP/$side.out"
+done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" '
+  { v[$1, $2] = $3 }
+  function get(side, k) { return ((side, k) in v) ? v[side, k] : "-" }
+  function num(x) { return x ~ /^[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?$/ }
+  # One row: key, label, unit, peer side, "ge"/"le", target value or side.
+  function row(k, label, unit, peer, cmp, target, tlabel,
+               c, p, l, pv, ratio, goal, res) {
+    c = get("cfut", k); p = get("python", k); l = get("luv", k)
+    pv = get(peer, k)
+    ratio = "-"
+    if (num(c) && num(pv) && pv + 0 != 0)
+      ratio = sprintf("%.2f %s", c / pv, peer == "python" ? "py" : peer)
+    goal = (target in sides) ? get(target, k) : target
+    if (!num(c)) res = "-"
+    else if (!num(goal)) res = "NO PEER"
+    else if (cmp == "ge") res = (c + 0 >= goal + 0) ? "PASS" : "MISS"
+    else res = (c + 0 <= goal + 0) ? "PASS" : "MISS"
+    printf "%-28s %-8s %10s %10s %10s  %-10s %-14s %s\n",
+           label, unit, c, p, l, ratio, tlabel, res
+  }
+  END {
+    sides["luv"] = 1; sides["python"] = 1
+    printf "cfut bench: 2 workers each, %s CPUs, load average %s at start\n\n",
+           nproc, load
+    printf "%-28s %-8s %10s %10s %10s  %-10s %-14s %s\n",
+           "workload", "unit", "cfut", "python", "luv",
+           "cfut/peer", "target", "result"
+    row("W1", "W1 submit+collect 100k", "tasks/s", "luv", "ge", "luv",
+        ">= luv")
+    row("W2", "W2 ordered map 100k", "items/s", "python", "ge", 1000000,
+        ">= 1000000")
+    row("W3", "W3 8 x fib(30) speedup", "x", "python", "ge", 1.85,
+        ">= 1.85")
+    row("W4", "W4 100k records trip", "s", "python", "le", 0.2, "<= 0.2")
+    if (("cfut", "W4P") in v) {
+      v["python", "W4P"] = get("python", "W4"); v["luv", "W4P"] = "n/a"
+      row("W4P", "W4 same, process pool", "s", "python", "le", 0.2,
+          "<= 0.2")
+    }
+    row("W5", "W5 submit->result median", "us", "luv", "le", "luv",
+        "<= luv")
+    printf "\nfloors (C, bench/floor.c):\n"
+    printf "  condvar ping-pong round trip, median  %8s us\n",
+           get("floor", "F1")
+    printf "  pipe ping-pong round trip, median     %8s us\n",
+           get("floor", "F2")
+    printf "  mutex+condvar queue, 2 workers (W1)   %8s tasks/s\n",
+           get("floor", "F3")
+  }'
+exit $status

@@ -1,0 +1,157 @@
+-- cfut.iter: Executor:map, built on submit and Future:result.
+--
+-- map submits every item at once (or, with buffersize = b, keeps at most b
+-- items in flight ahead of the loop) and yields results in input order as
+-- `i, ...`: the 1-based position, then every value the task returned.
+
+local select, type, error, setmetatable, getmetatable, tostring =
+      select, type, error, setmetatable, getmetatable, tostring
+local unpack, pack = table.unpack, table.pack
+
+local function callable (v)
+  if type(v) == "function" then return true end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+local function argerror (n, msg)
+  error(("bad argument #%d to 'map' (%s)"):format(n, msg), 3)
+end
+
+-- An iterator over one iterable: a sequence table (1..#t, or 1..t.n) or
+-- an iterator function.  Returns a function giving (true, item) or false.
+local function items (it, n)
+  if type(it) == "table" then
+    local last = it.n
+    if type(last) ~= "number" then last = #it end
+    local i = 0
+    return function ()
+      if i >= last then return false end
+      i = i + 1
+      return true, it[i]
+    end
+  elseif type(it) == "function" then
+    local finished = false
+    return function ()
+      if finished then return false end
+      local v = it()
+      if v == nil then finished = true; return false end
+      return true, v
+    end
+  end
+  argerror(n, "sequence table or iterator function expected, got " .. type(it))
+end
+
+-- Zip the iterables: each call gives an argument pack, or nil at the end
+-- of the shortest.
+local function zip (iterables, first)
+  local its = {}
+  for k = 1, iterables.n do its[k] = items(iterables[k], first + k - 1) end
+  local n = #its
+  return function ()
+    local args = { n = n }
+    for k = 1, n do
+      local ok, v = its[k]()
+      if not ok then return nil end
+      args[k] = v
+    end
+    return args
+  end
+end
+
+local function posint (v, name)
+  if v == nil then return nil end
+  if math.type(v) ~= "integer" or v < 1 then
+    argerror(1, "field '" .. name .. "' must be a positive integer")
+  end
+  return v
+end
+
+-- Read the two call forms into fn, iterables, timeout, buffersize.
+local function options (fn, ...)
+  if select("#", ...) == 0 and type(fn) == "table" and not callable(fn) then
+    local t = fn
+    local its = pack(unpack(t, 2, #t))
+    if t.timeout ~= nil and type(t.timeout) ~= "number" then
+      argerror(1, "field 'timeout' must be a number")
+    end
+    posint(t.chunksize, "chunksize")
+    return t[1], its, t.timeout, posint(t.buffersize, "buffersize"), 1
+  end
+  return fn, pack(...), nil, nil, 2
+end
+
+return function (M, Executor)
+  local submit = Executor.submit
+  local monotonic = M.monotonic
+
+  local MapIter = { __name = "cfut.MapIterator" }
+  MapIter.__index = MapIter
+  function MapIter.__tostring (self)
+    return ("<map iterator at %s>"):format(self.id)
+  end
+
+  -- Cancel what is still queued.
+  local function cancelrest (st)
+    for k = st.head, st.tail do
+      local f = st.fs[k]
+      if f then f:cancel(); st.fs[k] = nil end
+    end
+  end
+
+  local function push (st)
+    local args = st.nextargs()
+    if args == nil then return false end
+    st.tail = st.tail + 1
+    st.fs[st.tail] = submit(st.ex, st.fn, unpack(args, 1, args.n))
+    return true
+  end
+
+  local function deliver (st, i, ok, ...)
+    if not ok then
+      cancelrest(st)
+      error((...), 0)
+    end
+    return i, ...
+  end
+
+  function MapIter.__call (self)
+    local st = self.st
+    if st.head > st.tail then return nil end
+    local i = st.head
+    local f = st.fs[i]
+    st.fs[i] = nil
+    st.head = i + 1
+    if st.buffersize then push(st) end
+    local remaining
+    if st.deadline then
+      remaining = st.deadline - monotonic()
+      if remaining < 0 then remaining = 0 end
+    end
+    return deliver(st, i, pcall(f.result, f, remaining))
+  end
+
+  -- ex:map(fn, iterable, ...) or ex:map{fn, iterable, ..., timeout=,
+  -- chunksize=, buffersize=}
+  function Executor.map (ex, ...)
+    local fn, its, timeout, buffersize, fnarg = options(...)
+    if not callable(fn) then
+      argerror(fnarg - 1, "function expected, got " .. type(fn))
+    end
+    if its.n == 0 then argerror(fnarg, "iterable expected, got no value") end
+    local st = { ex = ex, fn = fn, fs = {}, head = 1, tail = 0,
+                 buffersize = buffersize,
+                 nextargs = zip(its, fnarg) }
+    if timeout then st.deadline = monotonic() + timeout end
+    if buffersize then
+      for _ = 1, buffersize do
+        if not push(st) then break end
+      end
+    else
+      while push(st) do end
+    end
+    local self = setmetatable({ st = st }, MapIter)
+    self.id = tostring(st):match("0x%x+") or tostring(st)
+    return self
+  end
+end

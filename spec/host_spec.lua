@@ -1,0 +1,702 @@
+-- host_spec.lua: the `cfut` program (options, arg, LUA_INIT, errors, the
+-- end of the script, Ctrl-C, the REPL), run as a child process.
+
+local BIN = assert(os.getenv("CFUT_BIN"), "CFUT_BIN is not set")
+
+local have_cfut, futures = pcall(require, "cfut")
+
+-- Seconds, for deadlines (cfut's clock if the module loads here).
+local function now ()
+  if have_cfut then return futures.monotonic() end
+  return os.time()
+end
+
+local function pause ()
+  if have_cfut then futures.sleep(0.02) else os.execute("sleep 0.02") end
+end
+
+-- Poll cond() until it returns a true value or 'limit' seconds pass.
+local function wait_for (cond, limit)
+  local deadline = now() + limit
+  repeat
+    local v = cond()
+    if v then return v end
+    pause()
+  until now() > deadline
+  return cond()
+end
+
+local function q (s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function readfile (path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function writefile (path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+  return path
+end
+
+local tmp = os.tmpname()
+os.remove(tmp)
+assert(os.execute("mkdir " .. q(tmp)))
+
+local nfiles = 0
+-- A new file in the temporary directory with contents s.
+local function tmpfile (s, name)
+  nfiles = nfiles + 1
+  return writefile(tmp .. "/" .. (name or ("f" .. nfiles .. ".lua")), s)
+end
+
+-- Run BIN with the shell words 'args'; opts.stdin (a string), opts.env
+-- (shell assignments), opts.cwd.  LUA_INIT* are unset unless opts.env sets
+-- them.  Returns {code = exit status, out = stdout, err = stderr}.
+local function run (args, opts)
+  opts = opts or {}
+  local out, err = tmp .. "/stdout", tmp .. "/stderr"
+  local input = writefile(tmp .. "/stdin", opts.stdin or "")
+  local cmd = string.format(
+    "%senv -u LUA_INIT -u LUA_INIT_5_4 %s timeout 30 %s %s <%s >%s 2>%s",
+    opts.cwd and ("cd " .. q(opts.cwd) .. " && ") or "", opts.env or "",
+    q(BIN), args, q(input), q(out), q(err))
+  local _, _, code = os.execute(cmd)
+  return { code = code, out = readfile(out), err = readfile(err) }
+end
+
+-- Run a script (source text) with the shell words 'args' after it.
+local function script (src, args, opts)
+  return run(q(tmpfile(src)) .. " " .. (args or ""), opts)
+end
+
+-- Start BIN in the background with the shell words 'args' (quoted paths
+-- of files) and stdin from the file 'input' (default /dev/null); returns
+-- the paths of its stdout, stderr, pid and exit status files.
+local function spawn_run (args, input)
+  nfiles = nfiles + 1
+  local base = tmp .. "/bg" .. nfiles
+  local p = { out = base .. ".out", err = base .. ".err",
+              pid = base .. ".pid", rc = base .. ".rc" }
+  local inner = string.format("echo $$ >%s; exec %s %s", q(p.pid), q(BIN),
+                              args)
+  assert(os.execute(string.format(
+    "(env -u LUA_INIT -u LUA_INIT_5_4 timeout 30 sh -c %s >%s 2>%s " ..
+    "<%s; echo $? >%s) >/dev/null 2>&1 &",
+    q(inner), q(p.out), q(p.err), q(input or "/dev/null"), q(p.rc))))
+  return p
+end
+
+-- Start BIN on a script (source text) in the background.
+local function spawn (src)
+  return spawn_run(q(tmpfile(src)))
+end
+
+-- The exit status of a spawned process, once it has ended.
+local function status (p)
+  local s = readfile(p.rc)
+  return s and s:match("^(%d+)\n") and tonumber(s:match("^%d+"))
+end
+
+local function printed (p, what)
+  local s = readfile(p.out)
+  return s and s:find(what, 1, true) ~= nil
+end
+
+local function signal (p, sig)
+  local pid = assert(tonumber(readfile(p.pid)), "no pid")
+  assert(os.execute("kill -" .. sig .. " " .. pid))
+end
+
+local function has (s, what)
+  return s ~= nil and s:find(what, 1, true) ~= nil
+end
+
+describe("the cfut host", function ()
+
+  teardown(function ()
+    os.execute("rm -rf " .. q(tmp))
+  end)
+
+  describe("option -v", function ()
+    it("prints the cfut version and the Lua copyright", function ()
+      local r = run("-v")
+      assert.are.equal(0, r.code)
+      assert.matches("^cfut %d+%.%d+%.%d+ %(Lua 5%.4%.%d+  Copyright %(C%) " ..
+                     "1994%-%d+ Lua%.org, PUC%-Rio%)\n$", r.out)
+      assert.are.equal("", r.err)
+    end)
+
+    it("prints the version of src/cfut.h", function ()
+      local root = os.getenv("CFUT_ROOT")
+      local h = root and readfile(root .. "/src/cfut.h")
+      if not h then pending("CFUT_ROOT is not set") return end
+      local v = h:match('#define CFUT_VERSION "([^"]+)"')
+      assert.are.equal(v .. " (", run("-v").out:sub(1, #v + 2))
+    end)
+
+    it("runs the script after printing the version", function ()
+      local rv = run("-v " .. q(tmpfile("print('ran')")))
+      assert.matches("^cfut [^\n]+\nran\n$", rv.out)
+    end)
+  end)
+
+  describe("option -e", function ()
+    it("runs each statement in order", function ()
+      local r = run("-e 'x = 6' -e 'print(x * 7)'")
+      assert.are.equal(0, r.code)
+      assert.are.equal("42\n", r.out)
+    end)
+
+    it("accepts the statement attached to the option", function ()
+      assert.are.equal("attached\n", run("'-eprint(\"attached\")'").out)
+    end)
+
+    it("reports an error with the chunk name (command line)", function ()
+      local r = run("-e 'error(\"bad\")'")
+      assert.are.equal(1, r.code)
+      assert.matches("^cfut: %(command line%):1: bad\nstack traceback:\n",
+                     r.err)
+    end)
+
+    it("stops at the first failing option", function ()
+      local r = run("-e 'error(\"first\")' -e 'print(\"second\")'")
+      assert.are.equal(1, r.code)
+      assert.are.equal("", r.out)
+    end)
+
+    it("needs an argument", function ()
+      local r = run("-e")
+      assert.are.equal(1, r.code)
+      assert.matches("^cfut: '%-e' needs argument\nusage: cfut %[options%] " ..
+                     "%[script %[args%]%]\n", r.err)
+    end)
+  end)
+
+  describe("option -l", function ()
+    local moddir = tmp .. "/mods"
+    os.execute("mkdir -p " .. q(moddir))
+    writefile(moddir .. "/hostmod.lua",
+              "print('loading hostmod') return { answer = 42 }")
+    local env = "LUA_PATH=" .. q(moddir .. "/?.lua;;")
+
+    it("sets the global of the module's name to require(mod)", function ()
+      local r = run("-l hostmod -e 'print(hostmod.answer)'", { env = env })
+      assert.are.equal(0, r.code)
+      assert.are.equal("loading hostmod\n42\n", r.out)
+    end)
+
+    it("sets global g with -l g=mod", function ()
+      local r = run("-l h=hostmod -e 'print(h.answer, hostmod)'",
+                    { env = env })
+      assert.are.equal("loading hostmod\n42\tnil\n", r.out)
+    end)
+
+    it("loads built-in libraries", function ()
+      local r = run("-l s=string -e 'print(s == string)'")
+      assert.are.equal("true\n", r.out)
+    end)
+
+    it("loads the cfut module", function ()
+      local r = run("-lcfut -e 'print(type(cfut.thread_pool))'")
+      assert.are.equal("function\n", r.out)
+    end)
+
+    it("fails with status 1 when the module is missing", function ()
+      local r = run("-l no_such_mod_xyz -e 'print(1)'")
+      assert.are.equal(1, r.code)
+      assert.are.equal("", r.out)
+      assert.matches("^cfut: module 'no_such_mod_xyz' not found", r.err)
+    end)
+
+    it("needs an argument", function ()
+      local r = run("-l -e 'print(1)'")
+      assert.are.equal(1, r.code)
+      assert.matches("^cfut: '%-l' needs argument\n", r.err)
+    end)
+  end)
+
+  describe("option -W", function ()
+    it("turns warnings on", function ()
+      local r = run("-W -e 'warn(\"careful\")'")
+      assert.are.equal("Lua warning: careful\n", r.err)
+    end)
+
+    it("leaves warnings off without it", function ()
+      assert.are.equal("", run("-e 'warn(\"careful\")'").err)
+    end)
+  end)
+
+  describe("bad options", function ()
+    it("print the usage and exit with status 1", function ()
+      local r = run("-x")
+      assert.are.equal(1, r.code)
+      assert.matches("^cfut: unrecognized option '%-x'\nusage: cfut ", r.err)
+      assert.are.equal("", r.out)
+    end)
+
+    it("include options with extra characters", function ()
+      assert.matches("^cfut: unrecognized option '%-vx'", run("-vx").err)
+      assert.matches("^cfut: unrecognized option '%-%-x'", run("--x").err)
+    end)
+  end)
+
+  describe("the arg table", function ()
+    local show = [[
+      local keys = {}
+      for k in pairs(arg) do keys[#keys + 1] = k end
+      table.sort(keys)
+      for _, k in ipairs(keys) do print(k, arg[k]) end
+      print("...", select("#", ...), ...)
+    ]]
+
+    it("holds the script at 0, its arguments above, options below",
+       function ()
+      local path = tmpfile(show)
+      local r = run("-W " .. q(path) .. " a 'b c'")
+      assert.are.equal(0, r.code)
+      assert.are.equal(table.concat({
+        "-2\t" .. BIN, "-1\t-W", "0\t" .. path, "1\ta", "2\tb c",
+        "...\t2\ta\tb c", "" }, "\n"), r.out)
+    end)
+
+    it("holds the program and options from 0 up without a script",
+       function ()
+      local r = run("-e 'for i = 0, #arg do print(i, arg[i]) end'")
+      assert.are.equal("0\t" .. BIN .. "\n1\t-e\n2\t" ..
+                       "for i = 0, #arg do print(i, arg[i]) end\n", r.out)
+    end)
+
+    it("stops options at --", function ()
+      local dir = tmp .. "/dash"
+      os.execute("mkdir -p " .. q(dir))
+      writefile(dir .. "/-odd.lua", "print('odd', arg[0], ...)")
+      local r = run("-- -odd.lua -v", { cwd = dir })
+      assert.are.equal(0, r.code)
+      assert.are.equal("odd\t-odd.lua\t-v\n", r.out)
+    end)
+  end)
+
+  describe("script -", function ()
+    it("runs stdin as the script with its arguments", function ()
+      local r = run("- x y", { stdin = "print(arg[0], ...)" })
+      assert.are.equal(0, r.code)
+      assert.are.equal("-\tx\ty\n", r.out)
+    end)
+
+    it("is the default when stdin is not a terminal", function ()
+      local r = run("", { stdin = "print('from stdin')" })
+      assert.are.equal("from stdin\n", r.out)
+    end)
+
+    it("exits with status 1 on an error in stdin", function ()
+      local r = run("", { stdin = "error('in stdin')" })
+      assert.are.equal(1, r.code)
+      assert.matches("^cfut: stdin:1: in stdin\n", r.err)
+    end)
+  end)
+
+  describe("a #! script", function ()
+    it("runs directly with its arguments", function ()
+      local path = tmpfile("#!" .. BIN .. "\nprint('shebang', ...)\n")
+      assert(os.execute("chmod +x " .. q(path)))
+      local _, _, code = os.execute("env -u LUA_INIT -u LUA_INIT_5_4 " ..
+        "timeout 30 " .. q(path) .. " 1 2 >" .. q(tmp .. "/sb.out"))
+      assert.are.equal(0, code)
+      assert.are.equal("shebang\t1\t2\n", readfile(tmp .. "/sb.out"))
+    end)
+
+    it("keeps line numbers after the #! line", function ()
+      local r = script("#!/usr/bin/env cfut\nerror('line two')\n")
+      assert.matches(":2: line two\n", r.err)
+    end)
+  end)
+
+  describe("LUA_INIT", function ()
+    it("runs before the options", function ()
+      local r = run("-e 'print(x)'", { env = "LUA_INIT='x = \"init\"'" })
+      assert.are.equal("init\n", r.out)
+    end)
+
+    it("runs a file given as @file", function ()
+      local f = tmpfile("print('init file')")
+      local r = run("-e 'print(1)'", { env = "LUA_INIT=@" .. q(f) })
+      assert.are.equal("init file\n1\n", r.out)
+    end)
+
+    it("gives way to LUA_INIT_5_4", function ()
+      local r = run("-e ''", {
+        env = "LUA_INIT='print(1)' LUA_INIT_5_4='print(54)'" })
+      assert.are.equal("54\n", r.out)
+    end)
+
+    it("fails the run when it raises", function ()
+      local r = run("-e 'print(1)'", { env = "LUA_INIT='error(\"init\")'" })
+      assert.are.equal(1, r.code)
+      assert.are.equal("", r.out)
+      assert.matches("^cfut: LUA_INIT:1: init\n", r.err)
+    end)
+  end)
+
+  describe("option -E", function ()
+    it("ignores LUA_INIT and LUA_INIT_5_4", function ()
+      local r = run("-E -e 'print(2)'", {
+        env = "LUA_INIT='print(1)' LUA_INIT_5_4='print(54)'" })
+      assert.are.equal("2\n", r.out)
+    end)
+
+    it("ignores LUA_PATH and LUA_CPATH", function ()
+      local r = run("-E -e 'print(package.path) print(package.cpath)'",
+                    { env = "LUA_PATH=/nowhere/?.lua LUA_CPATH=/nowhere/?.so" })
+      assert.are.equal(0, r.code)
+      assert.is_nil(r.out:find("/nowhere", 1, true))
+    end)
+  end)
+
+  describe("require 'cfut'", function ()
+    it("uses the built-in module from package.preload", function ()
+      local r = run("-e 'local m = require \"cfut\" " ..
+                    "print(package.preload.cfut ~= nil, " ..
+                    "m == package.loaded.cfut)'",
+                    { env = "LUA_CPATH=/nowhere/?.so" })
+      assert.are.equal("true\ttrue\n", r.out)
+    end)
+
+    -- A copy of the binary in a directory laid out like the build tree or
+    -- an installation prefix.
+    local function copy_in (dir, luadir)
+      assert(os.execute("mkdir -p " .. q(dir) .. " " ..
+                        q(luadir .. "/cfut")))
+      writefile(luadir .. "/cfut/errors.lua", "return nil")
+      assert(os.execute("cp " .. q(BIN) .. " " .. q(dir .. "/cfut")))
+      local out = tmp .. "/copy.out"
+      os.execute("timeout 30 " .. q(dir .. "/cfut") ..
+                 " -E -e 'print(package.path)' >" .. q(out))
+      return readfile(out) or ""
+    end
+
+    it("finds the Lua files next to the program in a build tree", function ()
+      local dir = tmp .. "/tree"
+      local path = copy_in(dir, dir .. "/lua")
+      assert.are.equal(dir .. "/lua/?.lua;", path:sub(1, #dir + 11))
+    end)
+
+    it("finds the Lua files under an unusual prefix", function ()
+      local dir = tmp .. "/prefix"
+      local path = copy_in(dir .. "/bin", dir .. "/share/lua/5.4")
+      local want = dir .. "/bin/../share/lua/5.4/?.lua;"
+      assert.are.equal(want, path:sub(1, #want))
+    end)
+  end)
+
+  describe("uncaught errors", function ()
+    it("print cfut: and a traceback, exit with status 1", function ()
+      local r = script("local function f () error('oops') end\nf()\n")
+      assert.are.equal(1, r.code)
+      assert.matches("^cfut: [^\n]*:1: oops\nstack traceback:\n", r.err)
+      assert.matches("in local 'f'", r.err)
+      assert.is_nil(r.err:find("worker traceback", 1, true))
+    end)
+
+    it("honour __tostring of an error object", function ()
+      local r = script("error(setmetatable({}, { __tostring = " ..
+                       "function () return 'custom error' end }))")
+      assert.are.equal(1, r.code)
+      assert.matches("^cfut: custom error\nstack traceback:\n", r.err)
+    end)
+
+    it("name the type of other error objects", function ()
+      local r = script("error({})")
+      assert.are.equal(1, r.code)
+      assert.matches("^cfut: %(error object is a table value%)\n", r.err)
+    end)
+
+    it("include syntax errors in the script", function ()
+      local r = script("x = = 1")
+      assert.are.equal(1, r.code)
+      assert.matches("^cfut: [^\n]*:1: unexpected symbol near '='", r.err)
+    end)
+
+    it("include a missing script", function ()
+      local r = run(q(tmp .. "/missing.lua"))
+      assert.are.equal(1, r.code)
+      assert.matches("^cfut: cannot open [^\n]*missing%.lua", r.err)
+    end)
+
+    it("of a task re-raised by result() add the worker traceback",
+       function ()
+      local r = script('local f=require"cfut"; local ex=f.thread_pool(1); ' ..
+                       'ex:submit(function() error("boom") end):result()')
+      assert.are.equal(1, r.code)
+      local main, worker = r.err:match(
+        "^(cfut: [^\n]*%.lua:1: boom\nstack traceback:\n.-)\n" ..
+        "worker traceback %(the error was raised in a worker%):\n(.*)$")
+      assert.is_truthy(main, r.err)
+      assert.matches("in main chunk", main)
+      assert.matches("%.lua:1:", worker)
+    end)
+
+    it("of a task caught, then another error, have no worker traceback",
+       function ()
+      local r = script([[
+        local f = require "cfut"
+        local ex = f.thread_pool(1)
+        local fut = ex:submit(function () error("boom") end)
+        assert(not pcall(fut.result, fut))
+        error("other")]])
+      assert.are.equal(1, r.code)
+      assert.matches("^cfut: [^\n]*:5: other\n", r.err)
+      assert.is_nil(r.err:find("worker traceback", 1, true))
+    end)
+  end)
+
+  describe("the end of the script", function ()
+    it("waits for the tasks still running and exits with 0", function ()
+      local r = script([[
+        local futures = require "cfut"
+        local ex = futures.thread_pool(2)
+        for i = 1, 4 do
+          ex:submit(function () futures.sleep(0.2) print("task " .. i) end)
+        end
+        print("main done")]])
+      assert.are.equal(0, r.code)
+      assert.are.equal("", r.err)
+      for i = 1, 4 do assert.matches("task " .. i .. "\n", r.out) end
+      assert.matches("main done\n", r.out)
+    end)
+
+    it("runs the done-callbacks still pending", function ()
+      local r = script([[
+        local futures = require "cfut"
+        local ex = futures.thread_pool(1)
+        local f = ex:submit(function () futures.sleep(0.2) return 42 end)
+        f:add_done_callback(function (g) print("callback", g:result()) end)
+        print("main done")]])
+      assert.are.equal(0, r.code)
+      assert.are.equal("main done\ncallback\t42\n", r.out)
+    end)
+
+    it("also comes after an error, which still sets status 1", function ()
+      local r = script([[
+        local futures = require "cfut"
+        local ex = futures.thread_pool(1)
+        ex:submit(function () futures.sleep(0.2) print("task done") end)
+        error("main failed")]])
+      assert.are.equal(1, r.code)
+      assert.are.equal("task done\n", r.out)
+      assert.matches("^cfut: [^\n]*main failed\n", r.err)
+    end)
+
+    it("comes after -e when there is no script", function ()
+      local r = run("-e 'local futures = require \"cfut\" " ..
+                    "futures.thread_pool(1):submit(function () " ..
+                    "futures.sleep(0.2) print(\"late\") end)'")
+      assert.are.equal(0, r.code)
+      assert.are.equal("late\n", r.out)
+    end)
+  end)
+
+  -- The loops allocate: ThreadSanitizer runs a signal
+  -- handler only when the thread next calls into libc (malloc here).
+  describe("Ctrl-C", function ()
+    -- Interrupt a spawned script once it has printed "ready"; return its
+    -- status, the seconds it took to exit, and its stderr.
+    local function interrupt (src)
+      local p = spawn(src)
+      assert.is_true(wait_for(function () return printed(p, "ready") end, 10),
+                     "the script did not start")
+      local t0 = now()
+      signal(p, "INT")
+      local code = wait_for(function () return status(p) end, 10)
+      return code, now() - t0, readfile(p.err)
+    end
+
+    it("interrupts a wait on a running task with exit status 1", function ()
+      local code, took, err = interrupt([[
+        local futures = require "cfut"
+        local ex = futures.thread_pool(1)
+        local f = ex:submit(function () futures.sleep(30) end)
+        print("ready") io.stdout:flush()
+        f:result()]])
+      assert.are.equal(1, code)
+      assert.is_true(took < 2, "took " .. took .. " s")
+      assert.matches("^cfut: [^\n]*:5: interrupted!\nstack traceback:\n", err)
+    end)
+
+    it("reports the interruption once and cancels queued tasks", function ()
+      local p = spawn([[
+        local futures = require "cfut"
+        local ex = futures.thread_pool(1)
+        local f = ex:submit(function () futures.sleep(30) end)
+        ex:submit(function () print("queued task ran") end)
+        print("ready") io.stdout:flush()
+        f:result()]])
+      assert.is_true(wait_for(function () return printed(p, "ready") end, 10))
+      signal(p, "INT")
+      assert.are.equal(1, wait_for(function () return status(p) end, 10))
+      assert.are.equal("ready\n", readfile(p.out))
+      local _, reports = readfile(p.err):gsub("interrupted!", "")
+      assert.are.equal(1, reports, readfile(p.err))
+    end)
+
+    it("interrupts tasks running while the main script runs Lua code",
+       function ()
+      local code, took, err = interrupt([[
+        local futures = require "cfut"
+        local ex = futures.thread_pool(2)
+        ex:submit(function () futures.sleep(30) end)
+        ex:submit(function () while true do local _ = {} end end)
+        print("ready") io.stdout:flush()
+        while true do local _ = {} end]])
+      assert.are.equal(1, code)
+      assert.is_true(took < 2, "took " .. took .. " s")
+      assert.matches("^cfut: [^\n]*interrupted!\n", err)
+    end)
+
+    it("interrupts futures.sleep in the main script", function ()
+      local code, took, err = interrupt([[
+        local futures = require "cfut"
+        print("ready") io.stdout:flush()
+        futures.sleep(30)]])
+      assert.are.equal(1, code)
+      assert.is_true(took < 2, "took " .. took .. " s")
+      assert.matches("^cfut: [^\n]*interrupted!\n", err)
+    end)
+
+    it("interrupts a loop of Lua code", function ()
+      local code, took, err = interrupt([[
+        print("ready") io.stdout:flush()
+        while true do local _ = {} end]])
+      assert.are.equal(1, code)
+      assert.is_true(took < 2, "took " .. took .. " s")
+      assert.matches("^cfut: [^\n]*interrupted!\n", err)
+    end)
+
+    it("a second time ends the process at once", function ()
+      local p = spawn([[
+        print("ready") io.stdout:flush()
+        while true do
+          local ok, err = pcall(function ()
+            while true do local _ = {} end
+          end)
+          print("caught " .. tostring(err)) io.stdout:flush()
+        end]])
+      assert.is_true(wait_for(function () return printed(p, "ready") end, 10))
+      signal(p, "INT")
+      assert.is_true(wait_for(function () return printed(p, "caught") end, 10))
+      assert.matches("caught [^\n]*interrupted!", readfile(p.out))
+      local t0 = now()
+      signal(p, "INT")
+      local code = wait_for(function () return status(p) end, 10)
+      assert.are.equal(128 + 2, code)  -- killed by SIGINT
+      assert.is_true(now() - t0 < 2)
+    end)
+  end)
+
+  describe("option -i", function ()
+    local function repl (input)
+      return run("-i", { stdin = input })
+    end
+
+    it("prints the version, then prompts until the end of input", function ()
+      local r = repl("")
+      assert.are.equal(0, r.code)
+      assert.matches("^cfut [^\n]+\n> \n$", r.out)
+    end)
+
+    it("prints the values of expressions", function ()
+      local r = repl("1 + 1\n'a', nil, 3\n")
+      assert.matches("\n> 2\n> a\tnil\t3\n> \n$", r.out)
+    end)
+
+    it("prints =expr", function ()
+      assert.matches("\n> 10\n", repl("=10\n").out)
+    end)
+
+    it("keeps globals between lines and prints nothing for statements",
+       function ()
+      local r = repl("x = 5\nx\n")
+      assert.matches("\n> > 5\n> \n$", r.out)
+    end)
+
+    it("continues an incomplete chunk with the >> prompt", function ()
+      local r = repl("function f ()\nreturn 7\nend\nf()\n")
+      assert.matches("\n> >> >> > 7\n", r.out)
+    end)
+
+    it("reports an error and goes on", function ()
+      local r = repl("error('oops')\nprint('after')\n")
+      assert.are.equal(0, r.code)
+      assert.matches("^stdin:1: oops\nstack traceback:\n", r.err)
+      assert.matches("> after\n", r.out)
+    end)
+
+    it("reports an incomplete chunk at the end of input", function ()
+      local r = repl("print(1,\n")
+      assert.matches("^stdin:1: unexpected symbol near <eof>", r.err)
+    end)
+
+    it("uses _PROMPT and _PROMPT2", function ()
+      local r = repl("_PROMPT = 'P: ' _PROMPT2 = 'P2: '\nif true then\nend\n")
+      assert.matches("\n> P: P2: P: \n$", r.out)
+    end)
+
+    it("goes on after Ctrl-C interrupts a line", function ()
+      local input = tmpfile("require 'cfut'.sleep(0.01) print('ready') " ..
+                            "io.stdout:flush() require 'cfut'.sleep(30)\n" ..
+                            "require 'cfut'.sleep(0.01) print('after')\n")
+      local p = spawn_run("-i", input)
+      assert.is_true(wait_for(function () return printed(p, "ready") end, 10))
+      signal(p, "INT")
+      assert.are.equal(0, wait_for(function () return status(p) end, 10))
+      assert.matches("> after\n", readfile(p.out))
+      assert.matches("^stdin:1: interrupted!\n", readfile(p.err))
+    end)
+
+    it("runs after the script", function ()
+      local r = run("-i " .. q(tmpfile("y = 'from script'")),
+                    { stdin = "y\n" })
+      assert.matches("\n> from script\n", r.out)
+    end)
+  end)
+
+  describe("no arguments on a terminal", function ()
+    it("starts the interactive prompt", function ()
+      local py = tmpfile([==[
+import os, pty, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1]])
+out = b""
+def readuntil(what, limit=10):
+    global out
+    end = time.time() + limit
+    while what not in out and time.time() < end:
+        try:
+            out += os.read(fd, 1024)
+        except OSError:
+            break
+readuntil(b"> ")
+os.write(fd, b"print(6 * 7)\n")
+readuntil(b"42")
+os.write(fd, b"\x04")
+readuntil(b"never", 5)
+os.waitpid(pid, 0)
+sys.stdout.write(out.decode())
+]==], "ptyrun.py")
+      local outf = tmp .. "/tty.out"
+      local ok = os.execute("env -u LUA_INIT -u LUA_INIT_5_4 timeout 30 " ..
+        "python3 " .. q(py) .. " " .. q(BIN) .. " >" .. q(outf))
+      if not ok then pending("python3 pty not available") return end
+      local out = readfile(outf)
+      assert.matches("^cfut %d+%.%d+%.%d+ %(Lua 5%.4", out)
+      assert.matches("\n> print%(6 %* 7%)\r?\n42\r?\n> ", out)
+    end)
+  end)
+end)

@@ -1,0 +1,67 @@
+/*
+** executor.h: the interface both executors offer (thread pool now, process
+** pool behind the same operations), and the process-wide list of executors
+** that the end of the script shuts down.  Knows nothing about Lua.
+*/
+#ifndef CFUT_EXECUTOR_H
+#define CFUT_EXECUTOR_H
+
+#include <stdatomic.h>
+#include "future.h"
+
+typedef struct Executor Executor;
+
+typedef struct ExecutorOps {
+  const char *name;           /* "ThreadPoolExecutor" */
+  /* Queue the n futures (each carries its payload in fut_task()); the
+  ** executor takes its own reference to each.  Returns 0, CFUT_ESHUTDOWN,
+  ** CFUT_EBROKEN, CFUT_ETHREAD or CFUT_ENOMEM (then nothing is queued). */
+  int (*submit) (Executor *ex, Future **fs, int n);
+  /* Stop accepting work; with cancel_futures cancel what is queued; with
+  ** wait, return only when every worker has exited.  Idempotent. */
+  void (*shutdown) (Executor *ex, int wait, int cancel_futures);
+  /* Ctrl-C: cancel what is queued, interrupt running tasks. */
+  void (*interrupt) (Executor *ex);
+  /* How many workers have not exited yet, not counting the calling
+  ** thread; when some have not and w is given, w is notified when the
+  ** next one exits. */
+  int (*alive) (Executor *ex, Waiter *w);
+  /* Shut down and every worker already gone: join what is left without
+  ** blocking and return 1; else return 0. */
+  int (*reap) (Executor *ex);
+  void (*destroy) (Executor *ex);    /* refcount reached 0 */
+} ExecutorOps;
+
+struct Executor {
+  const ExecutorOps *ops;     /* set at creation, read-only after */
+  atomic_int refs;
+  atomic_int handles;         /* Lua handles, in any state: when the last
+                                 one is collected, shutdown(false) */
+  int local;                  /* may cross between states as a handle */
+  Executor *gnext;            /* guarded by the global list lock */
+  /* Why submit fails on a broken pool: class name and message, set once
+  ** under the executor's lock before 'broken' is stored (release). */
+  atomic_int broken;
+  const char *broken_cls;
+  char *broken_msg;
+};
+
+void ex_init (Executor *ex, const ExecutorOps *ops, int local);
+void ex_retain (Executor *ex);
+void ex_release (Executor *ex);
+
+/* The global list holds one reference to every executor not yet shut down
+** with wait (so the script's end can find it). */
+void ex_register (Executor *ex);
+void ex_unregister (Executor *ex);
+/* Shut every registered executor down with wait = true. */
+void ex_shutdown_all (void);
+/* The registered executors, each retained: *out is malloc'ed. */
+int ex_list (Executor ***out);
+/* Drop from the list the executors whose workers are all gone (a pool
+** collected after shutdown(false)); never blocks. */
+void ex_reap (void);
+/* Ctrl-C for every registered executor. */
+void ex_interrupt_all (void);
+
+#endif

@@ -1,0 +1,117 @@
+/*
+** future.h: the C side of a future and of a waiting state.
+** Knows nothing about Lua: outcomes are marshalled bytes (marshal.h).
+**
+** A Future is shared by the Lua handles that point to it (in any state), by
+** the executor queue and by the worker running it: it is refcounted.
+** A Waiter belongs to one Lua state (main or worker); futures notify it when
+** they finish, and queue for it the futures whose done-callbacks it holds.
+*/
+#ifndef CFUT_FUTURE_H
+#define CFUT_FUTURE_H
+
+#include <stddef.h>
+
+typedef struct Future Future;
+typedef struct Waiter Waiter;
+
+enum {
+  FUT_PENDING = 0,
+  FUT_RUNNING = 1,
+  FUT_CANCELLED = 2,
+  FUT_FINISHED = 3
+};
+
+/* ---- futures ---- */
+
+/* A new pending future with one reference, or NULL when out of memory. */
+Future *fut_new (void);
+void fut_retain (Future *f);
+void fut_release (Future *f);
+
+/* Current state; never blocks (an acquire load). */
+int fut_state (Future *f);
+static inline int fut_isdone (int state) { return state >= FUT_CANCELLED; }
+
+/* PENDING -> RUNNING: returns 1.  Already cancelled: returns 0 (the caller
+** must drop the work).  Running or finished: returns CFUT_ESTATE. */
+int fut_set_running (Future *f);
+
+/* Cancel a pending future: 1 if it is cancelled (now or before), 0 if it is
+** running or finished. */
+int fut_cancel (Future *f);
+
+/*
+** Finish a pending or running future with an outcome: 'data'/'len' are
+** marshalled values (the results, or the one error value when 'failed'),
+** 'tb' the worker's traceback or NULL.  Takes ownership of data and tb
+** (malloc'ed) on success.  Returns CFUT_ESTATE, owning nothing, if the future
+** is already cancelled or finished.
+*/
+int fut_finish (Future *f, int failed, char *data, size_t len, char *tb);
+
+/* The outcome of a finished future (valid while a reference is held):
+** returns 'failed'; data, len and tb (may be NULL) are set. */
+int fut_outcome (Future *f, const char **data, size_t *len, const char **tb);
+
+/* Opaque tag the executor may attach (the task payload lives in the
+** future while it is queued); guarded by the executor's own lock. */
+typedef struct FutTask {
+  char *msg;          /* marshalled function and arguments */
+  size_t len;
+  Future *next;       /* executor queue link */
+} FutTask;
+FutTask *fut_task (Future *f);
+
+/* How a message held by a future (task payload, outcome) is let go before
+** it is freed: marshal_discard, set once by the binding at load time. */
+void fut_set_discard (void (*hook) (const char *data, size_t len));
+
+/* ---- listeners ---- */
+
+enum { FUT_LISTEN_WAIT = 1, FUT_LISTEN_CALLBACK = 2 };
+
+/*
+** Ask future f to notify waiter w when it finishes or is cancelled; with
+** FUT_LISTEN_CALLBACK it also queues itself on w's ready list.  Returns 1 if
+** f is done already (nothing registered), 0 if registered, CFUT_ENOMEM.
+** A WAIT listener must be removed with fut_unlisten; a CALLBACK listener
+** goes away when it fires.
+*/
+int fut_listen (Future *f, Waiter *w, int kind);
+void fut_unlisten (Future *f, Waiter *w, int kind);
+
+/* ---- waiters ---- */
+
+Waiter *waiter_new (void);
+void waiter_retain (Waiter *w);
+void waiter_release (Waiter *w);
+
+/* A number that changes each time a future notifies w. */
+unsigned waiter_seq (Waiter *w);
+
+/*
+** Wait until w's sequence number differs from 'seq', the interrupt flag
+** (global or w's own) is set, or 'deadline' (sys_now seconds, <0 = none)
+** passes.  Spins briefly before sleeping.  Returns 0 when notified,
+** CFUT_ETIMEDOUT, or CFUT_EINTR.
+*/
+int waiter_wait (Waiter *w, unsigned seq, double deadline);
+
+/* Wake w's owner (bump its sequence number) from any thread. */
+void waiter_notify (Waiter *w);
+
+/* Take the futures whose callbacks are due (each holds one reference the
+** caller must release).  Returns how many, stores an array the caller frees. */
+int waiter_take_ready (Waiter *w, Future ***list);
+
+/* Interrupt only this waiter's state (a worker whose task must stop). */
+void waiter_interrupt (Waiter *w);
+int waiter_interrupted (Waiter *w);
+void waiter_clear_interrupt (Waiter *w);
+
+/* The process-wide Ctrl-C flag (cfut_interrupt sets it). */
+void fut_set_interrupt (int on);
+int fut_interrupted (void);
+
+#endif

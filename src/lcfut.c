@@ -1,0 +1,537 @@
+/*
+** lcfut.c: the cfut module: luaopen_cfut, executors and their methods, the
+** helpers (monotonic, thread_name, getpid, kill, cpu_count, dumps, loads)
+** and what a host calls at the end of the script.  Futures and waiting are
+** in lfuture.c; the Lua side (error classes, map) in lua/cfut/.
+*/
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#include "cfut.h"
+#include "errors.h"
+#include "lcfut.h"
+#include "marshal.h"
+#include "sys.h"
+#include "tpool.h"
+
+#define WORKERKEY "cfut.worker"       /* registry: this is a worker state */
+#define NAMEKEY   "cfut.thread_name"
+#define MAX_WORKERS 4096
+
+typedef struct ExBox {
+  Executor *ex;               /* one reference, dropped by __gc */
+} ExBox;
+
+const char *cfut_strerror (int code) {
+  switch (code) {
+#define CFUT_STRERROR(name, val, msg) case val: return msg;
+    CFUT_ERRNO_MAP(CFUT_STRERROR)
+#undef CFUT_STRERROR
+    default: return "unknown error";
+  }
+}
+
+/* {======================================================================
+** Executor handles
+** ======================================================================= */
+
+static Executor *checkex (lua_State *L, int i) {
+  ExBox *b = (ExBox *)luaL_checkudata(L, i, CFUT_EXECUTOR);
+  if (b->ex == NULL) luaL_argerror(L, i, "executor handle is closed");
+  return b->ex;
+}
+
+Executor *cfut_toexecutor (lua_State *L, int idx) {
+  ExBox *b = (ExBox *)luaL_testudata(L, idx, CFUT_EXECUTOR);
+  return b != NULL ? b->ex : NULL;
+}
+
+void cfut_pushexecutor (lua_State *L, Executor *ex) {
+  ExBox *b = (ExBox *)lua_newuserdatauv(L, sizeof *b, 0);
+  b->ex = NULL;
+  luaL_setmetatable(L, CFUT_EXECUTOR);
+  b->ex = ex;
+  atomic_fetch_add(&ex->handles, 1);
+}
+
+static int e_gc (lua_State *L) {
+  ExBox *b = (ExBox *)luaL_checkudata(L, 1, CFUT_EXECUTOR);
+  Executor *ex = b->ex;
+  if (ex == NULL) return 0;
+  b->ex = NULL;
+  /* The last handle anywhere: like shutdown(false). */
+  if (atomic_fetch_sub(&ex->handles, 1) == 1) ex->ops->shutdown(ex, 0, 0);
+  ex_release(ex);
+  return 0;
+}
+
+static int e_tostring (lua_State *L) {
+  Executor *ex = checkex(L, 1);
+  lua_pushfstring(L, "<%s at %p>", ex->ops->name, (void *)ex);
+  return 1;
+}
+
+/* Raise the error a refused submit deserves. */
+static int submiterror (lua_State *L, Executor *ex, int r) {
+  if (r == CFUT_ESHUTDOWN)
+    return cfut_error(L, "ShutdownError", cfut_strerror(r));
+  if (r == CFUT_EBROKEN)
+    return cfut_error(L, ex->broken_cls, ex->broken_msg ? ex->broken_msg
+                                                        : cfut_strerror(r));
+  return luaL_error(L, "%s", cfut_strerror(r));
+}
+
+static int senderror (lua_State *L, int r, const char *err) {
+  if (r == CFUT_ENOMEM) return luaL_error(L, "not enough memory");
+  return luaL_error(L, "cannot send %s to a worker", err);
+}
+
+/* ex:submit(fn, ...) */
+static int e_submit (lua_State *L) {
+  Executor *ex = checkex(L, 1);
+  char err[256];
+  MBuf b;
+  Future *f;
+  FutTask *t;
+  int r;
+  luaL_argexpected(L, cfut_iscallable(L, 2), 2, "function");
+  mbuf_init(&b);
+  r = marshal_encode(L, 2, lua_gettop(L) - 1, MARSHAL_LOCAL, "argument", 1,
+                     &b, err, sizeof err);
+  if (r != 0) return senderror(L, r, err);
+  if ((f = fut_new()) == NULL) {
+    marshal_discard(b.data, b.len);
+    mbuf_free(&b);
+    return luaL_error(L, "not enough memory");
+  }
+  t = fut_task(f);
+  t->msg = mbuf_steal(&b, &t->len);
+  if ((r = ex->ops->submit(ex, &f, 1)) != 0) {
+    fut_release(f);
+    return submiterror(L, ex, r);
+  }
+  cfut_pushnewfuture(L, f);
+  return 1;
+}
+
+static int alldown (void *ud) {
+  void **a = (void **)ud;
+  Executor *ex = (Executor *)a[0];
+  return ex->ops->alive(ex, (Waiter *)a[1]) == 0;
+}
+
+/* Shut ex down; with wait, wait for its workers in an interruptible wait
+** that runs this state's callbacks, then join them. */
+static void shutdown (lua_State *L, Executor *ex, int wait, int cancel) {
+  void *a[2];
+  ex->ops->shutdown(ex, 0, cancel);
+  if (!wait) return;
+  a[0] = ex;
+  a[1] = cfut_waiter(L);
+  cfut_waituntil(L, alldown, a, -1);
+  ex->ops->shutdown(ex, 1, 0);
+}
+
+static int getflag (lua_State *L, int t, const char *k, int def) {
+  int r = def;
+  int ty = lua_getfield(L, t, k);
+  if (ty == LUA_TBOOLEAN) r = lua_toboolean(L, -1);
+  else if (ty != LUA_TNIL)
+    luaL_argerror(L, 2, lua_pushfstring(L, "field '%s' must be a boolean", k));
+  lua_pop(L, 1);
+  return r;
+}
+
+/* ex:shutdown([wait [, cancel_futures]]) or ex:shutdown{wait=, ...} */
+static int e_shutdown (lua_State *L) {
+  Executor *ex = checkex(L, 1);
+  int wait, cancel;
+  if (lua_istable(L, 2)) {
+    wait = getflag(L, 2, "wait", 1);
+    cancel = getflag(L, 2, "cancel_futures", 0);
+  }
+  else {
+    wait = lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2);
+    cancel = lua_toboolean(L, 3);
+  }
+  shutdown(L, ex, wait, cancel);
+  return 0;
+}
+
+static int e_close (lua_State *L) {
+  shutdown(L, checkex(L, 1), 1, 0);
+  return 0;
+}
+
+/* }====================================================================== */
+
+/* {======================================================================
+** futures.thread_pool
+** ======================================================================= */
+
+static int default_workers (void) {
+  int n = sys_cpu_count() + 4;
+  return n < 32 ? n : 32;
+}
+
+/* max_workers from the value at idx; 'field' names it in the message. */
+static int checkmax (lua_State *L, int idx, const char *field) {
+  int isint;
+  lua_Integer n = lua_tointegerx(L, idx, &isint);
+  const char *what = field ? "field 'max_workers'" : "max_workers";
+  if (!isint || n < 1)
+    luaL_argerror(L, 1, lua_pushfstring(L, "%s must be a positive integer",
+                                        what));
+  if (n > MAX_WORKERS)
+    luaL_argerror(L, 1, lua_pushfstring(L, "%s must be at most %d", what,
+                                        MAX_WORKERS));
+  return (int)n;
+}
+
+/* Encode initializer and initargs of the options table at 1. */
+static void encodeinit (lua_State *L, TPoolConfig *cfg) {
+  MBuf b;
+  char err[256];
+  int base = lua_gettop(L), n = 1, r;
+  lua_getfield(L, 1, "initializer");
+  if (lua_isnil(L, -1)) {
+    lua_settop(L, base);
+    return;
+  }
+  if (!cfut_iscallable(L, -1))
+    luaL_argerror(L, 1, "field 'initializer' must be a function");
+  if (lua_getfield(L, 1, "initargs") != LUA_TNIL) {
+    lua_Integer i, len;
+    luaL_argcheck(L, lua_istable(L, -1), 1, "field 'initargs' must be a table");
+    len = lua_getfield(L, -1, "n") == LUA_TNUMBER ? lua_tointeger(L, -1)
+                                                  : (lua_Integer)luaL_len(L, -2);
+    lua_pop(L, 1);
+    luaL_checkstack(L, (int)len + 1, "too many initargs");
+    for (i = 1; i <= len; i++) lua_geti(L, base + 2, i);
+    lua_remove(L, base + 2);
+    n += (int)len;
+  }
+  else lua_pop(L, 1);
+  mbuf_init(&b);
+  r = marshal_encode(L, base + 1, n, MARSHAL_LOCAL, "initializer value", 1,
+                     &b, err, sizeof err);
+  if (r != 0) senderror(L, r, err);
+  cfg->init = mbuf_steal(&b, &cfg->initlen);
+  lua_settop(L, base);
+}
+
+static void checkoptions (lua_State *L) {
+  static const char *const known[] = {
+    "max_workers", "initializer", "initargs", "thread_name_prefix", NULL
+  };
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    int i;
+    lua_pop(L, 1);
+    for (i = 0; known[i]; i++)
+      if (lua_type(L, -1) == LUA_TSTRING &&
+          strcmp(lua_tostring(L, -1), known[i]) == 0) break;
+    if (known[i] == NULL)
+      luaL_argerror(L, 1, lua_pushfstring(L, "unknown option '%s'",
+                                          luaL_tolstring(L, -1, NULL)));
+  }
+}
+
+static const char *pkgfield (lua_State *L, const char *k) {
+  const char *s = NULL;
+  if (lua_getglobal(L, "package") == LUA_TTABLE &&
+      lua_getfield(L, -1, k) == LUA_TSTRING)
+    s = lua_tostring(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, k[0] == 'p' ? "cfut.path" : "cfut.cpath");
+  lua_pop(L, 1);
+  return s;
+}
+
+/* futures.thread_pool([n or opts]) */
+static int m_thread_pool (lua_State *L) {
+  TPoolConfig cfg;
+  Executor *ex;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.max_workers = default_workers();
+  ex_reap();
+  if (lua_istable(L, 1)) {
+    checkoptions(L);
+    if (lua_getfield(L, 1, "max_workers") != LUA_TNIL)
+      cfg.max_workers = checkmax(L, -1, "max_workers");
+    if (lua_getfield(L, 1, "thread_name_prefix") != LUA_TNIL) {
+      luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1,
+                    "field 'thread_name_prefix' must be a string");
+      cfg.prefix = lua_tostring(L, -1);
+    }
+    lua_settop(L, 3);
+  }
+  else if (!lua_isnoneornil(L, 1)) {
+    luaL_argexpected(L, lua_type(L, 1) == LUA_TNUMBER, 1,
+                     "max_workers or options table");
+    cfg.max_workers = checkmax(L, 1, NULL);
+  }
+  cfg.path = pkgfield(L, "path");
+  cfg.cpath = pkgfield(L, "cpath");
+  if (lua_istable(L, 1)) encodeinit(L, &cfg);
+  ex = tpool_new(&cfg);
+  if (ex == NULL) {
+    if (cfg.init) { marshal_discard(cfg.init, cfg.initlen); free(cfg.init); }
+    return luaL_error(L, "not enough memory");
+  }
+  cfut_pushexecutor(L, ex);
+  return 1;
+}
+
+/* }====================================================================== */
+
+/* {======================================================================
+** Helpers
+** ======================================================================= */
+
+static int m_monotonic (lua_State *L) {
+  lua_pushnumber(L, sys_now());
+  return 1;
+}
+
+static int m_thread_name (lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, NAMEKEY) != LUA_TSTRING)
+    lua_pushliteral(L, "MainThread");
+  return 1;
+}
+
+static int m_getpid (lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
+static int m_cpu_count (lua_State *L) {
+  lua_pushinteger(L, sys_cpu_count());
+  return 1;
+}
+
+static const struct { const char *name; int sig; } signames[] = {
+  {"SIGHUP", SIGHUP}, {"SIGINT", SIGINT}, {"SIGQUIT", SIGQUIT},
+  {"SIGILL", SIGILL}, {"SIGTRAP", SIGTRAP}, {"SIGABRT", SIGABRT},
+  {"SIGBUS", SIGBUS}, {"SIGFPE", SIGFPE}, {"SIGKILL", SIGKILL},
+  {"SIGUSR1", SIGUSR1}, {"SIGSEGV", SIGSEGV}, {"SIGUSR2", SIGUSR2},
+  {"SIGPIPE", SIGPIPE}, {"SIGALRM", SIGALRM}, {"SIGTERM", SIGTERM},
+  {"SIGCHLD", SIGCHLD}, {"SIGCONT", SIGCONT}, {"SIGSTOP", SIGSTOP},
+  {"SIGTSTP", SIGTSTP}, {"SIGTTIN", SIGTTIN}, {"SIGTTOU", SIGTTOU},
+  {"SIGURG", SIGURG}, {"SIGXCPU", SIGXCPU}, {"SIGXFSZ", SIGXFSZ},
+  {"SIGVTALRM", SIGVTALRM}, {"SIGPROF", SIGPROF}, {"SIGWINCH", SIGWINCH},
+  {"SIGIO", SIGIO}, {"SIGSYS", SIGSYS}, {NULL, 0}
+};
+
+static int checksignal (lua_State *L, int i) {
+  const char *name;
+  int k;
+  if (lua_type(L, i) == LUA_TNUMBER) {
+    lua_Integer s = luaL_checkinteger(L, i);
+    luaL_argcheck(L, s >= 0 && s <= 64, i, "invalid signal number");
+    return (int)s;
+  }
+  name = luaL_checkstring(L, i);
+  for (k = 0; signames[k].name; k++) {
+    if (strcmp(name, signames[k].name) == 0 ||
+        strcmp(name, signames[k].name + 3) == 0)
+      return signames[k].sig;
+  }
+  return luaL_argerror(L, i, lua_pushfstring(L, "unknown signal '%s'", name));
+}
+
+/* futures.kill(pid, sig): true, or nil, message, errno */
+static int m_kill (lua_State *L) {
+  lua_Integer pid = luaL_checkinteger(L, 1);
+  int sig = checksignal(L, 2);
+  return luaL_fileresult(L, kill((pid_t)pid, sig) == 0, NULL);
+}
+
+/* futures.dumps(...): the values in the wire format (no handles). */
+static int m_dumps (lua_State *L) {
+  MBuf b;
+  char err[256];
+  int r;
+  mbuf_init(&b);
+  r = marshal_encode(L, 1, lua_gettop(L), 0, "argument", 1, &b, err,
+                     sizeof err);
+  if (r == CFUT_ENOMEM) return luaL_error(L, "not enough memory");
+  if (r != 0) return luaL_error(L, "cannot dump %s", err);
+  lua_pushlstring(L, b.data, b.len);
+  mbuf_free(&b);
+  return 1;
+}
+
+/* futures.loads(s [, allow_code]) */
+static int m_loads (lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  int flags = lua_toboolean(L, 2) ? 0 : MARSHAL_NOCODE;
+  char err[256];
+  int n;
+  lua_settop(L, 1);
+  n = marshal_decode(L, s, len, flags, err, sizeof err);
+  if (n < 0) return luaL_error(L, "cannot load: %s", err);
+  return n;
+}
+
+/* }====================================================================== */
+
+/* {======================================================================
+** Module
+** ======================================================================= */
+
+/* The end of the script: every open executor shut down with wait, then
+** the callbacks still due. */
+int cfut_atexit (lua_State *L) {
+  Executor **arr;
+  int i, n;
+  if (fut_interrupted()) {
+    /* Ctrl-C: cancel and interrupt, then give workers a moment. */
+    double end = sys_now() + 0.8;
+    ex_interrupt_all();
+    n = ex_list(&arr);
+    for (i = 0; i < n; i++) {
+      arr[i]->ops->shutdown(arr[i], 0, 1);
+      while (arr[i]->ops->alive(arr[i], NULL) > 0 && sys_now() < end)
+        sys_sleep(0.002);
+      if (arr[i]->ops->alive(arr[i], NULL) == 0) {
+        arr[i]->ops->shutdown(arr[i], 1, 0);
+        ex_unregister(arr[i]);
+      }
+      ex_release(arr[i]);
+    }
+    free(arr);
+    return 0;
+  }
+  while ((n = ex_list(&arr)) > 0) {
+    for (i = 0; i < n; i++) {
+      shutdown(L, arr[i], 1, 0);
+      ex_unregister(arr[i]);
+      ex_release(arr[i]);
+    }
+    free(arr);
+  }
+  cfut_runcallbacks(L);
+  return 0;
+}
+
+static int runcallbacks (lua_State *L) {
+  lua_pushinteger(L, cfut_runcallbacks(L));
+  return 1;
+}
+
+/* __gc of the registry sentinel of a main state (the stock lua5.4 closing
+** its state): join every worker before the library can be unloaded. */
+static int sentinel_gc (lua_State *L) {
+  ex_shutdown_all();
+  lua_pushcfunction(L, runcallbacks);
+  lua_pcall(L, 0, 0, 0);
+  return 0;
+}
+
+void cfut_openworker (lua_State *L, const char *path, const char *cpath) {
+  lua_pushboolean(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, WORKERKEY);
+  lua_getglobal(L, "package");
+  if (path) {
+    lua_pushstring(L, path);
+    lua_setfield(L, -2, "path");
+  }
+  if (cpath) {
+    lua_pushstring(L, cpath);
+    lua_setfield(L, -2, "cpath");
+  }
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, luaopen_cfut);
+  lua_setfield(L, -2, CFUT_MODNAME);
+  lua_pop(L, 2);
+  /* Open it now: handles that arrive need its metatables and caches. */
+  luaL_requiref(L, CFUT_MODNAME, luaopen_cfut, 0);
+  lua_pop(L, 1);
+}
+
+static const luaL_Reg ex_meth[] = {
+  {"submit", e_submit},
+  {"shutdown", e_shutdown},
+  {NULL, NULL}
+};
+
+static const luaL_Reg ex_metameth[] = {
+  {"__gc", e_gc},
+  {"__close", e_close},
+  {"__tostring", e_tostring},
+  {"__index", NULL},
+  {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+  {"thread_pool", m_thread_pool},
+  {"monotonic", m_monotonic},
+  {"thread_name", m_thread_name},
+  {"getpid", m_getpid},
+  {"kill", m_kill},
+  {"cpu_count", m_cpu_count},
+  {"dumps", m_dumps},
+  {"loads", m_loads},
+  {NULL, NULL}
+};
+
+/* Run require(name)(M, ...) for a Lua part of the module: the 'nargs'
+** values above M are passed along. */
+static void luapart (lua_State *L, const char *name, int m, int nargs) {
+  int i, top = lua_gettop(L);
+  lua_getglobal(L, "require");
+  lua_pushstring(L, name);
+  lua_call(L, 1, 1);
+  lua_pushvalue(L, m);
+  for (i = 0; i < nargs; i++) lua_pushvalue(L, top - nargs + 1 + i);
+  lua_call(L, 1 + nargs, 0);
+  lua_settop(L, top - nargs);
+}
+
+int luaopen_cfut (lua_State *L) {
+  int m;
+  tpool_initsignals();
+  fut_set_discard(marshal_discard);
+  luaL_newlib(L, funcs);
+  m = lua_gettop(L);
+  cfut_openfutures(L);
+  lua_pushliteral(L, CFUT_VERSION);
+  lua_setfield(L, m, "_VERSION");
+  lua_pushliteral(L, "FIRST_COMPLETED");
+  lua_setfield(L, m, "FIRST_COMPLETED");
+  lua_pushliteral(L, "FIRST_EXCEPTION");
+  lua_setfield(L, m, "FIRST_EXCEPTION");
+  lua_pushliteral(L, "ALL_COMPLETED");
+  lua_setfield(L, m, "ALL_COMPLETED");
+  lua_pushvalue(L, m);
+  lua_setfield(L, LUA_REGISTRYINDEX, "cfut.module");
+  luaL_newmetatable(L, CFUT_EXECUTOR);
+  luaL_setfuncs(L, ex_metameth, 0);
+  luaL_newlib(L, ex_meth);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__index");
+  lua_remove(L, -2);                  /* methods table on top */
+  luapart(L, "cfut.errors", m, 0);
+  luapart(L, "cfut.iter", m, 1);      /* gets the executor methods */
+  cfut_waiter(L);     /* before the sentinel: finalized after it */
+  if (lua_getfield(L, LUA_REGISTRYINDEX, WORKERKEY) == LUA_TNIL &&
+      lua_getfield(L, LUA_REGISTRYINDEX, "cfut.sentinel") == LUA_TNIL) {
+    lua_newuserdatauv(L, 1, 0);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, sentinel_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, "cfut.sentinel");
+  }
+  lua_settop(L, m);
+  return 1;
+}
+
+/* }====================================================================== */

@@ -1,0 +1,862 @@
+/*
+** lfuture.c: the Lua side of futures: the Future handle and its methods,
+** done-callbacks, and the waiting functions futures.wait, as_completed,
+** poll and sleep.
+**
+** A handle is a userdata holding one reference to the C Future; each state
+** keeps at most one handle per future (a weak cache), so user fields and
+** identity survive a round trip through a worker.  Callbacks live in the
+** state that added them (registry table CALLBACKS, keyed by the Future
+** pointer) and run only on that state's thread, when it waits or polls.
+*/
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#include "errors.h"
+#include "cfut.h"
+#include "lcfut.h"
+#include "marshal.h"
+#include "sys.h"
+
+#define CALLBACKS "cfut.callbacks"    /* F -> {handle, fn1, fn2, ...} */
+#define FUTCACHE  "cfut.futcache"     /* F -> handle (weak values) */
+#define WAITERKEY "cfut.waiter"
+#define LASTERR   "cfut.lasterr"      /* {err, traceback} last re-raised */
+#define ASCOMP    "cfut.as_completed"
+
+typedef struct FutBox {
+  Future *f;                  /* one reference, dropped by __gc */
+} FutBox;
+
+static Future *checkfut (lua_State *L, int i) {
+  return ((FutBox *)luaL_checkudata(L, i, CFUT_FUTURE))->f;
+}
+
+/* {======================================================================
+** Handles and the per-state waiter
+** ======================================================================= */
+
+/* Push a new handle for f (consuming one reference), not cached. */
+void cfut_pushnewfuture (lua_State *L, Future *f) {
+  FutBox *b = (FutBox *)lua_newuserdatauv(L, sizeof *b, 1);
+  b->f = f;
+  luaL_setmetatable(L, CFUT_FUTURE);
+}
+
+static void cacheput (lua_State *L, int idx, Future *f) {
+  idx = lua_absindex(L, idx);
+  lua_getfield(L, LUA_REGISTRYINDEX, FUTCACHE);
+  lua_pushvalue(L, idx);
+  lua_rawsetp(L, -2, f);
+  lua_pop(L, 1);
+}
+
+Future *cfut_tofuture (lua_State *L, int idx) {
+  FutBox *b = (FutBox *)luaL_testudata(L, idx, CFUT_FUTURE);
+  if (b == NULL) return NULL;
+  cacheput(L, idx, b->f);     /* it may come back: keep its identity */
+  return b->f;
+}
+
+void cfut_pushfuture (lua_State *L, Future *f) {
+  lua_getfield(L, LUA_REGISTRYINDEX, FUTCACHE);
+  if (lua_rawgetp(L, -1, f) == LUA_TUSERDATA) {
+    lua_remove(L, -2);
+    fut_release(f);           /* the cached handle has its own */
+    return;
+  }
+  lua_pop(L, 2);
+  cfut_pushnewfuture(L, f);
+  cacheput(L, -1, f);
+}
+
+static int waiter_gc (lua_State *L) {
+  Waiter **pw = (Waiter **)lua_touserdata(L, 1);
+  if (*pw != NULL) waiter_release(*pw);
+  *pw = NULL;
+  return 0;
+}
+
+Waiter *cfut_waiter (lua_State *L) {
+  Waiter **pw;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, WAITERKEY) == LUA_TUSERDATA) {
+    Waiter *w = *(Waiter **)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return w;
+  }
+  lua_pop(L, 1);
+  pw = (Waiter **)lua_newuserdatauv(L, sizeof *pw, 0);
+  *pw = NULL;
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, waiter_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  if ((*pw = waiter_new()) == NULL) luaL_error(L, "not enough memory");
+  lua_setfield(L, LUA_REGISTRYINDEX, WAITERKEY);
+  return *pw;
+}
+
+/* }====================================================================== */
+
+/* {======================================================================
+** Errors and descriptions
+** ======================================================================= */
+
+void cfut_pusherror (lua_State *L, const char *cls, const char *msg) {
+  int top = lua_gettop(L);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "cfut.module") == LUA_TTABLE &&
+      lua_getfield(L, -1, cls) == LUA_TTABLE) {
+    lua_pushstring(L, msg);
+    lua_call(L, 1, 1);          /* futures[cls](msg) */
+    lua_replace(L, top + 1);
+    lua_settop(L, top + 1);
+    return;
+  }
+  lua_settop(L, top);
+  lua_pushfstring(L, "%s: %s", cls, msg);
+}
+
+int cfut_error (lua_State *L, const char *cls, const char *msg) {
+  cfut_pusherror(L, cls, msg);
+  return lua_error(L);
+}
+
+/* The class name of an error value: e.name of a cfut error (a table whose
+** metatable has a string 'name'), else its Lua type. */
+static const char *errortype (lua_State *L, int i) {
+  const char *name = luaL_typename(L, i);
+  if (lua_type(L, i) == LUA_TTABLE && lua_getmetatable(L, i)) {
+    if (lua_getfield(L, -1, "name") == LUA_TSTRING) {
+      name = lua_tostring(L, -1);
+      lua_pop(L, 2);
+      lua_pushstring(L, name);
+      lua_replace(L, i);        /* keep the string alive */
+      return lua_tostring(L, i);
+    }
+    lua_pop(L, 2);
+  }
+  return name;
+}
+
+/* What the outcome of a finished future is: "returned integer", ... */
+static void pushoutcome (lua_State *L, Future *f) {
+  const char *data, *tb, *what;
+  size_t len;
+  char err[128];
+  int top = lua_gettop(L);
+  int failed = fut_outcome(f, &data, &len, &tb);
+  int n = marshal_decode(L, data, len, MARSHAL_LOCAL, err, sizeof err);
+  if (n < 0) what = "?";
+  else if (n == 0) what = failed ? "string" : "nil";
+  else if (failed) what = errortype(L, top + 1);
+  else if (lua_type(L, top + 1) == LUA_TNUMBER)
+    what = lua_isinteger(L, top + 1) ? "integer" : "float";
+  else what = luaL_typename(L, top + 1);
+  lua_pushfstring(L, "%s %s", failed ? "raised" : "returned", what);
+  lua_insert(L, top + 1);
+  lua_settop(L, top + 1);
+}
+
+static void pushdesc (lua_State *L, Future *f) {
+  static const char *const names[] = {"pending", "running", "cancelled"};
+  int st = fut_state(f);
+  if (st == FUT_FINISHED) {
+    pushoutcome(L, f);
+    lua_pushfstring(L, "<Future at %p state=finished %s>", (void *)f,
+                    lua_tostring(L, -1));
+    lua_remove(L, -2);
+  }
+  else lua_pushfstring(L, "<Future at %p state=%s>", (void *)f, names[st]);
+}
+
+static int f_tostring (lua_State *L) {
+  pushdesc(L, checkfut(L, 1));
+  return 1;
+}
+
+/* }====================================================================== */
+
+/* {======================================================================
+** Done-callbacks
+** ======================================================================= */
+
+static int cbhandler (lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_isstring(L, -1))
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)",
+                            luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Call fn (at -1) with the handle at index h; report an error on stderr. */
+static void callone (lua_State *L, int h) {
+  lua_pushcfunction(L, cbhandler);
+  lua_insert(L, -2);
+  lua_pushvalue(L, h);
+  if (lua_pcall(L, 1, 0, -3) != LUA_OK) {
+    FutBox *b = (FutBox *)lua_touserdata(L, h);
+    pushdesc(L, b->f);
+    fprintf(stderr, "cfut: exception calling callback for %s\n%s\n",
+            lua_tostring(L, -1), lua_tostring(L, -2));
+    fflush(stderr);
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);  /* handler */
+}
+
+/* Run (and forget) the callbacks this state holds for f; returns how
+** many ran. */
+static int fire (lua_State *L, Future *f) {
+  int i, n, h;
+  lua_getfield(L, LUA_REGISTRYINDEX, CALLBACKS);
+  if (lua_rawgetp(L, -1, f) != LUA_TTABLE) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  lua_pushnil(L);
+  lua_rawsetp(L, -3, f);      /* forget them before they run */
+  lua_remove(L, -2);
+  n = (int)lua_rawlen(L, -1);
+  lua_rawgeti(L, -1, 1);      /* the handle */
+  h = lua_gettop(L);
+  for (i = 2; i <= n; i++) {
+    lua_rawgeti(L, h - 1, i);
+    callone(L, h);
+  }
+  lua_pop(L, 2);
+  return n - 1;
+}
+
+int cfut_runcallbacks (lua_State *L) {
+  Waiter *w;
+  Future **list;
+  int i, n, total = 0;
+  /* At lua_close the waiter may be finalized already: nothing is due. */
+  if (lua_getfield(L, LUA_REGISTRYINDEX, WAITERKEY) != LUA_TUSERDATA ||
+      (w = *(Waiter **)lua_touserdata(L, -1)) == NULL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pop(L, 1);
+  while ((n = waiter_take_ready(w, &list)) > 0) {
+    for (i = 0; i < n; i++) {
+      total += fire(L, list[i]);
+      fut_release(list[i]);
+    }
+    free(list);
+  }
+  return total;
+}
+
+int cfut_iscallable (lua_State *L, int i) {
+  if (lua_isfunction(L, i)) return 1;
+  if (luaL_getmetafield(L, i, "__call") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  return 0;
+}
+
+static int f_add_done_callback (lua_State *L) {
+  Future *f = checkfut(L, 1);
+  int r;
+  luaL_argexpected(L, cfut_iscallable(L, 2), 2, "function");
+  lua_settop(L, 2);
+  if (fut_isdone(fut_state(f))) {
+    callone(L, 1);
+    return 0;
+  }
+  lua_getfield(L, LUA_REGISTRYINDEX, CALLBACKS);
+  if (lua_rawgetp(L, -1, f) == LUA_TTABLE) {
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    return 0;
+  }
+  lua_pop(L, 1);
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, 2);
+  lua_rawsetp(L, -2, f);
+  r = fut_listen(f, cfut_waiter(L), FUT_LISTEN_CALLBACK);
+  if (r == CFUT_ENOMEM) return luaL_error(L, "not enough memory");
+  if (r == 1) fire(L, f);     /* it finished meanwhile */
+  return 0;
+}
+
+/* }====================================================================== */
+
+/* {======================================================================
+** Waiting
+** ======================================================================= */
+
+static atomic_int interrupt_done;   /* executors told of this Ctrl-C */
+
+int cfut_raiseinterrupt (lua_State *L) {
+  if (!atomic_exchange(&interrupt_done, 1)) ex_interrupt_all();
+  return luaL_error(L, "interrupted!");
+}
+
+void cfut_clear_interrupt (void) {
+  fut_set_interrupt(0);
+  atomic_store(&interrupt_done, 0);
+}
+
+void cfut_interrupt (void) {
+  fut_set_interrupt(1);
+}
+
+double cfut_deadline (lua_State *L, int i) {
+  lua_Number t;
+  if (lua_isnoneornil(L, i)) return -1;
+  t = luaL_checknumber(L, i);
+  luaL_argcheck(L, t == t, i, "timeout must be a number, not NaN");
+  if (t < 0) t = 0;
+  if (t > 1e9) return -1;     /* about 30 years: forever */
+  return sys_now() + t;
+}
+
+int cfut_waituntil (lua_State *L, int (*pred) (void *ud), void *ud,
+                    double deadline) {
+  Waiter *w = cfut_waiter(L);
+  for (;;) {
+    unsigned seq;
+    int r;
+    cfut_runcallbacks(L);
+    seq = waiter_seq(w);
+    if (pred(ud)) return 1;
+    r = waiter_wait(w, seq, deadline);
+    if (r == CFUT_ETIMEDOUT) {
+      cfut_runcallbacks(L);
+      return pred(ud);
+    }
+    if (r == CFUT_EINTR) cfut_raiseinterrupt(L);
+  }
+}
+
+static int isdone (void *ud) {
+  return fut_isdone(fut_state((Future *)ud));
+}
+
+/* Wait for one future; 1 when done, 0 on timeout. */
+static int waitone (lua_State *L, Future *f, double deadline) {
+  int r;
+  if (fut_isdone(fut_state(f))) {
+    cfut_runcallbacks(L);
+    fire(L, f);
+    return 1;
+  }
+  r = fut_listen(f, cfut_waiter(L), FUT_LISTEN_WAIT);
+  if (r == CFUT_ENOMEM) return luaL_error(L, "not enough memory");
+  if (r == 0) {
+    r = cfut_waituntil(L, isdone, f, deadline);
+    fut_unlisten(f, cfut_waiter(L), FUT_LISTEN_WAIT);
+  }
+  /* Its callbacks here are due: run them even if the wake-up that queues
+  ** them is still on its way. */
+  if (r) fire(L, f);
+  return r;
+}
+
+/* Wait for f or raise TimeoutError / CancelledError. */
+static void waitresult (lua_State *L, Future *f) {
+  if (!waitone(L, f, cfut_deadline(L, 2)))
+    cfut_error(L, "TimeoutError", "");
+  if (fut_state(f) == FUT_CANCELLED)
+    cfut_error(L, "CancelledError", "");
+}
+
+/* Push the values of f's outcome; returns how many, and 'failed'. */
+static int pushvalues (lua_State *L, Future *f, int *failed) {
+  const char *data, *tb;
+  size_t len;
+  char err[256];
+  int n;
+  *failed = fut_outcome(f, &data, &len, &tb);
+  n = marshal_decode(L, data, len, MARSHAL_LOCAL, err, sizeof err);
+  if (n < 0) luaL_error(L, "cannot receive the outcome of a task: %s", err);
+  if (*failed && n == 0) {
+    lua_pushliteral(L, "the task failed (its error value was lost)");
+    n = 1;
+  }
+  return n;
+}
+
+static int f_result (lua_State *L) {
+  Future *f = checkfut(L, 1);
+  int n, failed;
+  waitresult(L, f);
+  lua_settop(L, 1);
+  n = pushvalues(L, f, &failed);
+  if (failed) {
+    const char *data, *tb;
+    size_t len;
+    fut_outcome(f, &data, &len, &tb);
+    lua_settop(L, 2);
+    lua_createtable(L, 2, 0);       /* remember it for the host */
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, 1);
+    if (tb != NULL) {
+      lua_pushstring(L, tb);
+      lua_rawseti(L, -2, 2);
+    }
+    lua_setfield(L, LUA_REGISTRYINDEX, LASTERR);
+    return lua_error(L);
+  }
+  return n;
+}
+
+static int f_exception (lua_State *L) {
+  Future *f = checkfut(L, 1);
+  int failed;
+  const char *data, *tb;
+  size_t len;
+  waitresult(L, f);
+  lua_settop(L, 1);
+  pushvalues(L, f, &failed);
+  if (!failed) return 0;
+  lua_settop(L, 2);
+  fut_outcome(f, &data, &len, &tb);
+  if (tb != NULL) lua_pushstring(L, tb);
+  else lua_pushnil(L);
+  return 2;
+}
+
+int cfut_pushtaskerror (lua_State *L, int idx) {
+  int top = lua_gettop(L);
+  idx = lua_absindex(L, idx);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LASTERR) == LUA_TTABLE) {
+    lua_rawgeti(L, -1, 1);
+    if (lua_rawequal(L, -1, idx) && lua_rawgeti(L, -2, 2) == LUA_TSTRING) {
+      lua_replace(L, top + 1);
+      lua_settop(L, top + 1);
+      return 1;
+    }
+  }
+  lua_settop(L, top);
+  return 0;
+}
+
+/* }====================================================================== */
+
+/* {======================================================================
+** Future methods
+** ======================================================================= */
+
+static int f_done (lua_State *L) {
+  lua_pushboolean(L, fut_isdone(fut_state(checkfut(L, 1))));
+  return 1;
+}
+
+static int f_running (lua_State *L) {
+  lua_pushboolean(L, fut_state(checkfut(L, 1)) == FUT_RUNNING);
+  return 1;
+}
+
+static int f_cancelled (lua_State *L) {
+  lua_pushboolean(L, fut_state(checkfut(L, 1)) == FUT_CANCELLED);
+  return 1;
+}
+
+static int f_cancel (lua_State *L) {
+  Future *f = checkfut(L, 1);
+  int r = fut_cancel(f);
+  if (r) fire(L, f);
+  lua_pushboolean(L, r);
+  return 1;
+}
+
+static int invalidstate (lua_State *L, Future *f) {
+  pushdesc(L, f);
+  lua_pushfstring(L, "%s: %s",
+                  fut_state(f) == FUT_CANCELLED ? "CANCELLED" : "FINISHED",
+                  lua_tostring(L, -1));
+  return cfut_error(L, "InvalidStateError", lua_tostring(L, -1));
+}
+
+/* Finish a hand-made future with the values from index 2 up. */
+static int settle (lua_State *L, int failed) {
+  Future *f = checkfut(L, 1);
+  MBuf b;
+  char err[256];
+  size_t len;
+  char *data;
+  int n = lua_gettop(L) - 1, r;
+  if (failed) {
+    luaL_checkany(L, 2);
+    n = 1;
+  }
+  if (fut_isdone(fut_state(f))) return invalidstate(L, f);
+  mbuf_init(&b);
+  r = marshal_encode(L, 2, n, MARSHAL_LOCAL, "argument", 1, &b, err,
+                     sizeof err);
+  if (r == CFUT_ENOMEM) return luaL_error(L, "not enough memory");
+  if (r != 0) return luaL_error(L, "cannot store %s in a future", err);
+  data = mbuf_steal(&b, &len);
+  if (fut_finish(f, failed, data, len, NULL) != 0) {
+    marshal_discard(data, len);
+    free(data);
+    return invalidstate(L, f);
+  }
+  fire(L, f);
+  return 0;
+}
+
+static int f_set_result (lua_State *L) {
+  return settle(L, 0);
+}
+
+static int f_set_exception (lua_State *L) {
+  return settle(L, 1);
+}
+
+static int f_set_running_or_notify_cancel (lua_State *L) {
+  Future *f = checkfut(L, 1);
+  int r = fut_set_running(f);
+  if (r < 0) return invalidstate(L, f);
+  lua_pushboolean(L, r);
+  return 1;
+}
+
+static int f_gc (lua_State *L) {
+  FutBox *b = (FutBox *)luaL_checkudata(L, 1, CFUT_FUTURE);
+  if (b->f != NULL) fut_release(b->f);
+  b->f = NULL;
+  return 0;
+}
+
+/* Methods first, then the handle's own fields. */
+static int f_index (lua_State *L) {
+  checkfut(L, 1);
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) return 0;
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+static int f_newindex (lua_State *L) {
+  checkfut(L, 1);
+  if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, 1);
+  }
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  lua_rawset(L, -3);
+  return 0;
+}
+
+static int m_future (lua_State *L) {
+  Future *f = fut_new();
+  if (f == NULL) return luaL_error(L, "not enough memory");
+  cfut_pushnewfuture(L, f);
+  return 1;
+}
+
+/* }====================================================================== */
+
+/* {======================================================================
+** futures.wait, as_completed, poll, sleep
+** ======================================================================= */
+
+typedef struct FutList {
+  Future **fs;                /* not owned: the handles keep them alive */
+  int n;
+  int mode;                   /* 0 first completed, 1 first exception,
+                                 2 all completed */
+} FutList;
+
+static int failedfut (Future *f) {
+  const char *d, *tb;
+  size_t len;
+  return fut_state(f) == FUT_FINISHED && fut_outcome(f, &d, &len, &tb);
+}
+
+static int listready (void *ud) {
+  FutList *l = (FutList *)ud;
+  int i, ndone = 0;
+  for (i = 0; i < l->n; i++) {
+    if (!fut_isdone(fut_state(l->fs[i]))) continue;
+    ndone++;
+    if (l->mode == 0) return 1;
+    if (l->mode == 1 && failedfut(l->fs[i])) return 1;
+  }
+  return ndone == l->n;
+}
+
+/* Collect the distinct futures of the sequence at index 1 into a list
+** (kept in a userdata at the top) and their handles into a table at the
+** top - 1.  Returns the list. */
+static FutList *checklist (lua_State *L) {
+  lua_Integer i, n;
+  FutList *l;
+  int k = 0;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  n = luaL_len(L, 1);
+  lua_createtable(L, (int)n, 0);        /* distinct handles */
+  lua_createtable(L, 0, (int)n);        /* seen set */
+  l = (FutList *)lua_newuserdatauv(L, sizeof *l + (size_t)n * sizeof(Future *),
+                                   0);
+  l->fs = (Future **)(l + 1);
+  for (i = 1; i <= n; i++) {
+    FutBox *b;
+    lua_geti(L, 1, i);
+    b = (FutBox *)luaL_testudata(L, -1, CFUT_FUTURE);
+    if (b == NULL)
+      luaL_argerror(L, 1, lua_pushfstring(L, "future expected at index %d, "
+                    "got %s", (int)i, luaL_typename(L, -1)));
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, -4) == LUA_TNIL) {
+      lua_pop(L, 1);
+      lua_pushvalue(L, -1);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, -5);                /* seen[h] = true */
+      lua_rawseti(L, -4, ++k);          /* handles[k] = h */
+      l->fs[k - 1] = b->f;
+    }
+    else lua_pop(L, 2);
+  }
+  l->n = k;
+  lua_remove(L, -2);                    /* seen set */
+  return l;
+}
+
+static void listenall (lua_State *L, FutList *l, int on) {
+  Waiter *w = cfut_waiter(L);
+  int i;
+  for (i = 0; i < l->n; i++) {
+    if (on) {
+      if (fut_listen(l->fs[i], w, FUT_LISTEN_WAIT) == CFUT_ENOMEM) {
+        while (i-- > 0) fut_unlisten(l->fs[i], w, FUT_LISTEN_WAIT);
+        luaL_error(L, "not enough memory");
+      }
+    }
+    else fut_unlisten(l->fs[i], w, FUT_LISTEN_WAIT);
+  }
+}
+
+static int m_wait (lua_State *L) {
+  static const char *const modes[] = {
+    "FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED", NULL
+  };
+  double deadline = cfut_deadline(L, 2);
+  int mode = luaL_checkoption(L, 3, "ALL_COMPLETED", modes);
+  FutList *l;
+  int i, nd = 0, nn = 0;
+  lua_settop(L, 1);
+  l = checklist(L);                     /* 2: handles, 3: list */
+  l->mode = mode;
+  if (!listready(l)) {
+    listenall(L, l, 1);
+    cfut_waituntil(L, listready, l, deadline);
+    listenall(L, l, 0);
+  }
+  else cfut_runcallbacks(L);
+  lua_createtable(L, l->n, 0);          /* 4: done */
+  lua_createtable(L, 0, 0);             /* 5: not done */
+  for (i = 0; i < l->n; i++) {
+    int done = fut_isdone(fut_state(l->fs[i]));
+    if (done) fire(L, l->fs[i]);
+    lua_rawgeti(L, 2, i + 1);
+    lua_rawseti(L, done ? 4 : 5, done ? ++nd : ++nn);
+  }
+  return 2;
+}
+
+typedef struct AsComp {
+  FutList l;
+  char *yielded;
+  int left;                   /* not yet yielded */
+  int listening;
+  Waiter *w;
+  double deadline;
+} AsComp;
+
+static int anyready (void *ud) {
+  AsComp *a = (AsComp *)ud;
+  int i;
+  for (i = 0; i < a->l.n; i++)
+    if (!a->yielded[i] && fut_isdone(fut_state(a->l.fs[i]))) return 1;
+  return 0;
+}
+
+static void ac_stop (AsComp *a) {
+  int i;
+  for (i = 0; i < a->l.n; i++) {
+    if (a->listening) fut_unlisten(a->l.fs[i], a->w, FUT_LISTEN_WAIT);
+    fut_release(a->l.fs[i]);
+  }
+  if (a->w) waiter_release(a->w);
+  a->w = NULL;
+  a->l.n = 0;
+  a->listening = 0;
+}
+
+static int ac_gc (lua_State *L) {
+  ac_stop((AsComp *)luaL_checkudata(L, 1, ASCOMP));
+  return 0;
+}
+
+static int ac_next (lua_State *L) {
+  AsComp *a = (AsComp *)luaL_checkudata(L, lua_upvalueindex(1), ASCOMP);
+  int i;
+  for (;;) {
+    for (i = 0; i < a->l.n; i++) {
+      if (!a->yielded[i] && fut_isdone(fut_state(a->l.fs[i]))) {
+        a->yielded[i] = 1;
+        a->left--;
+        fire(L, a->l.fs[i]);
+        lua_getiuservalue(L, lua_upvalueindex(1), 1);
+        lua_rawgeti(L, -1, i + 1);
+        return 1;
+      }
+    }
+    if (a->left == 0) {
+      ac_stop(a);
+      return 0;
+    }
+    if (!a->listening) {
+      for (i = 0; i < a->l.n; i++)
+        fut_listen(a->l.fs[i], a->w, FUT_LISTEN_WAIT);
+      a->listening = 1;
+    }
+    if (!cfut_waituntil(L, anyready, a, a->deadline)) {
+      lua_pushfstring(L, "%d (of %d) futures unfinished", a->left, a->l.n);
+      return cfut_error(L, "TimeoutError", lua_tostring(L, -1));
+    }
+  }
+}
+
+static int ac_tostring (lua_State *L) {
+  lua_pushfstring(L, "<as_completed iterator at %p>", lua_touserdata(L, 1));
+  return 1;
+}
+
+static int m_as_completed (lua_State *L) {
+  double deadline = cfut_deadline(L, 2);
+  FutList *l;
+  AsComp *a;
+  int i;
+  lua_settop(L, 1);
+  l = checklist(L);                     /* 2: handles, 3: list */
+  a = (AsComp *)lua_newuserdatauv(L, sizeof *a + (size_t)l->n, 1);
+  memset(a, 0, sizeof *a);
+  luaL_setmetatable(L, ASCOMP);
+  a->yielded = (char *)(a + 1);
+  memset(a->yielded, 0, (size_t)l->n);
+  a->deadline = deadline;
+  a->w = cfut_waiter(L);
+  waiter_retain(a->w);
+  a->l.fs = malloc((size_t)(l->n ? l->n : 1) * sizeof(Future *));
+  if (a->l.fs == NULL) return luaL_error(L, "not enough memory");
+  for (i = 0; i < l->n; i++) {
+    a->l.fs[i] = l->fs[i];
+    fut_retain(l->fs[i]);
+  }
+  a->l.n = a->left = l->n;
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, 1);          /* keep the handles */
+  lua_pushcclosure(L, ac_next, 1);
+  return 1;
+}
+
+static int m_poll (lua_State *L) {
+  lua_pushinteger(L, cfut_runcallbacks(L));
+  return 1;
+}
+
+static int never (void *ud) {
+  (void)ud;
+  return 0;
+}
+
+static int m_sleep (lua_State *L) {
+  lua_Number t = luaL_checknumber(L, 1);
+  luaL_argcheck(L, t >= 0, 1, "sleep length must be non-negative");
+  luaL_argcheck(L, t == t, 1, "sleep length must not be NaN");
+  cfut_waituntil(L, never, NULL, t > 1e9 ? -1 : sys_now() + t);
+  return 0;
+}
+
+/* }====================================================================== */
+
+static const luaL_Reg fut_meth[] = {
+  {"result", f_result},
+  {"exception", f_exception},
+  {"done", f_done},
+  {"running", f_running},
+  {"cancelled", f_cancelled},
+  {"cancel", f_cancel},
+  {"add_done_callback", f_add_done_callback},
+  {"set_result", f_set_result},
+  {"set_exception", f_set_exception},
+  {"set_running_or_notify_cancel", f_set_running_or_notify_cancel},
+  {NULL, NULL}
+};
+
+static const luaL_Reg fut_metameth[] = {
+  {"__tostring", f_tostring},
+  {"__gc", f_gc},
+  {"__newindex", f_newindex},
+  {"__index", NULL},          /* set below */
+  {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+  {"future", m_future},
+  {"wait", m_wait},
+  {"as_completed", m_as_completed},
+  {"poll", m_poll},
+  {"sleep", m_sleep},
+  {NULL, NULL}
+};
+
+static void weaktable (lua_State *L, const char *key, const char *mode) {
+  lua_newtable(L);
+  if (mode != NULL) {
+    lua_createtable(L, 0, 1);
+    lua_pushstring(L, mode);
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+  }
+  lua_setfield(L, LUA_REGISTRYINDEX, key);
+}
+
+void cfut_openfutures (lua_State *L) {
+  luaL_setfuncs(L, funcs, 0);
+  if (luaL_newmetatable(L, CFUT_FUTURE)) {
+    luaL_setfuncs(L, fut_metameth, 0);
+    luaL_newlib(L, fut_meth);
+    lua_pushcclosure(L, f_index, 1);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, ASCOMP)) {
+    lua_pushcfunction(L, ac_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, ac_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, FUTCACHE) != LUA_TTABLE)
+    weaktable(L, FUTCACHE, "v");
+  lua_pop(L, 1);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, CALLBACKS) != LUA_TTABLE)
+    weaktable(L, CALLBACKS, NULL);
+  lua_pop(L, 1);
+}

@@ -1,0 +1,1536 @@
+/*
+** marshal.c: Lua values <-> bytes, the one wire format of cfut.
+** docs/wire.md describes every byte.  The encoder walks the values depth
+** first and numbers tables and Lua functions, so that shared ones and cycles
+** arrive shared; the decoder checks every tag, length and reference before
+** it trusts it.  Neither raises: both return CFUT_E* codes (a Lua memory
+** error is the one exception, as for any Lua allocation).
+*/
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#include "cfut.h"
+#include "errors.h"
+#include "executor.h"
+#include "future.h"
+#include "lcfut.h"
+#include "marshal.h"
+
+_Static_assert(sizeof(lua_Integer) == 8 && sizeof(lua_Number) == 8,
+               "the wire format carries 64-bit integers and doubles");
+
+#define WIRE_VERSION  1
+#define MAGIC         "\x1b" "CF"   /* then the version byte */
+#define MAXDEPTH      200   /* tables/functions nested in one another */
+#define MAXVARINT     10
+#define MAXLOADS      4096  /* the receiver's closure cache is emptied beyond */
+#define MAXPREALLOC   (1 << 24)   /* cap on lua_createtable size hints */
+#define SEGTEXT       40    /* bytes of one step of a failure path */
+#define KEEPSEGS      6     /* steps kept at each end of a long path */
+
+enum {
+  T_NIL = 0, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF,
+  T_FUNC, T_UPREF, T_MODULE, T_FIELD, T_FUTURE, T_EXECUTOR
+};
+
+/* Registry keys (only their addresses matter) */
+static char NAMES;      /* sender: module or field -> its wire bytes */
+static char DUMPS;      /* sender: Lua function -> id, nups, bytecode */
+static char LOADS;      /* receiver: id -> loaded closure */
+static char LOADCOUNT;  /* key inside LOADS: how many closures it holds */
+
+/* The sender's globals travel as the module "_G". */
+static const char GNAME[] = { T_MODULE, 2, '_', 'G' };
+
+
+/*
+** {======================================================
+** Buffers and wire primitives
+** =======================================================
+*/
+
+void mbuf_init (MBuf *b) {
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+int mbuf_reserve (MBuf *b, size_t extra) {
+  size_t need, cap;
+  char *p;
+  if (extra <= b->cap - b->len) return 0;
+  if (extra > SIZE_MAX - b->len) return CFUT_ENOMEM;
+  need = b->len + extra;
+  cap = (b->cap > 0) ? b->cap : 64;
+  while (cap < need)
+    cap = (cap > SIZE_MAX / 2) ? need : cap * 2;
+  p = realloc(b->data, cap);
+  if (p == NULL) return CFUT_ENOMEM;
+  b->data = p;
+  b->cap = cap;
+  return 0;
+}
+
+int mbuf_add (MBuf *b, const void *p, size_t n) {
+  if (mbuf_reserve(b, n) != 0) return CFUT_ENOMEM;
+  if (n > 0) memcpy(b->data + b->len, p, n);
+  b->len += n;
+  return 0;
+}
+
+void mbuf_free (MBuf *b) {
+  free(b->data);
+  mbuf_init(b);
+}
+
+char *mbuf_steal (MBuf *b, size_t *len) {
+  char *data = b->data;
+  if (len != NULL) *len = b->len;
+  mbuf_init(b);
+  return data;
+}
+
+static void put64 (unsigned char *p, uint64_t v) {
+  int i;
+  for (i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get64 (const unsigned char *p) {
+  uint64_t v = 0;
+  int i;
+  for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
+  return v;
+}
+
+static int putvarint (unsigned char *p, uint64_t v) {
+  int n = 0;
+  while (v >= 0x80) {
+    p[n++] = (unsigned char)(v | 0x80);
+    v >>= 7;
+  }
+  p[n++] = (unsigned char)v;
+  return n;
+}
+
+static int varintlen (uint64_t v) {
+  int n = 1;
+  while (v >= 0x80) { v >>= 7; n++; }
+  return n;
+}
+
+/* Room for n more bytes in b: where to write them, or NULL. */
+static unsigned char *room (MBuf *b, size_t n) {
+  if (n > b->cap - b->len && mbuf_reserve(b, n) != 0) return NULL;
+  return (unsigned char *)b->data + b->len;
+}
+
+static int puttag (MBuf *b, int tag) {
+  unsigned char *p = room(b, 1);
+  if (p == NULL) return CFUT_ENOMEM;
+  *p = (unsigned char)tag;
+  b->len++;
+  return 0;
+}
+
+/* A tag and a fixed 8-byte little-endian word. */
+static int putword (MBuf *b, int tag, uint64_t v) {
+  unsigned char *p = room(b, 9);
+  if (p == NULL) return CFUT_ENOMEM;
+  p[0] = (unsigned char)tag;
+  put64(p + 1, v);
+  b->len += 9;
+  return 0;
+}
+
+/* A tag (none if < 0) and a varint. */
+static int putvar (MBuf *b, int tag, uint64_t v) {
+  unsigned char *p = room(b, 1 + MAXVARINT);
+  size_t n = 0;
+  if (p == NULL) return CFUT_ENOMEM;
+  if (tag >= 0) p[n++] = (unsigned char)tag;
+  b->len += n + putvarint(p + n, v);
+  return 0;
+}
+
+/* A tag (none if < 0), a varint length and the bytes. */
+static int putstr (MBuf *b, int tag, const char *s, size_t len) {
+  unsigned char *p;
+  size_t n = 0;
+  if (len > SIZE_MAX - 16 || (p = room(b, len + 1 + MAXVARINT)) == NULL)
+    return CFUT_ENOMEM;
+  if (tag >= 0) p[n++] = (unsigned char)tag;
+  n += putvarint(p + n, len);
+  memcpy(p + n, s, len);
+  b->len += n + len;
+  return 0;
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Encoder
+** =======================================================
+*/
+
+/* One step of the path to an unsendable value, recorded on the way out. */
+typedef struct Seg {
+  char kind;              /* 'f' field, 'k' key, 'm' metatable, 'u' upvalue */
+  char text[SEGTEXT];     /* ".name", "[3]"... or an upvalue's name */
+} Seg;
+
+typedef struct Enc {
+  lua_State *L;
+  MBuf *b;
+  int flags;
+  int depth;
+  int seen;           /* slot: object -> number, upvalue id -> where */
+  int names;          /* slot: value -> wire bytes of its module name */
+  int dumps;          /* slot: the registry's DUMPS table */
+  lua_Integer nrefs;  /* tables and functions numbered so far */
+  int nhandles;       /* handles written (referenced after success) */
+  int namesok;        /* names slot checked against package.loaded */
+  int rebuilt;        /* names rebuilt after a C function was not found */
+  const void *globals;      /* the sender's globals table */
+  /* the failure path (written only when encoding fails) */
+  int nseg;
+  Seg seg[MAXDEPTH + 2];
+  char desc[64];
+} Enc;
+
+static int encvalue (Enc *e, int idx);
+
+static int unsendable (Enc *e, int code, const char *desc) {
+  snprintf(e->desc, sizeof(e->desc), "%s", desc);
+  e->nseg = 0;
+  return code;
+}
+
+static int isident (const char *s, size_t len) {
+  size_t i;
+  if (len == 0 || len > SEGTEXT - 2 || (s[0] >= '0' && s[0] <= '9'))
+    return 0;
+  for (i = 0; i < len; i++) {
+    char c = s[i];
+    if (!(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+          || (c >= '0' && c <= '9')))
+      return 0;
+  }
+  return 1;
+}
+
+/* A string key as a path step: ["a b"], escaped and cut short. */
+static void quotedstep (const char *s, size_t len, char *buf) {
+  size_t i, n = 0;
+  buf[n++] = '[';
+  buf[n++] = '"';
+  for (i = 0; i < len && n < SEGTEXT - 10; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\')
+      n += (size_t)sprintf(buf + n, "\\%c", c);
+    else if (c < 32 || c >= 127)
+      n += (size_t)sprintf(buf + n, "\\%u", c);
+    else
+      buf[n++] = (char)c;
+  }
+  if (i < len) n += (size_t)sprintf(buf + n, "...");
+  strcpy(buf + n, "\"]");
+}
+
+/* The key at k as a path step: ".name", "[3]", "[\"a b\"]", "[table]". */
+static void keystep (lua_State *L, int k, char *buf) {
+  size_t len;
+  const char *s;
+  switch (lua_type(L, k)) {
+    case LUA_TSTRING:
+      s = lua_tolstring(L, k, &len);
+      if (isident(s, len)) snprintf(buf, SEGTEXT, ".%s", s);
+      else quotedstep(s, len, buf);
+      break;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, k))
+        snprintf(buf, SEGTEXT, "[" LUA_INTEGER_FMT "]", lua_tointeger(L, k));
+      else
+        snprintf(buf, SEGTEXT, "[%.14g]", (double)lua_tonumber(L, k));
+      break;
+    case LUA_TBOOLEAN:
+      snprintf(buf, SEGTEXT, "[%s]", lua_toboolean(L, k) ? "true" : "false");
+      break;
+    default:
+      snprintf(buf, SEGTEXT, "[%s]", luaL_typename(L, k));
+  }
+}
+
+/* Record a step of the failure path (kind 'f' takes the key at k). */
+static void addseg (Enc *e, int kind, int k, const char *text) {
+  Seg *g;
+  if (e->nseg >= MAXDEPTH + 2) return;
+  g = &e->seg[e->nseg++];
+  g->kind = (char)kind;
+  if (kind == 'f') keystep(e->L, k, g->text);
+  else snprintf(g->text, SEGTEXT, "%s", text ? text : "");
+}
+
+typedef struct Str { char *p; size_t size, len; } Str;
+
+static void addf (Str *s, const char *fmt, ...) {
+  va_list ap;
+  int n;
+  if (s->len + 1 >= s->size) return;
+  va_start(ap, fmt);
+  n = vsnprintf(s->p + s->len, s->size - s->len, fmt, ap);
+  va_end(ap);
+  if (n > 0)
+    s->len = (s->len + (size_t)n < s->size) ? s->len + (size_t)n : s->size - 1;
+}
+
+/* Write one recorded step; consecutive field steps form one 'a.b[3]'. */
+static void addstep (Str *s, const Seg *g, int *infield, int *first,
+                     int *dots) {
+  const char *t = g->text;
+  if (g->kind == 'f') {
+    if (!*infield) addf(s, "%sfield '", *first ? "" : ", ");
+    if ((!*infield || *dots) && t[0] == '.') t++;
+    addf(s, "%s", t);
+    *infield = 1;
+  }
+  else {
+    if (*infield) addf(s, "'");
+    addf(s, "%s", *first ? "" : ", ");
+    if (g->kind == 'k') addf(s, "key");
+    else if (g->kind == 'm') addf(s, "metatable");
+    else addf(s, "upvalue '%s'", t);
+    *infield = 0;
+  }
+  *first = *dots = 0;
+}
+
+/* err = "what #n (path: desc)", long paths cut in the middle. */
+static void describe (Enc *e, const char *what, int argno, char *err,
+                      size_t errlen) {
+  Str s;
+  int i, infield = 0, first = 1, dots = 0;
+  int cut = (e->nseg > 2 * KEEPSEGS);
+  if (err == NULL || errlen == 0) return;
+  s.p = err; s.size = errlen; s.len = 0;
+  err[0] = '\0';
+  addf(&s, "%s #%d (", what ? what : "value", argno);
+  for (i = e->nseg - 1; i >= 0; i--) {
+    if (cut && i < e->nseg - KEEPSEGS && i >= KEEPSEGS) {
+      if (i == e->nseg - KEEPSEGS - 1) {
+        addf(&s, infield ? "..." : ", ...");
+        dots = 1;
+      }
+      continue;
+    }
+    addstep(&s, &e->seg[i], &infield, &first, &dots);
+  }
+  if (infield) addf(&s, "'");
+  addf(&s, "%s%s)", first ? "" : ": ", e->desc);
+}
+
+/* The sender's globals table (fetched once per call). */
+static const void *globals (Enc *e) {
+  if (e->globals == NULL) {
+    lua_rawgeti(e->L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    e->globals = lua_topointer(e->L, -1);
+    lua_pop(e->L, 1);
+  }
+  return e->globals;
+}
+
+/* One level deeper: refuse past MAXDEPTH, keep the Lua stack roomy. */
+static int enter (Enc *e) {
+  if (e->depth >= MAXDEPTH)
+    return unsendable(e, CFUT_EDEPTH, "nesting deeper than 200 levels");
+  if (!lua_checkstack(e->L, 12))
+    return unsendable(e, CFUT_EDEPTH, "Lua stack overflow");
+  e->depth++;
+  return 0;
+}
+
+/* If the object at idx has a number already, write a reference to it. */
+static int seenref (Enc *e, int idx, int *rc) {
+  lua_State *L = e->L;
+  if (e->nrefs == 0) return 0;
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, e->seen) != LUA_TNUMBER) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  *rc = putvar(e->b, T_REF, (uint64_t)lua_tointeger(L, -1));
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* Number the table or Lua function at idx (its decoder does the same). */
+static lua_Integer number (Enc *e, int idx) {
+  lua_State *L = e->L;
+  if (e->nrefs == 0) {
+    lua_createtable(L, 0, 4);
+    lua_replace(L, e->seen);
+  }
+  lua_pushvalue(L, idx);
+  lua_pushinteger(L, ++e->nrefs);
+  lua_rawset(L, e->seen);
+  return e->nrefs;
+}
+
+
+/* ---- module names ---- */
+
+/* Push the wire bytes naming package.loaded[L[mod]] (or its field L[f]). */
+static void pushname (lua_State *L, int mod, int f) {
+  luaL_Buffer b;
+  unsigned char v[MAXVARINT];
+  size_t len;
+  const char *s;
+  luaL_buffinit(L, &b);
+  luaL_addchar(&b, (char)(f ? T_FIELD : T_MODULE));
+  s = lua_tolstring(L, mod, &len);
+  luaL_addlstring(&b, (const char *)v, (size_t)putvarint(v, len));
+  luaL_addlstring(&b, s, len);
+  if (f) {
+    s = lua_tolstring(L, f, &len);
+    luaL_addlstring(&b, (const char *)v, (size_t)putvarint(v, len));
+    luaL_addlstring(&b, s, len);
+  }
+  luaL_pushresult(&b);
+}
+
+/* Name the string-keyed fields of module L[mod+1] (called L[mod]) that
+** have no name yet: C functions, and tables unless the module is _G. */
+static void addfields (lua_State *L, int names, int mod, int isg) {
+  lua_pushnil(L);
+  while (lua_next(L, mod + 1) != 0) {
+    int k = lua_gettop(L) - 1, v = k + 1;
+    if (lua_type(L, k) == LUA_TSTRING
+        && (lua_iscfunction(L, v) || (!isg && lua_istable(L, v)))) {
+      lua_pushvalue(L, v);
+      if (lua_rawget(L, names) == LUA_TNIL) {
+        lua_pushvalue(L, v);
+        pushname(L, mod, k);
+        lua_rawset(L, names);
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* One pass over package.loaded (at 'loaded'): pass 0 names the fields of
+** modules other than _G, pass 1 those of _G not named yet, pass 2 the
+** modules themselves (a module's own name wins over any field name). */
+static void namepass (lua_State *L, int names, int loaded, int pass) {
+  lua_pushnil(L);
+  while (lua_next(L, loaded) != 0) {
+    int k = lua_gettop(L) - 1, v = k + 1;
+    if (lua_type(L, k) == LUA_TSTRING) {
+      size_t len;
+      const char *s = lua_tolstring(L, k, &len);
+      int isg = (len == 2 && s[0] == '_' && s[1] == 'G');
+      if (pass == 2 && (lua_istable(L, v) || lua_iscfunction(L, v))) {
+        lua_pushvalue(L, v);
+        pushname(L, k, 0);
+        lua_rawset(L, names);
+      }
+      else if (pass < 2 && isg == pass && lua_istable(L, v))
+        addfields(L, names, k, isg);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* Entries in package.loaded (-1 without it). */
+static lua_Integer countloaded (lua_State *L) {
+  lua_Integer n = 0;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    lua_pop(L, 1);
+    n++;
+  }
+  lua_pop(L, 1);
+  return n;
+}
+
+/* Build the name table from package.loaded, store it, push it. */
+static void buildnames (lua_State *L, lua_Integer count) {
+  int names;
+  lua_createtable(L, 0, 64);
+  names = lua_gettop(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, names);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) == LUA_TTABLE) {
+    namepass(L, names, names + 1, 0);
+    namepass(L, names, names + 1, 1);
+    namepass(L, names, names + 1, 2);
+  }
+  lua_pop(L, 1);
+  lua_pushinteger(L, count);
+  lua_rawseti(L, names, 0);   /* remember what it was built from */
+  lua_pushvalue(L, names);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES);
+}
+
+/* Put a name table in the names slot: the cached one while package.loaded
+** keeps its size, else a new one.  'force' rebuilds in any case. */
+static void loadnames (Enc *e, int force) {
+  lua_State *L = e->L;
+  lua_Integer count = countloaded(L);
+  e->namesok = 1;
+  if (!force && lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES) == LUA_TTABLE) {
+    int same = (lua_rawgeti(L, -1, 0) == LUA_TNUMBER
+                && lua_tointeger(L, -1) == count);
+    lua_pop(L, 1);
+    if (same) {
+      lua_replace(L, e->names);
+      return;
+    }
+  }
+  if (!force) lua_pop(L, 1);
+  buildnames(L, count);
+  lua_replace(L, e->names);
+}
+
+/* Write the module name of the value at idx: 0, 1 if it has none, or an
+** error code. */
+static int encname (Enc *e, int idx) {
+  lua_State *L = e->L;
+  size_t len;
+  const char *s;
+  int rc;
+  if (!e->namesok) loadnames(e, 0);
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, e->names) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  s = lua_tolstring(L, -1, &len);
+  rc = mbuf_add(e->b, s, len);
+  lua_pop(L, 1);
+  return rc;
+}
+
+
+/* ---- tables ---- */
+
+/* Write the two element counts into the placeholder bytes at 'at'+1,
+** moving the contents if they need more than one byte each. */
+static int patchcounts (Enc *e, size_t at, uint64_t narr, uint64_t nhash) {
+  size_t extra = (size_t)(varintlen(narr) + varintlen(nhash) - 2);
+  unsigned char *p;
+  if (extra > 0) {
+    if (room(e->b, extra) == NULL) return CFUT_ENOMEM;
+    p = (unsigned char *)e->b->data + at + 1;
+    memmove(p + 2 + extra, p + 2, e->b->len - (at + 3));
+    e->b->len += extra;
+  }
+  p = (unsigned char *)e->b->data + at + 1;
+  p += putvarint(p, narr);
+  putvarint(p, nhash);
+  return 0;
+}
+
+/* Metatable of the table at idx, or nil. */
+static int encmeta (Enc *e, int idx) {
+  int rc;
+  if (!lua_getmetatable(e->L, idx)) return puttag(e->b, T_NIL);
+  rc = encvalue(e, lua_gettop(e->L));
+  lua_pop(e->L, 1);
+  if (rc != 0) addseg(e, 'm', 0, NULL);
+  return rc;
+}
+
+/* Encode one entry of a traversal (key at top-1, value at top): the run
+** of keys 1, 2, 3... that starts the traversal is the array part. */
+static int encentry (Enc *e, uint64_t *narr, uint64_t *nhash) {
+  lua_State *L = e->L;
+  int v = lua_gettop(L), rc;
+  if (*nhash == 0 && lua_isinteger(L, v - 1)
+      && lua_tointeger(L, v - 1) == (lua_Integer)*narr + 1) {
+    (*narr)++;
+  }
+  else {
+    (*nhash)++;
+    if ((rc = encvalue(e, v - 1)) != 0) {
+      addseg(e, 'k', 0, NULL);
+      return rc;
+    }
+  }
+  if ((rc = encvalue(e, v)) != 0) addseg(e, 'f', v - 1, NULL);
+  return rc;
+}
+
+/* A table met for the first time: tag, counts, entries, metatable. */
+static int newtable (Enc *e, int idx) {
+  lua_State *L = e->L;
+  size_t at = e->b->len;
+  uint64_t narr = 0, nhash = 0;
+  int rc;
+  if ((rc = enter(e)) != 0) return rc;
+  number(e, idx);
+  if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = puttag(e->b, 0)) != 0)
+    goto out;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    rc = encentry(e, &narr, &nhash);
+    lua_pop(L, 1);
+    if (rc != 0) {
+      lua_pop(L, 1);
+      goto out;
+    }
+  }
+  if ((rc = patchcounts(e, at, narr, nhash)) == 0) rc = encmeta(e, idx);
+out:
+  e->depth--;
+  return rc;
+}
+
+static int enctable (Enc *e, int idx) {
+  int rc;
+  if (lua_topointer(e->L, idx) == globals(e))
+    return mbuf_add(e->b, GNAME, sizeof(GNAME));
+  if (seenref(e, idx, &rc)) return rc;
+  if ((rc = encname(e, idx)) != 1) return rc;
+  return newtable(e, idx);
+}
+
+
+/* ---- functions ---- */
+
+static atomic_ullong fncounter;
+static uint64_t fnsalt;
+static pthread_once_t saltonce = PTHREAD_ONCE_INIT;
+
+/* A per-process random offset for function ids, so ids from different
+** processes do not meet in one receiver's cache. */
+static void initsalt (void) {
+  struct timespec ts;
+  uint64_t x;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30)
+      ^ ((uint64_t)getpid() << 16) ^ (uint64_t)(uintptr_t)&ts;
+  x += 0x9e3779b97f4a7c15ULL;   /* splitmix64 finaliser */
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  fnsalt = x ^ (x >> 31);
+}
+
+static uint64_t newid (void) {
+  pthread_once(&saltonce, initsalt);
+  return fnsalt + atomic_fetch_add(&fncounter, 1) + 1;
+}
+
+/* FNV-1a: guards bytecode against corruption on the way (Lua does not
+** verify bytecode, and a damaged chunk can crash it). */
+static uint64_t fnv (uint64_t h, const void *p, size_t n) {
+  const unsigned char *c = (const unsigned char *)p;
+  while (n-- > 0) h = (h ^ *c++) * 0x100000001b3ULL;
+  return h;
+}
+
+#define FNVSEED   0xcbf29ce484222325ULL
+#define TRAILER   17    /* after a cached dump: id(8) hash(8) nups(1) */
+
+typedef struct Dump {
+  luaL_Buffer b;
+  int init;
+  uint64_t hash;
+} Dump;
+
+/* lua_dump's writer: the buffer box goes above the function. */
+static int writer (lua_State *L, const void *p, size_t size, void *ud) {
+  Dump *d = (Dump *)ud;
+  if (!d->init) {
+    d->init = 1;
+    luaL_buffinit(L, &d->b);
+  }
+  d->hash = fnv(d->hash, p, size);
+  luaL_addlstring(&d->b, (const char *)p, size);
+  return 0;
+}
+
+/* Dump the Lua function at idx, cache and push "bytecode id hash nups". */
+static void newdump (Enc *e, int idx) {
+  lua_State *L = e->L;
+  lua_Debug ar;
+  Dump d;
+  unsigned char tail[TRAILER];
+  lua_pushvalue(L, idx);
+  lua_getinfo(L, ">u", &ar);    /* pops the function */
+  tail[16] = ar.nups;
+  d.hash = fnv(FNVSEED, &tail[16], 1);
+  d.init = 0;
+  lua_pushvalue(L, idx);        /* lua_dump takes it from the top */
+  lua_dump(L, writer, &d, 0);   /* with debug info: file:line survive */
+  writer(L, "", 0, &d);         /* (starts the buffer if nothing came) */
+  put64(tail, newid());
+  put64(tail + 8, d.hash);
+  luaL_addlstring(&d.b, (const char *)tail, TRAILER);
+  luaL_pushresult(&d.b);
+  lua_remove(L, -2);            /* the function copy */
+  lua_pushvalue(L, idx);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, e->dumps);      /* DUMPS[fn] = dump */
+}
+
+/* The DUMPS table in its slot (weak keys: it never keeps a function). */
+static void loaddumps (Enc *e) {
+  lua_State *L = e->L;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &DUMPS) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 8);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &DUMPS);
+  }
+  lua_replace(L, e->dumps);
+}
+
+/* Write tag, id, hash, upvalue count and bytecode of the Lua function at
+** idx (dumped once per function object). */
+static int encproto (Enc *e, int idx, int *nups) {
+  lua_State *L = e->L;
+  const char *s;
+  size_t len, n;
+  unsigned char *p;
+  if (lua_isnil(L, e->dumps)) loaddumps(e);
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, e->dumps) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    newdump(e, idx);
+  }
+  s = lua_tolstring(L, -1, &len);
+  len -= TRAILER;
+  *nups = (unsigned char)s[len + 16];
+  if ((p = room(e->b, len + 1 + TRAILER + MAXVARINT)) == NULL) {
+    lua_pop(L, 1);
+    return CFUT_ENOMEM;
+  }
+  p[0] = T_FUNC;
+  memcpy(p + 1, s + len, TRAILER);
+  n = 1 + TRAILER + (size_t)putvarint(p + 1 + TRAILER, len);
+  memcpy(p + n, s, len);
+  e->b->len += n + len;
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Upvalue i (its value on top, its name 'name') of the function at f,
+** numbered 'ref'.  The defining chunk's _ENV (whatever table it is: a
+** test runner gives each file its own) becomes the receiver's globals.
+** Upvalues shared with a function written before become references. */
+static int encupvalue (Enc *e, int f, lua_Integer ref, int i,
+                       const char *name) {
+  lua_State *L = e->L;
+  int v = lua_gettop(L);
+  void *id;
+  if (strcmp(name, "_ENV") == 0 ||
+      (lua_type(L, v) == LUA_TTABLE && lua_topointer(L, v) == globals(e)))
+    return mbuf_add(e->b, GNAME, sizeof(GNAME));
+  id = lua_upvalueid(L, f, i);
+  lua_pushlightuserdata(L, id);
+  if (lua_rawget(L, e->seen) == LUA_TNUMBER) {
+    lua_Integer where = lua_tointeger(L, -1);
+    unsigned char *p = room(e->b, 2 + MAXVARINT);
+    lua_pop(L, 1);
+    if (p == NULL) return CFUT_ENOMEM;
+    p[0] = T_UPREF;
+    p += 1 + putvarint(p + 1, (uint64_t)(where >> 8));
+    *p++ = (unsigned char)(where & 0xff);
+    e->b->len = (size_t)(p - (unsigned char *)e->b->data);
+    return 0;
+  }
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, id);
+  lua_pushinteger(L, ref * 256 + i);
+  lua_rawset(L, e->seen);
+  return encvalue(e, v);
+}
+
+static int encupvalues (Enc *e, int f, lua_Integer ref, int nups) {
+  int i, rc = 0;
+  for (i = 1; i <= nups && rc == 0; i++) {
+    const char *name = lua_getupvalue(e->L, f, i);
+    if (name == NULL) return unsendable(e, CFUT_ESEND, "bad upvalue");
+    if ((rc = encupvalue(e, f, ref, i, name)) != 0) {
+      char num[16];
+      if (name[0] == '\0' || name[0] == '(') {
+        snprintf(num, sizeof(num), "#%d", i);
+        name = num;
+      }
+      addseg(e, 'u', 0, name);
+    }
+    lua_pop(e->L, 1);
+  }
+  return rc;
+}
+
+/* A C function travels as the name a loaded module holds it under. */
+static int enccfunction (Enc *e, int idx) {
+  int rc = encname(e, idx);
+  if (rc == 1 && !e->rebuilt) {    /* maybe a module loaded since */
+    e->rebuilt = 1;
+    loadnames(e, 1);
+    rc = encname(e, idx);
+  }
+  if (rc == 1)
+    return unsendable(e, CFUT_ESEND, "C function that no loaded module holds");
+  return rc;
+}
+
+static int encfunction (Enc *e, int idx) {
+  lua_Integer ref;
+  int rc, nups;
+  if (lua_iscfunction(e->L, idx)) return enccfunction(e, idx);
+  if (seenref(e, idx, &rc)) return rc;
+  if ((rc = enter(e)) != 0) return rc;
+  ref = number(e, idx);
+  if ((rc = encproto(e, idx, &nups)) == 0)
+    rc = encupvalues(e, idx, ref, nups);
+  e->depth--;
+  return rc;
+}
+
+
+/* ---- other values ---- */
+
+static int encuserdata (Enc *e, int idx) {
+  lua_State *L = e->L;
+  void *h;
+  char desc[64];
+  int t;
+  if ((h = cfut_tofuture(L, idx)) != NULL) {
+    if (!(e->flags & MARSHAL_LOCAL))
+      return unsendable(e, CFUT_ESEND,
+                        "future: futures cannot cross to another process");
+    e->nhandles++;
+    return putword(e->b, T_FUTURE, (uint64_t)(uintptr_t)h);
+  }
+  if ((h = cfut_toexecutor(L, idx)) != NULL) {
+    if (!(e->flags & MARSHAL_LOCAL) || !((Executor *)h)->local)
+      return unsendable(e, CFUT_ESEND,
+                        "executor: it cannot cross to another state");
+    e->nhandles++;
+    return putword(e->b, T_EXECUTOR, (uint64_t)(uintptr_t)h);
+  }
+  t = luaL_getmetafield(L, idx, "__name");
+  if (t == LUA_TSTRING)
+    snprintf(desc, sizeof(desc), "userdata %.40s", lua_tostring(L, -1));
+  else
+    snprintf(desc, sizeof(desc), "userdata");
+  if (t != LUA_TNIL) lua_pop(L, 1);
+  return unsendable(e, CFUT_ESEND, desc);
+}
+
+static int encnumber (Enc *e, int idx) {
+  lua_Number x;
+  uint64_t u;
+  if (lua_isinteger(e->L, idx))
+    return putword(e->b, T_INT, (uint64_t)lua_tointeger(e->L, idx));
+  x = lua_tonumber(e->L, idx);
+  memcpy(&u, &x, sizeof(u));    /* exact bits: nan, inf, -0.0 */
+  return putword(e->b, T_FLOAT, u);
+}
+
+static int encvalue (Enc *e, int idx) {
+  lua_State *L = e->L;
+  size_t len;
+  const char *s;
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: return puttag(e->b, T_NIL);
+    case LUA_TBOOLEAN:
+      return puttag(e->b, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
+    case LUA_TNUMBER: return encnumber(e, idx);
+    case LUA_TSTRING:
+      s = lua_tolstring(L, idx, &len);
+      return putstr(e->b, T_STR, s, len);
+    case LUA_TTABLE: return enctable(e, idx);
+    case LUA_TFUNCTION: return encfunction(e, idx);
+    case LUA_TUSERDATA: return encuserdata(e, idx);
+    case LUA_TLIGHTUSERDATA:
+      return unsendable(e, CFUT_ESEND, "light userdata");
+    default: return unsendable(e, CFUT_ESEND, "coroutine");
+  }
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Walking a message without Lua (handle references)
+** =======================================================
+*/
+
+typedef struct Walk {
+  const unsigned char *p, *end;
+  int depth;
+  int retain;       /* 1: take a reference per handle, 0: drop one */
+  long skip;        /* handles to pass over first (consumed already) */
+} Walk;
+
+static int wvalue (Walk *w);
+
+static int wvarint (Walk *w, uint64_t *v) {
+  int i;
+  *v = 0;
+  for (i = 0; i < MAXVARINT && w->p < w->end; i++) {
+    unsigned c = *w->p++;
+    *v |= (uint64_t)(c & 0x7f) << (7 * i);
+    if (!(c & 0x80)) return 0;
+  }
+  return -1;
+}
+
+static int wskip (Walk *w, uint64_t n) {
+  if (n > (uint64_t)(w->end - w->p)) return -1;
+  w->p += n;
+  return 0;
+}
+
+static int wstring (Walk *w) {
+  uint64_t n;
+  return (wvarint(w, &n) != 0) ? -1 : wskip(w, n);
+}
+
+static int wtable (Walk *w) {
+  uint64_t narr, nhash, i;
+  if (wvarint(w, &narr) || wvarint(w, &nhash) || ++w->depth > MAXDEPTH)
+    return -1;
+  for (i = 0; i < narr; i++) if (wvalue(w)) return -1;
+  for (i = 0; i < nhash; i++) if (wvalue(w) || wvalue(w)) return -1;
+  w->depth--;
+  return wvalue(w);   /* the metatable */
+}
+
+static int wfunction (Walk *w) {
+  int nups;
+  uint64_t v;
+  if (w->end - w->p < TRAILER || ++w->depth > MAXDEPTH) return -1;
+  nups = w->p[TRAILER - 1];
+  w->p += TRAILER;
+  if (wstring(w)) return -1;
+  for (; nups > 0; nups--) {
+    if (w->p < w->end && *w->p == T_UPREF) {
+      w->p++;
+      if (wvarint(w, &v) || wskip(w, 1)) return -1;
+    }
+    else if (wvalue(w)) return -1;
+  }
+  w->depth--;
+  return 0;
+}
+
+static int whandle (Walk *w, int tag) {
+  void *h;
+  if (w->end - w->p < 8) return -1;
+  h = (void *)(uintptr_t)get64(w->p);
+  w->p += 8;
+  if (w->skip > 0) w->skip--;
+  else if (tag == T_FUTURE) {
+    if (w->retain) fut_retain((Future *)h);
+    else fut_release((Future *)h);
+  }
+  else {
+    if (w->retain) ex_retain((Executor *)h);
+    else ex_release((Executor *)h);
+  }
+  return 0;
+}
+
+static int wvalue (Walk *w) {
+  uint64_t v;
+  if (w->p >= w->end) return -1;
+  switch (*w->p++) {
+    case T_NIL: case T_FALSE: case T_TRUE: return 0;
+    case T_INT: case T_FLOAT: return wskip(w, 8);
+    case T_STR: case T_MODULE: return wstring(w);
+    case T_FIELD: return (wstring(w) != 0) ? -1 : wstring(w);
+    case T_REF: return wvarint(w, &v);
+    case T_TABLE: return wtable(w);
+    case T_FUNC: return wfunction(w);
+    case T_FUTURE: return whandle(w, T_FUTURE);
+    case T_EXECUTOR: return whandle(w, T_EXECUTOR);
+    default: return -1;
+  }
+}
+
+/* Take (retain) or drop one reference per handle in a message, passing
+** over the first 'skip'; stops quietly where the bytes stop making sense. */
+static void walkhandles (const char *data, size_t len, int retain,
+                         long skip) {
+  Walk w;
+  uint64_t n;
+  w.p = (const unsigned char *)data;
+  w.end = w.p + len;
+  w.depth = 0;
+  w.retain = retain;
+  w.skip = skip;
+  if (len < 4 || memcmp(data, MAGIC, 3) != 0 || data[3] != WIRE_VERSION)
+    return;
+  w.p += 4;
+  if (wvarint(&w, &n) != 0) return;
+  while (n-- > 0 && wvalue(&w) == 0) {}
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Decoder
+** =======================================================
+*/
+
+typedef struct Dec {
+  lua_State *L;
+  const unsigned char *start, *p, *end;
+  int flags;
+  int depth;
+  int refs;           /* slot: number -> table or function */
+  int loads;          /* slot: the registry's LOADS table */
+  lua_Integer nrefs;
+  long nhandles;      /* handle references consumed */
+  char *err;
+  size_t errlen;
+} Dec;
+
+static int decvalue (Dec *d);
+
+/* Say what is wrong (and where, unless 'at' is NULL): CFUT_EBADMSG. */
+static int fail (Dec *d, const unsigned char *at, const char *fmt, ...) {
+  va_list ap;
+  size_t n;
+  if (d->errlen == 0) return CFUT_EBADMSG;
+  va_start(ap, fmt);
+  vsnprintf(d->err, d->errlen, fmt, ap);
+  va_end(ap);
+  n = strlen(d->err);
+  if (at != NULL)
+    snprintf(d->err + n, d->errlen - n, " at byte %zu",
+             (size_t)(at - d->start));
+  return CFUT_EBADMSG;
+}
+
+static size_t rem (Dec *d) {
+  return (size_t)(d->end - d->p);
+}
+
+static int need (Dec *d, size_t n) {
+  return (rem(d) >= n) ? 0 : fail(d, d->p, "truncated message");
+}
+
+static int getvarint (Dec *d, uint64_t *v) {
+  const unsigned char *p = d->p;
+  uint64_t x = 0;
+  int i;
+  for (i = 0; i < MAXVARINT; i++) {
+    unsigned c;
+    if (p + i >= d->end) return fail(d, p, "truncated message");
+    c = p[i];
+    if (i == MAXVARINT - 1 && c > 1) return fail(d, p, "bad varint");
+    x |= (uint64_t)(c & 0x7f) << (7 * i);
+    if (!(c & 0x80)) {
+      d->p = p + i + 1;
+      *v = x;
+      return 0;
+    }
+  }
+  return fail(d, p, "bad varint");
+}
+
+/* A length, then that many bytes (which must be there). */
+static int getbytes (Dec *d, const char **s, size_t *len) {
+  const unsigned char *at = d->p;
+  uint64_t n;
+  int rc = getvarint(d, &n);
+  if (rc != 0) return rc;
+  if (n > rem(d)) return fail(d, at, "truncated message (length %llu)",
+                              (unsigned long long)n);
+  *s = (const char *)d->p;
+  *len = (size_t)n;
+  d->p += n;
+  return 0;
+}
+
+static lua_Integer u2i (uint64_t u) {
+  lua_Integer i;
+  memcpy(&i, &u, sizeof(i));
+  return i;
+}
+
+static int decenter (Dec *d, const unsigned char *at) {
+  if (d->depth >= MAXDEPTH)
+    return fail(d, at, "nesting deeper than 200 levels");
+  if (!lua_checkstack(d->L, 12)) return fail(d, at, "Lua stack overflow");
+  d->depth++;
+  return 0;
+}
+
+/* Number the object on top (the encoder numbered it at the same point). */
+static void addref (Dec *d) {
+  lua_State *L = d->L;
+  if (d->nrefs == 0) {
+    lua_createtable(L, 16, 0);
+    lua_replace(L, d->refs);
+  }
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, d->refs, ++d->nrefs);
+}
+
+static int decref (Dec *d, const unsigned char *at) {
+  uint64_t i;
+  int rc = getvarint(d, &i);
+  if (rc != 0) return rc;
+  if (i < 1 || i > (uint64_t)d->nrefs)
+    return fail(d, at, "bad reference #%llu", (unsigned long long)i);
+  lua_rawgeti(d->L, d->refs, (lua_Integer)i);
+  return 0;
+}
+
+
+/* ---- tables ---- */
+
+/* One hash entry for the table at t. */
+static int decpair (Dec *d, int t) {
+  lua_State *L = d->L;
+  const unsigned char *at = d->p;
+  int rc;
+  if ((rc = decvalue(d)) != 0) return rc;
+  if (lua_isnil(L, -1)) return fail(d, at, "nil table key");
+  if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)
+      && lua_tonumber(L, -1) != lua_tonumber(L, -1))
+    return fail(d, at, "NaN table key");
+  at = d->p;
+  if ((rc = decvalue(d)) != 0) return rc;
+  if (lua_isnil(L, -1)) return fail(d, at, "nil table value");
+  lua_rawset(L, t);
+  return 0;
+}
+
+static int decmeta (Dec *d, int t) {
+  const unsigned char *at = d->p;
+  int rc = decvalue(d);
+  if (rc != 0) return rc;
+  if (lua_istable(d->L, -1)) lua_setmetatable(d->L, t);
+  else if (lua_isnil(d->L, -1)) lua_pop(d->L, 1);
+  else return fail(d, at, "metatable is not a table");
+  return 0;
+}
+
+static int dectable (Dec *d, const unsigned char *at) {
+  lua_State *L = d->L;
+  uint64_t narr, nhash, i;
+  int rc, t;
+  if ((rc = getvarint(d, &narr)) != 0 || (rc = getvarint(d, &nhash)) != 0)
+    return rc;
+  /* every element takes a byte at least, every pair two, the metatable 1 */
+  if (narr >= rem(d) || nhash > (rem(d) - narr - 1) / 2)
+    return fail(d, at, "%s", (rem(d) == 0) ? "truncated message"
+                                          : "table size exceeds the message");
+  if ((rc = decenter(d, at)) != 0) return rc;
+  lua_createtable(L, (int)(narr < MAXPREALLOC ? narr : MAXPREALLOC),
+                  (int)(nhash < MAXPREALLOC ? nhash : MAXPREALLOC));
+  t = lua_gettop(L);
+  addref(d);
+  for (i = 1; i <= narr && rc == 0; i++) {
+    if ((rc = decvalue(d)) == 0) lua_rawseti(L, t, (lua_Integer)i);
+  }
+  for (i = 0; i < nhash && rc == 0; i++) rc = decpair(d, t);
+  if (rc == 0) rc = decmeta(d, t);
+  d->depth--;
+  return rc;
+}
+
+
+/* ---- modules ---- */
+
+static int callrequire (Dec *d, const unsigned char *at, const char *name,
+                        size_t len) {
+  lua_State *L = d->L;
+  int n = (len > 60) ? 60 : (int)len;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  lua_pushliteral(L, "require");
+  lua_rawget(L, -2);
+  lua_remove(L, -2);
+  if (!lua_isfunction(L, -1))
+    return fail(d, at, "cannot load module '%.*s' (no 'require')", n, name);
+  lua_pushlstring(L, name, len);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    return fail(d, NULL, "cannot load module '%.*s': %s", n, name,
+                msg ? msg : "(error object is not a string)");
+  }
+  return 0;
+}
+
+/* Push require(name): package.loaded[name] when there, else a protected
+** call of the receiver's require.  "_G" is the receiver's globals. */
+static int pushmodule (Dec *d, const unsigned char *at, const char *name,
+                       size_t len) {
+  lua_State *L = d->L;
+  if (len == 2 && name[0] == '_' && name[1] == 'G') {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+    return 0;
+  }
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) == LUA_TTABLE) {
+    lua_pushlstring(L, name, len);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    if (lua_toboolean(L, -1)) return 0;
+  }
+  lua_pop(L, 1);
+  return callrequire(d, at, name, len);
+}
+
+static int decmodule (Dec *d, const unsigned char *at) {
+  const char *name;
+  size_t len;
+  int rc = getbytes(d, &name, &len);
+  return (rc != 0) ? rc : pushmodule(d, at, name, len);
+}
+
+static int decfield (Dec *d, const unsigned char *at) {
+  lua_State *L = d->L;
+  const char *mod, *field;
+  size_t mlen, flen;
+  int rc, m, f;
+  if ((rc = getbytes(d, &mod, &mlen)) != 0
+      || (rc = getbytes(d, &field, &flen)) != 0
+      || (rc = pushmodule(d, at, mod, mlen)) != 0)
+    return rc;
+  m = (mlen > 60) ? 60 : (int)mlen;
+  f = (flen > 60) ? 60 : (int)flen;
+  if (!lua_istable(L, -1))
+    return fail(d, at, "module '%.*s' is not a table", m, mod);
+  lua_pushlstring(L, field, flen);
+  lua_rawget(L, -2);
+  lua_remove(L, -2);
+  if (lua_isnil(L, -1))
+    return fail(d, at, "module '%.*s' has no field '%.*s'", m, mod, f, field);
+  return 0;
+}
+
+
+/* ---- functions ---- */
+
+/* How many upvalues the closure at idx has (without reading them: a
+** damaged chunk may disagree with its closure). */
+static int nupvalues (lua_State *L, int idx) {
+  lua_Debug ar;
+  lua_pushvalue(L, idx);
+  lua_getinfo(L, ">u", &ar);
+  return ar.nups;
+}
+
+/* The LOADS table in its slot. */
+static void loadloads (Dec *d) {
+  lua_State *L = d->L;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &LOADS) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 16);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &LOADS);
+  }
+  lua_replace(L, d->loads);
+}
+
+/* Remember the closure on top under 'id', emptying a full cache first. */
+static void cacheclosure (Dec *d, lua_Integer id) {
+  lua_State *L = d->L;
+  lua_Integer n;
+  lua_rawgetp(L, d->loads, &LOADCOUNT);
+  n = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (n >= MAXLOADS) {
+    lua_createtable(L, 0, 16);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &LOADS);
+    lua_replace(L, d->loads);
+    n = 0;
+  }
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, d->loads, id);
+  lua_pushinteger(L, n + 1);
+  lua_rawsetp(L, d->loads, &LOADCOUNT);
+}
+
+/* Push the closure for bytecode 'code': the cached one when it has no
+** upvalue but the globals (it is then the same closure every time), else
+** a newly loaded one with 'nups' upvalues. */
+static int pushclosure (Dec *d, const unsigned char *at, const char *code,
+                        size_t len, int nups) {
+  lua_State *L = d->L;
+  uint64_t id = get64(at + 1), hash = get64(at + 9);
+  unsigned char nups8 = (unsigned char)nups;
+  int cacheable = (nups == 0 || (nups == 1 && rem(d) >= sizeof(GNAME)
+                                 && memcmp(d->p, GNAME, sizeof(GNAME)) == 0));
+  if (cacheable) {
+    if (lua_isnil(L, d->loads)) loadloads(d);
+    if (lua_rawgeti(L, d->loads, u2i(id)) == LUA_TFUNCTION) return 0;
+    lua_pop(L, 1);
+  }
+  if (fnv(fnv(FNVSEED, &nups8, 1), code, len) != hash)
+    return fail(d, at, "damaged function bytecode");
+  if (luaL_loadbufferx(L, code, len, "=(marshalled)", "b") != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    return fail(d, at, "bad function (%.80s)", msg ? msg : "?");
+  }
+  if (nupvalues(L, -1) != nups)
+    return fail(d, at, "function upvalue count does not match");
+  if (cacheable) cacheclosure(d, u2i(id));
+  return 0;
+}
+
+/* Upvalue i of the function at f: a value, or a join with an upvalue of
+** a function decoded before. */
+static int decupvalue (Dec *d, int f, int i) {
+  lua_State *L = d->L;
+  const unsigned char *at = d->p;
+  uint64_t ref;
+  int rc, n;
+  if (rem(d) > 0 && *d->p == T_UPREF) {
+    d->p++;
+    if ((rc = getvarint(d, &ref)) != 0 || (rc = need(d, 1)) != 0) return rc;
+    n = *d->p++;
+    if (ref < 1 || ref > (uint64_t)d->nrefs)
+      return fail(d, at, "bad upvalue reference");
+    lua_rawgeti(L, d->refs, (lua_Integer)ref);
+    if (!lua_isfunction(L, -1) || lua_iscfunction(L, -1) || n < 1
+        || n > nupvalues(L, -1))
+      return fail(d, at, "bad upvalue reference");
+    lua_upvaluejoin(L, f, i, -1, n);
+    lua_pop(L, 1);
+    return 0;
+  }
+  if ((rc = decvalue(d)) != 0) return rc;
+  if (lua_setupvalue(L, f, i) == NULL)
+    return fail(d, at, "function has fewer upvalues than the message");
+  return 0;
+}
+
+static int decfunction (Dec *d, const unsigned char *at) {
+  const char *code;
+  size_t len;
+  int rc, i, f, nups;
+  if (d->flags & MARSHAL_NOCODE)
+    return fail(d, NULL, "functions from another process are not accepted");
+  if ((rc = need(d, TRAILER)) != 0) return rc;
+  nups = d->p[TRAILER - 1];
+  d->p += TRAILER;
+  if ((rc = getbytes(d, &code, &len)) != 0) return rc;
+  if ((rc = decenter(d, at)) != 0) return rc;
+  if ((rc = pushclosure(d, at, code, len, nups)) == 0) {
+    f = lua_gettop(d->L);
+    addref(d);
+    for (i = 1; i <= nups && rc == 0; i++) rc = decupvalue(d, f, i);
+  }
+  d->depth--;
+  return rc;
+}
+
+
+/* ---- other values ---- */
+
+static int dechandle (Dec *d, const unsigned char *at, int tag) {
+  void *h;
+  int rc;
+  if (!(d->flags & MARSHAL_LOCAL))
+    return fail(d, at, "%s handle in a message from another process",
+                (tag == T_FUTURE) ? "future" : "executor");
+  if ((rc = need(d, 8)) != 0) return rc;
+  h = (void *)(uintptr_t)get64(d->p);
+  d->p += 8;
+  d->nhandles++;
+  /* The message keeps its own reference (it may be decoded again, and its
+  ** owner lets it go with marshal_discard): the handle gets a new one. */
+  if (tag == T_FUTURE) {
+    fut_retain((Future *)h);
+    cfut_pushfuture(d->L, (Future *)h);
+  }
+  else {
+    ex_retain((Executor *)h);
+    cfut_pushexecutor(d->L, (Executor *)h);
+  }
+  return 0;
+}
+
+static int decword (Dec *d, int tag) {
+  uint64_t u;
+  lua_Number x;
+  int rc = need(d, 8);
+  if (rc != 0) return rc;
+  u = get64(d->p);
+  d->p += 8;
+  if (tag == T_INT) lua_pushinteger(d->L, u2i(u));
+  else {
+    memcpy(&x, &u, sizeof(x));
+    lua_pushnumber(d->L, x);
+  }
+  return 0;
+}
+
+static int decvalue (Dec *d) {
+  const unsigned char *at = d->p;
+  const char *s;
+  size_t len;
+  int rc, tag;
+  if (d->p >= d->end) return fail(d, at, "truncated message");
+  switch (tag = *d->p++) {
+    case T_NIL: lua_pushnil(d->L); return 0;
+    case T_FALSE: lua_pushboolean(d->L, 0); return 0;
+    case T_TRUE: lua_pushboolean(d->L, 1); return 0;
+    case T_INT: case T_FLOAT: return decword(d, tag);
+    case T_STR:
+      if ((rc = getbytes(d, &s, &len)) != 0) return rc;
+      lua_pushlstring(d->L, s, len);
+      return 0;
+    case T_TABLE: return dectable(d, at);
+    case T_REF: return decref(d, at);
+    case T_FUNC: return decfunction(d, at);
+    case T_MODULE: return decmodule(d, at);
+    case T_FIELD: return decfield(d, at);
+    case T_FUTURE: case T_EXECUTOR: return dechandle(d, at, tag);
+    default: return fail(d, at, "bad tag 0x%02x", (unsigned)tag);
+  }
+}
+
+/* Magic, version and value count. */
+static int decheader (Dec *d, uint64_t *n) {
+  int rc;
+  if (rem(d) < 4) return fail(d, d->end, "truncated message");
+  if (memcmp(d->p, MAGIC, 3) != 0)
+    return fail(d, NULL, "not a cfut message (bad magic)");
+  if (d->p[3] != WIRE_VERSION)
+    return fail(d, NULL, "unsupported wire version %u", (unsigned)d->p[3]);
+  d->p += 4;
+  if ((rc = getvarint(d, n)) != 0) return rc;
+  if (*n > rem(d) || *n > INT_MAX / 2)
+    return fail(d, d->start + 4, "value count exceeds the message");
+  if (!lua_checkstack(d->L, (int)*n + 8))
+    return fail(d, d->start + 4, "too many values for the Lua stack");
+  return 0;
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
+** Public functions
+** =======================================================
+*/
+
+int marshal_encode (lua_State *L, int first, int n, int flags,
+                    const char *what, int argbase, MBuf *out,
+                    char *err, size_t errlen) {
+  Enc e;
+  size_t start = out->len;
+  int base = lua_gettop(L), i, rc = 0;
+  unsigned char head[4 + MAXVARINT];
+  first = lua_absindex(L, first);
+  if (!lua_checkstack(L, 16)) rc = CFUT_ENOMEM;
+  memcpy(head, MAGIC, 3);
+  head[3] = WIRE_VERSION;
+  if (rc == 0)
+    rc = mbuf_add(out, head, 4 + (size_t)putvarint(head + 4, (uint64_t)n));
+  if (rc != 0) {
+    if (errlen > 0) snprintf(err, errlen, "%s", cfut_strerror(rc));
+    return rc;
+  }
+  e.L = L; e.b = out; e.flags = flags; e.depth = 0;
+  lua_pushnil(L); lua_pushnil(L); lua_pushnil(L);   /* the three slots */
+  e.seen = base + 1; e.names = base + 2; e.dumps = base + 3;
+  e.nrefs = 0; e.nhandles = 0; e.namesok = 0; e.rebuilt = 0;
+  e.globals = NULL; e.nseg = 0;
+  for (i = 0; i < n && rc == 0; i++) rc = encvalue(&e, first + i);
+  lua_settop(L, base);
+  if (rc != 0) {
+    out->len = start;
+    if (rc == CFUT_ENOMEM) snprintf(err, errlen, "%s", cfut_strerror(rc));
+    else describe(&e, what, argbase + i - 1, err, errlen);
+    return rc;
+  }
+  if (e.nhandles > 0) walkhandles(out->data + start, out->len - start, 1, 0);
+  return 0;
+}
+
+int marshal_decode (lua_State *L, const char *data, size_t len, int flags,
+                    char *err, size_t errlen) {
+  Dec d;
+  uint64_t n = 0, i;
+  int base = lua_gettop(L), rc;
+  d.L = L;
+  d.start = d.p = (const unsigned char *)data;
+  d.end = d.start + len;
+  d.flags = flags; d.depth = 0;
+  d.refs = base + 1; d.loads = base + 2;
+  d.nrefs = 0; d.nhandles = 0;
+  d.err = err; d.errlen = errlen;
+  if ((rc = decheader(&d, &n)) == 0) {
+    lua_pushnil(L);   /* the two slots */
+    lua_pushnil(L);
+    for (i = 0; i < n && rc == 0; i++) rc = decvalue(&d);
+    if (rc == 0 && d.p != d.end)
+      rc = fail(&d, d.p, "trailing bytes after the last value");
+  }
+  if (rc != 0) {
+    lua_settop(L, base);
+    return CFUT_EBADMSG;
+  }
+  lua_rotate(L, base + 1, -2);   /* the slots above the values */
+  lua_pop(L, 2);
+  return (int)n;
+}
+
+void marshal_discard (const char *data, size_t len) {
+  walkhandles(data, len, 0, 0);
+}
+
+int marshal_error (MBuf *out, const char *cls, const char *msg) {
+  static const char head[] = { '\x1b', 'C', 'F', WIRE_VERSION, 1,
+                               T_TABLE, 0, 2 };
+  size_t start = out->len;
+  const char *mod = CFUT_MODNAME;
+  if (msg == NULL) msg = "";
+  if (mbuf_add(out, head, sizeof(head)) != 0
+      || putstr(out, T_STR, "name", 4) != 0
+      || putstr(out, T_STR, cls, strlen(cls)) != 0
+      || putstr(out, T_STR, "message", 7) != 0
+      || putstr(out, T_STR, msg, strlen(msg)) != 0
+      || putstr(out, T_FIELD, mod, strlen(mod)) != 0
+      || putstr(out, -1, cls, strlen(cls)) != 0) {
+    out->len = start;
+    return CFUT_ENOMEM;
+  }
+  return 0;
+}
+
+void marshal_resetnames (lua_State *L) {
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES);
+}
+
+/* }====================================================== */

@@ -1,0 +1,516 @@
+/*
+** tpool.c: the thread-pool executor.
+**
+** DESIGN: one FIFO queue of futures (each carrying its task message) under
+** p->lock, and up to max_workers threads, each owning one lua_State for its
+** whole life.  Threads start on demand: submit starts one when fewer
+** workers are waiting for work than there are queued tasks.  A worker that
+** finds the queue empty spins briefly before it sleeps, and submit signals
+** only sleeping workers, so a busy pool neither sleeps nor wakes per task.
+** No lock is held while Lua runs.  Shutdown sets a flag, wakes everyone and
+** (with wait) joins every thread; a thread is joined by exactly one caller,
+** the one that claimed it.
+**
+** Lock order: p->lock -> future lock -> waiter lock.
+*/
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua.h"
+
+#include "errors.h"
+#include "marshal.h"
+#include "sys.h"
+#include "tpool.h"
+#include "worker.h"
+
+#define BROKEN_MSG \
+  "A thread initializer failed, the thread pool is not usable anymore"
+/* Spin of an idle worker before it sleeps (seconds). */
+#define IDLE_SPIN 50e-6
+
+typedef struct TPool TPool;
+
+/* A waiter to notify (once) when the next worker exits. */
+typedef struct ExitWatch {
+  Waiter *w;                  /* one reference */
+  struct ExitWatch *next;
+} ExitWatch;
+
+typedef struct Worker {
+  pthread_t tid;              /* set before the thread runs its loop */
+  TPool *pool;
+  int index;
+  atomic_int busy;            /* running a task: Ctrl-C signals it */
+  atomic_int exited;          /* its loop is over: join will not block */
+  int started;                /* has its state (and first task): lock */
+  int claimed, joined;        /* guarded by pool->lock */
+  struct Worker *next;        /* guarded by pool->lock */
+} Worker;
+
+struct TPool {
+  Executor base;
+  SysMutex lock;
+  SysCond cond;               /* idle workers wait here for work */
+  SysCond joincond;           /* a claimed worker was joined */
+  SysCond startcond;          /* a new worker is ready */
+  Future *head, *tail;        /* guarded by lock */
+  atomic_int nqueued;         /* written under lock, peeked by spinners */
+  int nthreads;               /* guarded by lock */
+  int nidle;                  /* waiting for work, spinning or asleep */
+  int nsleep;                 /* asleep on cond; guarded by lock */
+  int shutdown;               /* guarded by lock */
+  atomic_int stopping;        /* shutdown or broken, for spinners */
+  Worker *workers;            /* guarded by lock */
+  struct ExitWatch *watch;    /* notified when a worker exits; lock */
+  /* set at creation, read-only after: */
+  int max_workers;
+  char *init;
+  size_t initlen;
+  char *prefix, *path, *cpath;
+};
+
+static atomic_int pool_count;             /* names ThreadPoolExecutor-<n> */
+static _Thread_local TPool *current_pool; /* the pool this thread serves */
+static _Thread_local Worker *current_worker;
+
+/* {======================================================================
+** Queue
+** ======================================================================= */
+
+/* Fail f with a library error of class cls (no Lua state needed). */
+static void failfuture (Future *f, const char *cls, const char *msg) {
+  MBuf b;
+  size_t len;
+  char *data;
+  mbuf_init(&b);
+  marshal_error(&b, cls, msg);    /* on ENOMEM: an empty failure */
+  data = mbuf_steal(&b, &len);
+  if (fut_finish(f, 1, data, len, NULL) != 0) free(data);
+}
+
+/* Let go of a task message. */
+static void dropmsg (FutTask *t) {
+  if (t->msg != NULL) {
+    marshal_discard(t->msg, t->len);
+    free(t->msg);
+    t->msg = NULL;
+  }
+}
+
+/* Unlink the whole queue (caller holds p->lock); returns its head. */
+static Future *takeall (TPool *p) {
+  Future *head = p->head;
+  p->head = p->tail = NULL;
+  atomic_store(&p->nqueued, 0);
+  return head;
+}
+
+/* Cancel (or, with cls, fail) every future of a list taken by takeall. */
+static void settleall (Future *f, const char *cls, const char *msg) {
+  while (f != NULL) {
+    FutTask *t = fut_task(f);
+    Future *next = t->next;
+    dropmsg(t);
+    if (cls == NULL) fut_cancel(f);
+    else failfuture(f, cls, msg);
+    fut_release(f);
+    f = next;
+  }
+}
+
+/* Break the pool: later submits fail, queued futures fail. */
+static void breakpool (TPool *p, const char *msg) {
+  Future *q;
+  sys_lock(&p->lock);
+  if (!atomic_load(&p->base.broken)) {
+    p->base.broken_cls = "BrokenThreadPool";
+    p->base.broken_msg = strdup(msg);
+    atomic_store(&p->base.broken, 1);
+  }
+  atomic_store(&p->stopping, 1);
+  q = takeall(p);
+  sys_cond_broadcast(&p->cond);
+  sys_unlock(&p->lock);
+  settleall(q, "BrokenThreadPool", p->base.broken_msg ? p->base.broken_msg
+                                                      : BROKEN_MSG);
+}
+
+/* Unlink the oldest task (caller holds p->lock, queue not empty). */
+static Future *pop (TPool *p) {
+  Future *f = p->head;
+  p->head = fut_task(f)->next;
+  if (p->head == NULL) p->tail = NULL;
+  fut_task(f)->next = NULL;
+  atomic_fetch_sub(&p->nqueued, 1);
+  return f;
+}
+
+/* Wait for a task; NULL when the pool is over (shut down and drained, or
+** broken). */
+static Future *take (TPool *p) {
+  Future *f;
+  sys_lock(&p->lock);
+  while (p->head == NULL) {
+    double end;
+    if (p->shutdown || atomic_load(&p->base.broken)) {
+      sys_unlock(&p->lock);
+      return NULL;
+    }
+    p->nidle++;
+    sys_unlock(&p->lock);
+    end = sys_now() + IDLE_SPIN;
+    while (atomic_load_explicit(&p->nqueued, memory_order_relaxed) == 0 &&
+           !atomic_load_explicit(&p->stopping, memory_order_relaxed) &&
+           sys_now() < end)
+      sys_relax();
+    sys_lock(&p->lock);
+    if (p->head == NULL && !p->shutdown && !atomic_load(&p->base.broken)) {
+      p->nsleep++;
+      sys_cond_wait(&p->cond, &p->lock);
+      p->nsleep--;
+    }
+    p->nidle--;
+  }
+  f = pop(p);
+  sys_unlock(&p->lock);
+  return f;
+}
+
+/* }====================================================================== */
+
+/* {======================================================================
+** Workers
+** ======================================================================= */
+
+/* Run f if it is not cancelled (running = fut_set_running's answer). */
+static void runone (Worker *w, lua_State *L, Future *f, int running) {
+  FutTask *t = fut_task(f);
+  if (running == 1) {
+    atomic_store(&w->busy, 1);
+    worker_run(L, f, t->msg, t->len, MARSHAL_LOCAL);
+    atomic_store(&w->busy, 0);
+  }
+  dropmsg(t);
+  fut_release(f);
+  worker_poll(L);
+}
+
+/* Tell the submit that started w that w is ready; with 'first', take the
+** oldest task first, so that what submit's caller does next (cancel it,
+** say) finds it running, as with Python's threads. */
+static void ready (TPool *p, Worker *w, lua_State *L, int first) {
+  Future *f = NULL;
+  int running = 0;
+  sys_lock(&p->lock);
+  if (first && p->head != NULL && !atomic_load(&p->base.broken)) {
+    f = pop(p);
+    running = fut_set_running(f);
+  }
+  w->started = 1;
+  sys_cond_broadcast(&p->startcond);
+  sys_unlock(&p->lock);
+  if (f != NULL) runone(w, L, f, running);
+}
+
+static void runtasks (TPool *p, Worker *w, lua_State *L) {
+  Future *f;
+  while ((f = take(p)) != NULL) runone(w, L, f, fut_set_running(f));
+}
+
+/* Mark w exited and tell those who wait for it. */
+static void exited (TPool *p, Worker *w) {
+  ExitWatch *x, *next;
+  sys_lock(&p->lock);
+  atomic_store(&w->exited, 1);
+  x = p->watch;
+  p->watch = NULL;
+  sys_unlock(&p->lock);
+  for (; x != NULL; x = next) {
+    next = x->next;
+    waiter_notify(x->w);
+    waiter_release(x->w);
+    free(x);
+  }
+}
+
+static void *workermain (void *arg) {
+  Worker *w = arg;
+  TPool *p = w->pool;
+  char name[128];
+  lua_State *L;
+  current_pool = p;
+  current_worker = w;
+  snprintf(name, sizeof name, "%s_%d", p->prefix, w->index);
+  sys_thread_setname(name);
+  L = worker_newstate(p->path, p->cpath, name);
+  if (L == NULL) {
+    breakpool(p, "cannot create a Lua state for a worker (not enough memory)");
+    ready(p, w, NULL, 0);
+  }
+  else {
+    char *err = NULL;
+    /* No user code runs before ready(): submit cannot wait on it long. */
+    ready(p, w, L, p->init == NULL);
+    if (p->init != NULL &&
+        worker_init(L, p->init, p->initlen, MARSHAL_LOCAL, &err) != 0) {
+      fprintf(stderr, "cfut: exception in initializer:\n%s\n",
+              err ? err : "(no message)");
+      fflush(stderr);
+      breakpool(p, BROKEN_MSG);
+    }
+    else runtasks(p, w, L);
+    free(err);
+    worker_poll(L);
+    lua_close(L);
+  }
+  exited(p, w);
+  return NULL;
+}
+
+/* Start one more worker and wait until it is ready (caller holds p->lock,
+** which the wait releases).  0, CFUT_ENOMEM or CFUT_ETHREAD. */
+static int startworker (TPool *p) {
+  Worker *w = calloc(1, sizeof *w);
+  if (w == NULL) return CFUT_ENOMEM;
+  w->pool = p;
+  w->index = p->nthreads;
+  if (sys_thread_start(&w->tid, workermain, w) != 0) {
+    free(w);
+    return CFUT_ETHREAD;
+  }
+  w->next = p->workers;
+  p->workers = w;
+  p->nthreads++;
+  while (!w->started) sys_cond_wait(&p->startcond, &p->lock);
+  return 0;
+}
+
+/* }====================================================================== */
+
+/* {======================================================================
+** Executor operations
+** ======================================================================= */
+
+static int tp_submit (Executor *ex, Future **fs, int n) {
+  TPool *p = (TPool *)ex;
+  int i, k;
+  sys_lock(&p->lock);
+  if (p->shutdown || atomic_load(&ex->broken)) {
+    int r = atomic_load(&ex->broken) ? CFUT_EBROKEN : CFUT_ESHUTDOWN;
+    sys_unlock(&p->lock);
+    return r;
+  }
+  for (i = 0; i < n; i++) {
+    fut_retain(fs[i]);
+    fut_task(fs[i])->next = NULL;
+    if (p->tail) fut_task(p->tail)->next = fs[i];
+    else p->head = fs[i];
+    p->tail = fs[i];
+  }
+  atomic_fetch_add(&p->nqueued, n);
+  while (atomic_load(&p->nqueued) > p->nidle &&
+         p->nthreads < p->max_workers && !p->shutdown) {
+    if (startworker(p) != 0) break;
+  }
+  if (p->nthreads == 0) {     /* not one worker could start: undo */
+    Future *q = takeall(p);
+    sys_unlock(&p->lock);
+    while (q != NULL) {
+      Future *next = fut_task(q)->next;
+      fut_task(q)->next = NULL;
+      fut_release(q);
+      q = next;
+    }
+    return CFUT_ETHREAD;
+  }
+  k = n < p->nsleep ? n : p->nsleep;
+  if (k == 1) sys_cond_signal(&p->cond);
+  else if (k > 1) sys_cond_broadcast(&p->cond);
+  sys_unlock(&p->lock);
+  return 0;
+}
+
+/* Join every worker that no one else has claimed, then wait for those
+** that others are joining.  Not from a worker of p itself. */
+static void joinall (TPool *p) {
+  Worker *w;
+  int again = 1;
+  while (again) {
+    Worker *mine = NULL;
+    again = 0;
+    sys_lock(&p->lock);
+    for (w = p->workers; w != NULL; w = w->next) {
+      if (!w->claimed) { w->claimed = 1; mine = w; again = 1; break; }
+    }
+    sys_unlock(&p->lock);
+    if (mine != NULL) {
+      sys_thread_join(mine->tid);
+      sys_lock(&p->lock);
+      mine->joined = 1;
+      sys_cond_broadcast(&p->joincond);
+      sys_unlock(&p->lock);
+    }
+  }
+  sys_lock(&p->lock);
+  for (w = p->workers; w != NULL; w = w->next)
+    while (!w->joined) sys_cond_wait(&p->joincond, &p->lock);
+  sys_unlock(&p->lock);
+}
+
+static void tp_shutdown (Executor *ex, int wait, int cancel_futures) {
+  TPool *p = (TPool *)ex;
+  Future *q = NULL;
+  sys_lock(&p->lock);
+  p->shutdown = 1;
+  atomic_store(&p->stopping, 1);
+  if (cancel_futures) q = takeall(p);
+  sys_cond_broadcast(&p->cond);
+  sys_unlock(&p->lock);
+  settleall(q, NULL, NULL);
+  /* A worker cannot wait for itself: from inside, wait = false. */
+  if (wait && current_pool != p) joinall(p);
+}
+
+static void tp_interrupt (Executor *ex) {
+  TPool *p = (TPool *)ex;
+  Future *q;
+  Worker *w;
+  sys_lock(&p->lock);
+  q = takeall(p);
+  for (w = p->workers; w != NULL; w = w->next) {
+    if (atomic_load(&w->busy) && !atomic_load(&w->exited))
+      pthread_kill(w->tid, SIGURG);
+  }
+  sys_unlock(&p->lock);
+  settleall(q, NULL, NULL);
+}
+
+static int tp_alive (Executor *ex, Waiter *wt) {
+  TPool *p = (TPool *)ex;
+  Worker *w;
+  ExitWatch *x;
+  int n = 0;
+  sys_lock(&p->lock);
+  for (w = p->workers; w != NULL; w = w->next)
+    if (!atomic_load(&w->exited) && w != current_worker) n++;
+  if (n > 0 && wt != NULL) {
+    for (x = p->watch; x != NULL && x->w != wt; x = x->next) {}
+    if (x == NULL && (x = malloc(sizeof *x)) != NULL) {
+      waiter_retain(wt);
+      x->w = wt;
+      x->next = p->watch;
+      p->watch = x;
+    }
+  }
+  sys_unlock(&p->lock);
+  return n;
+}
+
+static int tp_reap (Executor *ex) {
+  TPool *p = (TPool *)ex;
+  Worker *w;
+  int done = 1;
+  sys_lock(&p->lock);
+  if (!p->shutdown) done = 0;
+  for (w = p->workers; done && w != NULL; w = w->next)
+    if (w->claimed || !atomic_load(&w->exited)) done = 0;
+  for (w = p->workers; done && w != NULL; w = w->next) w->claimed = 1;
+  sys_unlock(&p->lock);
+  if (!done) return 0;
+  for (w = p->workers; w != NULL; w = w->next) {
+    sys_thread_join(w->tid);    /* exited: returns at once */
+    sys_lock(&p->lock);
+    w->joined = 1;
+    sys_unlock(&p->lock);
+  }
+  return 1;
+}
+
+static void tp_destroy (Executor *ex) {
+  TPool *p = (TPool *)ex;
+  Worker *w, *next;
+  ExitWatch *x, *xnext;
+  settleall(takeall(p), NULL, NULL);
+  for (x = p->watch; x != NULL; x = xnext) {
+    xnext = x->next;
+    waiter_release(x->w);
+    free(x);
+  }
+  for (w = p->workers; w != NULL; w = next) {
+    next = w->next;
+    free(w);
+  }
+  if (p->init) {
+    marshal_discard(p->init, p->initlen);
+    free(p->init);
+  }
+  free(p->prefix);
+  free(p->path);
+  free(p->cpath);
+  free(ex->broken_msg);
+  sys_cond_destroy(&p->cond);
+  sys_cond_destroy(&p->joincond);
+  sys_cond_destroy(&p->startcond);
+  sys_mutex_destroy(&p->lock);
+  free(p);
+}
+
+static const ExecutorOps tpool_ops = {
+  "ThreadPoolExecutor", tp_submit, tp_shutdown, tp_interrupt, tp_alive,
+  tp_reap, tp_destroy
+};
+
+/* }====================================================================== */
+
+static char *dupornull (const char *s) {
+  return s ? strdup(s) : NULL;
+}
+
+Executor *tpool_new (TPoolConfig *cfg) {
+  TPool *p = calloc(1, sizeof *p);
+  char prefix[64];
+  if (p == NULL) return NULL;
+  ex_init(&p->base, &tpool_ops, 1);
+  sys_mutex_init(&p->lock);
+  sys_cond_init(&p->cond);
+  sys_cond_init(&p->joincond);
+  sys_cond_init(&p->startcond);
+  p->max_workers = cfg->max_workers;
+  if (cfg->prefix == NULL) {
+    snprintf(prefix, sizeof prefix, "ThreadPoolExecutor-%d",
+             atomic_fetch_add(&pool_count, 1));
+    p->prefix = strdup(prefix);
+  }
+  else p->prefix = strdup(cfg->prefix);
+  p->path = dupornull(cfg->path);
+  p->cpath = dupornull(cfg->cpath);
+  p->init = cfg->init;
+  p->initlen = cfg->initlen;
+  cfg->init = NULL;
+  if (p->prefix == NULL || (cfg->path && !p->path) ||
+      (cfg->cpath && !p->cpath)) {
+    tp_destroy(&p->base);
+    return NULL;
+  }
+  ex_register(&p->base);
+  return &p->base;
+}
+
+static void onsignal (int sig) {
+  (void)sig;
+  worker_sigint();
+}
+
+void tpool_initsignals (void) {
+  static atomic_int done;
+  struct sigaction sa;
+  if (atomic_exchange(&done, 1)) return;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = onsignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGURG, &sa, NULL);
+}

@@ -1,0 +1,221 @@
+/*
+** worker.c: a worker's Lua state and the running of tasks in it.
+** Runs only on the worker's own thread (or process); never raises out.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+#include "lualib.h"
+
+#include "errors.h"
+#include "lcfut.h"
+#include "marshal.h"
+#include "worker.h"
+
+#define NAMEKEY "cfut.thread_name"
+
+/* The state the current thread is running a task in (for Ctrl-C). */
+static _Thread_local lua_State *running_L;
+
+/* print: the whole line is written with one call, so lines of concurrent
+** tasks never mix. */
+static int w_print (lua_State *L) {
+  int i, n = lua_gettop(L);
+  luaL_Buffer b;
+  size_t len;
+  const char *s;
+  luaL_buffinit(L, &b);
+  for (i = 1; i <= n; i++) {
+    if (i > 1) luaL_addchar(&b, '\t');
+    luaL_tolstring(L, i, NULL);
+    luaL_addvalue(&b);
+  }
+  luaL_addchar(&b, '\n');
+  luaL_pushresult(&b);
+  s = lua_tolstring(L, -1, &len);
+  fwrite(s, 1, len, stdout);
+  return 0;
+}
+
+/* os.exit inside a task ends the task, not the process. */
+static int w_exit (lua_State *L) {
+  int code;
+  if (lua_isboolean(L, 1)) code = lua_toboolean(L, 1) ? 0 : 1;
+  else code = (int)luaL_optinteger(L, 1, 0);
+  return luaL_error(L, "os.exit(%d) called in a worker: the task ends here "
+                       "(workers do not end the process)", code);
+}
+
+/* Set up the fresh state: libraries, cfut, print, os.exit.  Protected. */
+static int setup (lua_State *L) {
+  const char *path = lua_touserdata(L, 1);
+  const char *cpath = lua_touserdata(L, 2);
+  const char *name = lua_touserdata(L, 3);
+  luaL_openlibs(L);
+  cfut_openworker(L, path, cpath);
+  lua_pushcfunction(L, w_print);
+  lua_setglobal(L, "print");
+  lua_getglobal(L, "os");
+  lua_pushcfunction(L, w_exit);
+  lua_setfield(L, -2, "exit");
+  lua_pop(L, 1);
+  lua_pushstring(L, name);
+  lua_setfield(L, LUA_REGISTRYINDEX, NAMEKEY);
+  return 0;
+}
+
+lua_State *worker_newstate (const char *path, const char *cpath,
+                            const char *name) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL) return NULL;
+  lua_pushcfunction(L, setup);
+  lua_pushlightuserdata(L, (void *)path);
+  lua_pushlightuserdata(L, (void *)cpath);
+  lua_pushlightuserdata(L, (void *)name);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+    lua_close(L);
+    return NULL;
+  }
+  return L;
+}
+
+/* Message handler: keep the error value and put the traceback beside it,
+** as {err, traceback}. */
+static int msghandler (lua_State *L) {
+  const char *msg;
+  if (lua_isnil(L, 1)) {
+    lua_pushliteral(L, "(error object is a nil value)");
+    lua_replace(L, 1);
+  }
+  if (lua_type(L, 1) == LUA_TSTRING)
+    msg = lua_tostring(L, 1);
+  else if (luaL_callmeta(L, 1, "__tostring") &&
+           lua_type(L, -1) == LUA_TSTRING)
+    msg = lua_tostring(L, -1);
+  else if (lua_type(L, 1) == LUA_TNUMBER)
+    msg = luaL_tolstring(L, 1, NULL);
+  else
+    msg = lua_pushfstring(L, "(error object is a %s value)",
+                          luaL_typename(L, 1));
+  luaL_traceback(L, L, msg, 1);
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, -2);  /* the traceback */
+  lua_rawseti(L, -2, 2);
+  return 1;
+}
+
+/* Hand the outcome over to f; on failure to encode, fail f with the
+** encoder's message. */
+static void finish (lua_State *L, Future *f, int failed, int base, int n,
+                    const char *tb) {
+  MBuf b;
+  char err[256], *t = NULL;
+  int r;
+  size_t len;
+  char *data;
+  mbuf_init(&b);
+  r = marshal_encode(L, base, n, MARSHAL_LOCAL,
+                     failed ? "error value" : "result", 1, &b, err,
+                     sizeof err);
+  if (r != 0) {
+    lua_pushfstring(L, "cannot send %s from a worker",
+                    r == CFUT_ENOMEM ? "the outcome (not enough memory)"
+                                     : err);
+    mbuf_init(&b);
+    failed = 1;
+    if (marshal_encode(L, -1, 1, MARSHAL_LOCAL, "error value", 1, &b,
+                       err, sizeof err) != 0)
+      mbuf_init(&b);
+    lua_pop(L, 1);
+  }
+  if (tb != NULL) t = strdup(tb);
+  data = mbuf_steal(&b, &len);
+  if (fut_finish(f, failed, data, len, t) != 0) {
+    marshal_discard(data, len);
+    free(data);
+    free(t);
+  }
+}
+
+/* Decode and call; leaves results (or {err, tb}) above 'base'. */
+static int call (lua_State *L, const char *msg, size_t len, int flags,
+                 int base) {
+  char err[256];
+  int n;
+  lua_pushcfunction(L, msghandler);
+  n = marshal_decode(L, msg, len, flags, err, sizeof err);
+  if (n < 1) {
+    if (n == 0) lua_pushliteral(L, "empty task message");
+    else lua_pushfstring(L, "cannot receive the task: %s", err);
+    lua_createtable(L, 2, 0);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 1);
+    return LUA_ERRRUN;
+  }
+  if (!lua_isfunction(L, base + 2)) {
+    lua_settop(L, base + 1);
+    lua_createtable(L, 2, 0);
+    lua_pushliteral(L, "the task is not a function");
+    lua_rawseti(L, -2, 1);
+    return LUA_ERRRUN;
+  }
+  return lua_pcall(L, n - 1, LUA_MULTRET, base + 1);
+}
+
+void worker_run (lua_State *L, Future *f, const char *msg, size_t len,
+                 int flags) {
+  int base = lua_gettop(L);
+  int r;
+  running_L = L;
+  r = call(L, msg, len, flags, base);
+  running_L = NULL;
+  lua_sethook(L, NULL, 0, 0);
+  if (r == LUA_OK)
+    finish(L, f, 0, base + 2, lua_gettop(L) - base - 1, NULL);
+  else {
+    const char *tb;
+    lua_rawgeti(L, -1, 2);
+    tb = lua_tostring(L, -1);
+    lua_rawgeti(L, -2, 1);
+    finish(L, f, 1, lua_gettop(L), 1, tb);
+  }
+  lua_settop(L, base);
+}
+
+int worker_init (lua_State *L, const char *msg, size_t len, int flags,
+                 char **errmsg) {
+  int base = lua_gettop(L);
+  int r = call(L, msg, len, flags, base);
+  *errmsg = NULL;
+  if (r != LUA_OK) {
+    lua_rawgeti(L, -1, 2);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_rawgeti(L, -1, 1);
+    }
+    *errmsg = strdup(luaL_tolstring(L, -1, NULL));
+  }
+  lua_settop(L, base);
+  return r == LUA_OK ? 0 : -1;
+}
+
+void worker_poll (lua_State *L) {
+  cfut_runcallbacks(L);
+}
+
+static void stop (lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+
+void worker_sigint (void) {
+  lua_State *L = running_L;
+  if (L != NULL)
+    lua_sethook(L, stop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}

@@ -1,0 +1,39 @@
+/*
+** worker.h: a worker's Lua state and the running of one task in it.  The
+** same code serves thread workers and (later) process workers.  Never
+** raises: failures are reported through return codes and futures.
+*/
+#ifndef CFUT_WORKER_H
+#define CFUT_WORKER_H
+
+#include <stddef.h>
+#include "lua.h"
+#include "future.h"
+
+/* A fresh state with the standard libraries, cfut preloaded, the given
+** package.path/cpath, whole-line print and a task-ending os.exit; 'name'
+** is what futures.thread_name() returns there.  NULL when out of memory. */
+lua_State *worker_newstate (const char *path, const char *cpath,
+                            const char *name);
+
+/* Run the task whose marshalled function and arguments are msg[0..len)
+** and finish f with its outcome (results, or error value and traceback). */
+void worker_run (lua_State *L, Future *f, const char *msg, size_t len,
+                 int flags);
+
+/*
+** Run an initializer message (function and arguments).  Returns 0, or -1
+** with a malloc'ed description of the failure in *errmsg.
+*/
+int worker_init (lua_State *L, const char *msg, size_t len, int flags,
+                 char **errmsg);
+
+/* Run the done-callbacks due in this worker state (added by its tasks). */
+void worker_poll (lua_State *L);
+
+/* Ctrl-C inside a worker thread: make the Lua code running on this thread
+** raise "interrupted!" soon (async-signal-safe; uses the calling thread's
+** current state, set by worker_run). */
+void worker_sigint (void);
+
+#endif
