@@ -146,8 +146,8 @@ describe("Future:exception", function ()
 
   it("returns the error value and the worker's traceback", function ()
     local ex = pool(1)
-    local f, line = ex:submit(function () error("kaboom") end),
-                    debug.getinfo(1, "l").currentline
+    local line = debug.getinfo(1, "l").currentline + 1
+    local f = ex:submit(function () error("kaboom") end)
     local e, tb = f:exception(LONG)
     assert.is_string(e)
     assert.matches("^[^\n]-future_spec%.lua:" .. line .. ": kaboom$", e)
@@ -392,7 +392,7 @@ describe("Future:add_done_callback", function ()
     f:add_done_callback(function (g) seen_f, seen_arg = g, g.arg end)
     gate:set_result(true)
     f:result(LONG)
-    assert.is_true(helpers.wait_until(function () return seen_f end))
+    assert.is_true(helpers.wait_until(function () return seen_f ~= nil end))
     assert.equal(f, seen_f)
     assert.equal(5, seen_arg)
   end)

@@ -324,8 +324,8 @@ describe("Executor:submit", function ()
   it("re-raises the task's error with the worker's file and line",
      function ()
     local ex = pool(1)
-    local f, line = ex:submit(function () error("boom") end),
-                    debug.getinfo(1, "l").currentline
+    local line = debug.getinfo(1, "l").currentline + 1
+    local f = ex:submit(function () error("boom") end)
     local e = errof(f.result, f, LONG)
     assert.is_string(e)
     assert.matches("^[^\n]-thread_pool_spec%.lua:" .. line .. ": boom$", e)

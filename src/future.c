@@ -37,6 +37,8 @@ struct Future {
   char *tb;                   /* idem */
   Listener *listeners;        /* guarded by lock */
   FutTask task;               /* guarded by the owning executor's lock */
+  char inl[FUT_INLINE];       /* a small outcome: data points here */
+  /* a task message given to fut_new_task follows the struct */
 };
 
 struct Waiter {
@@ -51,22 +53,37 @@ struct Waiter {
 };
 
 static atomic_int g_interrupt;
-static void (*discard_hook) (const char *data, size_t len);
+typedef void (*DiscardHook) (const char *data, size_t len);
+static _Atomic(DiscardHook) discard_hook;   /* set once, by every state */
 
 /* {======================================================================
 ** Futures
 ** ======================================================================= */
 
 void fut_set_discard (void (*hook) (const char *, size_t)) {
-  discard_hook = hook;
+  atomic_store(&discard_hook, hook);
 }
 
-Future *fut_new (void) {
-  Future *f = calloc(1, sizeof *f);
+static Future *alloc (size_t extra) {
+  Future *f = malloc(sizeof *f + extra);
   if (f == NULL) return NULL;
+  memset(f, 0, sizeof *f);
   sys_mutex_init(&f->lock);
   atomic_init(&f->state, FUT_PENDING);
   atomic_init(&f->refs, 1);
+  return f;
+}
+
+Future *fut_new (void) {
+  return alloc(0);
+}
+
+Future *fut_new_task (const char *msg, size_t len) {
+  Future *f = alloc(len);
+  if (f == NULL) return NULL;
+  f->task.msg = (char *)(f + 1);
+  f->task.len = len;
+  memcpy(f->task.msg, msg, len);
   return f;
 }
 
@@ -74,9 +91,19 @@ void fut_retain (Future *f) {
   atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
 }
 
-static void freemsg (char *data, size_t len) {
-  if (data != NULL && discard_hook != NULL) discard_hook(data, len);
-  free(data);
+/* Let a message go: its handle references, then (unless it lives inside
+** the future's own allocation) its memory. */
+static void freemsg (Future *f, char *data, size_t len) {
+  DiscardHook hook = atomic_load_explicit(&discard_hook, memory_order_relaxed);
+  if (data == NULL) return;
+  if (hook != NULL) hook(data, len);
+  if (data != f->inl && data != (char *)(f + 1)) free(data);
+}
+
+void fut_droptask (Future *f) {
+  freemsg(f, f->task.msg, f->task.len);
+  f->task.msg = NULL;
+  f->task.len = 0;
 }
 
 void fut_release (Future *f) {
@@ -88,8 +115,8 @@ void fut_release (Future *f) {
     waiter_release(l->w);
     free(l);
   }
-  freemsg(f->data, f->len);
-  freemsg(f->task.msg, f->task.len);
+  freemsg(f, f->data, f->len);
+  freemsg(f, f->task.msg, f->task.len);
   free(f->tb);
   sys_mutex_destroy(&f->lock);
   free(f);
@@ -161,6 +188,23 @@ int fut_finish (Future *f, int failed, char *data, size_t len, char *tb) {
   f->data = data;
   f->len = len;
   f->tb = tb;
+  settle(f, FUT_FINISHED);
+  return 0;
+}
+
+int fut_finish_small (Future *f, int failed, const char *data, size_t len) {
+  int st;
+  if (len > FUT_INLINE) return CFUT_ESTATE;
+  sys_lock(&f->lock);
+  st = atomic_load_explicit(&f->state, memory_order_relaxed);
+  if (fut_isdone(st)) {
+    sys_unlock(&f->lock);
+    return CFUT_ESTATE;
+  }
+  memcpy(f->inl, data, len);
+  f->failed = failed;
+  f->data = f->inl;
+  f->len = len;
   settle(f, FUT_FINISHED);
   return 0;
 }
@@ -289,12 +333,16 @@ static int checkwake (Waiter *w, unsigned seq) {
 int waiter_wait (Waiter *w, unsigned seq, double deadline) {
   double now = sys_now(), spinend = now + WAIT_SPIN;
   int r, i;
-  for (i = 0; (r = checkwake(w, seq)) == 1; i++) {
-    if (deadline >= 0 && now >= deadline) return CFUT_ETIMEDOUT;
-    if (now >= spinend) break;
-    if ((i & 63) == 63) sched_yield();  /* let a thread on our core run */
+  for (i = 1; (r = checkwake(w, seq)) == 1; i++) {
+    if ((i & 31) == 0) {
+      now = sys_now();
+      if (deadline >= 0 && now >= deadline) return CFUT_ETIMEDOUT;
+      if (now >= spinend) break;
+      sched_yield();            /* let a thread that shares our core run */
+    }
+    else if (deadline >= 0 && i == 1 && now >= deadline)
+      return CFUT_ETIMEDOUT;
     else sys_relax();
-    now = sys_now();
   }
   if (r != 1) return r;
   sys_lock(&w->lock);

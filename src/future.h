@@ -26,6 +26,9 @@ enum {
 
 /* A new pending future with one reference, or NULL when out of memory. */
 Future *fut_new (void);
+/* The same, carrying a copy of the task message msg[0..len) in the same
+** allocation (one malloc per task, freed by the thread that made it). */
+Future *fut_new_task (const char *msg, size_t len);
 void fut_retain (Future *f);
 void fut_release (Future *f);
 
@@ -50,6 +53,13 @@ int fut_cancel (Future *f);
 */
 int fut_finish (Future *f, int failed, char *data, size_t len, char *tb);
 
+/* Outcomes up to this size are copied into the future itself. */
+#define FUT_INLINE 64
+
+/* fut_finish for a small outcome without traceback: copies data
+** (len <= FUT_INLINE), the caller keeps its buffer. */
+int fut_finish_small (Future *f, int failed, const char *data, size_t len);
+
 /* The outcome of a finished future (valid while a reference is held):
 ** returns 'failed'; data, len and tb (may be NULL) are set. */
 int fut_outcome (Future *f, const char **data, size_t *len, const char **tb);
@@ -62,6 +72,9 @@ typedef struct FutTask {
   Future *next;       /* executor queue link */
 } FutTask;
 FutTask *fut_task (Future *f);
+
+/* Let go of the task message (after it ran, or was dropped). */
+void fut_droptask (Future *f);
 
 /* How a message held by a future (task payload, outcome) is let go before
 ** it is freed: marshal_discard, set once by the binding at load time. */

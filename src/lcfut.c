@@ -38,6 +38,42 @@ const char *cfut_strerror (int code) {
 }
 
 /* {======================================================================
+** Scratch buffers
+** ======================================================================= */
+
+#define SCRATCH_KEEP (1u << 20)   /* larger buffers are not kept */
+
+static _Thread_local MBuf scratch;
+static _Thread_local int scratch_busy;
+
+MBuf *cfut_scratch (void) {
+  MBuf *b;
+  if (scratch_busy) {
+    b = malloc(sizeof *b);
+    if (b == NULL) return NULL;
+    mbuf_init(b);
+    return b;
+  }
+  scratch_busy = 1;
+  scratch.len = 0;
+  return &scratch;
+}
+
+void cfut_unscratch (MBuf *b) {
+  if (b == NULL) return;
+  if (b != &scratch) {
+    mbuf_free(b);
+    free(b);
+    return;
+  }
+  if (b->cap > SCRATCH_KEEP) mbuf_free(b);
+  b->len = 0;
+  scratch_busy = 0;
+}
+
+/* }====================================================================== */
+
+/* {======================================================================
 ** Executor handles
 ** ======================================================================= */
 
@@ -78,7 +114,7 @@ static int e_tostring (lua_State *L) {
 }
 
 /* Raise the error a refused submit deserves. */
-static int submiterror (lua_State *L, Executor *ex, int r) {
+int cfut_submiterror (lua_State *L, Executor *ex, int r) {
   if (r == CFUT_ESHUTDOWN)
     return cfut_error(L, "ShutdownError", cfut_strerror(r));
   if (r == CFUT_EBROKEN)
@@ -96,25 +132,22 @@ static int senderror (lua_State *L, int r, const char *err) {
 static int e_submit (lua_State *L) {
   Executor *ex = checkex(L, 1);
   char err[256];
-  MBuf b;
-  Future *f;
-  FutTask *t;
+  MBuf *b;
+  Future *f = NULL;
   int r;
   luaL_argexpected(L, cfut_iscallable(L, 2), 2, "function");
-  mbuf_init(&b);
+  if ((b = cfut_scratch()) == NULL) return luaL_error(L, "not enough memory");
   r = marshal_encode(L, 2, lua_gettop(L) - 1, MARSHAL_LOCAL, "argument", 1,
-                     &b, err, sizeof err);
-  if (r != 0) return senderror(L, r, err);
-  if ((f = fut_new()) == NULL) {
-    marshal_discard(b.data, b.len);
-    mbuf_free(&b);
-    return luaL_error(L, "not enough memory");
+                     b, err, sizeof err);
+  if (r == 0 && (f = fut_new_task(b->data, b->len)) == NULL) {
+    marshal_discard(b->data, b->len);
+    r = CFUT_ENOMEM;
   }
-  t = fut_task(f);
-  t->msg = mbuf_steal(&b, &t->len);
+  cfut_unscratch(b);
+  if (r != 0) return senderror(L, r, err);
   if ((r = ex->ops->submit(ex, &f, 1)) != 0) {
     fut_release(f);
-    return submiterror(L, ex, r);
+    return cfut_submiterror(L, ex, r);
   }
   cfut_pushnewfuture(L, f);
   return 1;
@@ -502,6 +535,7 @@ int luaopen_cfut (lua_State *L) {
   luaL_newlib(L, funcs);
   m = lua_gettop(L);
   cfut_openfutures(L);
+  cfut_openmap(L);
   lua_pushliteral(L, CFUT_VERSION);
   lua_setfield(L, m, "_VERSION");
   lua_pushliteral(L, "FIRST_COMPLETED");

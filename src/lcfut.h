@@ -54,6 +54,20 @@ double cfut_deadline (lua_State *L, int i);
 int cfut_waituntil (lua_State *L, int (*pred) (void *ud), void *ud,
                     double deadline);
 
+/* Wait for f in L (callbacks run, Ctrl-C raises): 1 when done, 0 on
+** timeout. */
+int cfut_waitfuture (lua_State *L, Future *f, double deadline);
+
+/* Push the values of finished future f, or raise its error value as
+** Future:result() does.  Returns how many values. */
+int cfut_pushresult (lua_State *L, Future *f);
+
+/* Raise the error a refused submit deserves (ShutdownError, Broken...). */
+int cfut_submiterror (lua_State *L, Executor *ex, int r);
+
+/* lmap.c: ex:_mapsubmit, the batch behind Executor:map. */
+void cfut_openmap (lua_State *L);
+
 /* Raise "interrupted!" in L after telling every executor (once per
 ** Ctrl-C) to cancel queued tasks and interrupt running ones. */
 int cfut_raiseinterrupt (lua_State *L);
@@ -65,6 +79,13 @@ int cfut_error (lua_State *L, const char *cls, const char *msg);
 ** module (future, wait, as_completed, poll, sleep) go into the table on
 ** top of the stack. */
 void cfut_openfutures (lua_State *L);
+
+/* A per-thread buffer to encode into, so the hot path does not grow a
+** new buffer per message.  Returns an empty buffer; give it back with
+** cfut_unscratch (which empties it).  A nested use (a finalizer that
+** submits while a message is being encoded) gets a private buffer. */
+struct MBuf *cfut_scratch (void);
+void cfut_unscratch (struct MBuf *b);
 
 /* Open the module in a worker's fresh state (package.preload and the
 ** cfut table), with the main script's package.path and cpath. */

@@ -333,6 +333,8 @@ int cfut_waituntil (lua_State *L, int (*pred) (void *ud), void *ud,
   for (;;) {
     unsigned seq;
     int r;
+    /* Ctrl-C first: a task it stopped must not be reported instead. */
+    if (fut_interrupted() || waiter_interrupted(w)) cfut_raiseinterrupt(L);
     cfut_runcallbacks(L);
     seq = waiter_seq(w);
     if (pred(ud)) return 1;
@@ -352,6 +354,7 @@ static int isdone (void *ud) {
 /* Wait for one future; 1 when done, 0 on timeout. */
 static int waitone (lua_State *L, Future *f, double deadline) {
   int r;
+  if (fut_interrupted()) cfut_raiseinterrupt(L);
   if (fut_isdone(fut_state(f))) {
     cfut_runcallbacks(L);
     fire(L, f);
@@ -393,19 +396,18 @@ static int pushvalues (lua_State *L, Future *f, int *failed) {
   return n;
 }
 
-static int f_result (lua_State *L) {
-  Future *f = checkfut(L, 1);
+/* Push the values of finished future f, or raise its error (remembered
+** for the host, which prints the worker's traceback). */
+int cfut_pushresult (lua_State *L, Future *f) {
   int n, failed;
-  waitresult(L, f);
-  lua_settop(L, 1);
   n = pushvalues(L, f, &failed);
   if (failed) {
     const char *data, *tb;
     size_t len;
     fut_outcome(f, &data, &len, &tb);
-    lua_settop(L, 2);
-    lua_createtable(L, 2, 0);       /* remember it for the host */
-    lua_pushvalue(L, 2);
+    lua_settop(L, lua_gettop(L) - n + 1);   /* keep the error value */
+    lua_createtable(L, 2, 0);
+    lua_pushvalue(L, -2);
     lua_rawseti(L, -2, 1);
     if (tb != NULL) {
       lua_pushstring(L, tb);
@@ -415,6 +417,17 @@ static int f_result (lua_State *L) {
     return lua_error(L);
   }
   return n;
+}
+
+int cfut_waitfuture (lua_State *L, Future *f, double deadline) {
+  return waitone(L, f, deadline);
+}
+
+static int f_result (lua_State *L) {
+  Future *f = checkfut(L, 1);
+  waitresult(L, f);
+  lua_settop(L, 1);
+  return cfut_pushresult(L, f);
 }
 
 static int f_exception (lua_State *L) {

@@ -191,17 +191,39 @@ typedef struct Seg {
   char text[SEGTEXT];     /* ".name", "[3]"... or an upvalue's name */
 } Seg;
 
+/*
+** The objects met so far (tables, Lua functions, upvalue ids) and their
+** numbers: an open-addressing hash on their addresses, inside Enc while it
+** is small, then in a userdata (Lua memory, opaque to the collector) in
+** the seen slot.  The objects stay alive meanwhile: the values being sent
+** reach them.
+*/
+typedef struct PEnt {
+  const void *k;      /* NULL: free */
+  lua_Integer v;
+} PEnt;
+
+#define SMALLBITS 4
+
+typedef struct PMap {
+  PEnt *e;
+  unsigned bits;      /* capacity 1 << bits, at most half full */
+  size_t n;
+  PEnt small[1 << SMALLBITS];
+} PMap;
+
 typedef struct Enc {
   lua_State *L;
   MBuf *b;
   int flags;
   int depth;
-  int seen;           /* slot: object -> number, upvalue id -> where */
+  PMap seen;          /* object -> number, upvalue id -> where */
+  int seenslot;       /* slot: the userdata holding seen.e once it grows */
   int names;          /* slot: value -> wire bytes of its module name */
   int dumps;          /* slot: the registry's DUMPS table */
   lua_Integer nrefs;  /* tables and functions numbered so far */
   int nhandles;       /* handles written (referenced after success) */
-  int namesok;        /* names slot checked against package.loaded */
+  const unsigned char *filter;  /* names[1]; NULL until names is loaded */
   int rebuilt;        /* names rebuilt after a C function was not found */
   const void *globals;      /* the sender's globals table */
   /* the failure path (written only when encoding fails) */
@@ -361,31 +383,57 @@ static int enter (Enc *e) {
   return 0;
 }
 
-/* If the object at idx has a number already, write a reference to it. */
-static int seenref (Enc *e, int idx, int *rc) {
-  lua_State *L = e->L;
-  if (e->nrefs == 0) return 0;
-  lua_pushvalue(L, idx);
-  if (lua_rawget(L, e->seen) != LUA_TNUMBER) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  *rc = putvar(e->b, T_REF, (uint64_t)lua_tointeger(L, -1));
-  lua_pop(L, 1);
-  return 1;
+/* Objects allocated one after another get nearby slots (sending walks
+** them in about that order: fewer cache misses); folding in the higher
+** bits keeps regular strides from piling up. */
+static size_t phash (const void *k, unsigned bits) {
+  uint64_t p = (uint64_t)(uintptr_t)k >> 4;
+  return (size_t)((p ^ (p >> bits)) & (((uint64_t)1 << bits) - 1));
 }
 
-/* Number the table or Lua function at idx (its decoder does the same). */
-static lua_Integer number (Enc *e, int idx) {
-  lua_State *L = e->L;
-  if (e->nrefs == 0) {
-    lua_createtable(L, 0, 4);
-    lua_replace(L, e->seen);
+static PEnt *pfind (PMap *m, const void *k) {
+  size_t mask = ((size_t)1 << m->bits) - 1, i = phash(k, m->bits);
+  while (m->e[i].k != NULL && m->e[i].k != k) i = (i + 1) & mask;
+  return &m->e[i];
+}
+
+/* Double the capacity; the new block replaces the old in the slot. */
+static void pgrow (Enc *e) {
+  PMap *m = &e->seen;
+  size_t cap = (size_t)1 << m->bits, i;
+  PEnt *old = m->e;
+  m->e = (PEnt *)lua_newuserdatauv(e->L, 2 * cap * sizeof(PEnt), 0);
+  memset(m->e, 0, 2 * cap * sizeof(PEnt));
+  m->bits++;
+  for (i = 0; i < cap; i++)
+    if (old[i].k != NULL) *pfind(m, old[i].k) = old[i];
+  lua_replace(e->L, e->seenslot);
+}
+
+/* The number stored for k; when there is none, store v and return 0. */
+static lua_Integer pclaim (Enc *e, const void *k, lua_Integer v) {
+  PMap *m = &e->seen;
+  PEnt *slot;
+  if (m->n == 0) memset(m->small, 0, sizeof(m->small));
+  if ((m->n + 1) * 2 > ((size_t)1 << m->bits)) pgrow(e);
+  slot = pfind(m, k);
+  if (slot->k != NULL) return slot->v;
+  slot->k = k;
+  slot->v = v;
+  m->n++;
+  return 0;
+}
+
+/* Number the table or Lua function at idx, as its decoder will; if it has
+** a number already, write a reference to it instead and return 1. */
+static int seen (Enc *e, int idx, int *rc) {
+  lua_Integer ref = pclaim(e, lua_topointer(e->L, idx), e->nrefs + 1);
+  if (ref == 0) {
+    e->nrefs++;
+    return 0;
   }
-  lua_pushvalue(L, idx);
-  lua_pushinteger(L, ++e->nrefs);
-  lua_rawset(L, e->seen);
-  return e->nrefs;
+  *rc = putvar(e->b, T_REF, (uint64_t)ref);
+  return 1;
 }
 
 
@@ -469,6 +517,28 @@ static lua_Integer countloaded (lua_State *L) {
   return n;
 }
 
+#define FILTERBITS 8192
+
+static size_t fbit (const void *p) {
+  return (size_t)(((uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL) >> 51);
+}
+
+/* names[1]: a bit per named value, so that most values (which have no
+** name) are turned away without a Lua table lookup. */
+static void buildfilter (lua_State *L, int names) {
+  unsigned char *f = (unsigned char *)lua_newuserdatauv(L, FILTERBITS / 8, 0);
+  memset(f, 0, FILTERBITS / 8);
+  lua_pushnil(L);
+  while (lua_next(L, names) != 0) {
+    if (!lua_isinteger(L, -2)) {
+      size_t bit = fbit(lua_topointer(L, -2));
+      f[bit >> 3] |= (unsigned char)(1u << (bit & 7));
+    }
+    lua_pop(L, 1);
+  }
+  lua_rawseti(L, names, 1);
+}
+
 /* Build the name table from package.loaded, store it, push it. */
 static void buildnames (lua_State *L, lua_Integer count) {
   int names;
@@ -484,6 +554,7 @@ static void buildnames (lua_State *L, lua_Integer count) {
     namepass(L, names, names + 1, 2);
   }
   lua_pop(L, 1);
+  buildfilter(L, names);
   lua_pushinteger(L, count);
   lua_rawseti(L, names, 0);   /* remember what it was built from */
   lua_pushvalue(L, names);
@@ -495,19 +566,23 @@ static void buildnames (lua_State *L, lua_Integer count) {
 static void loadnames (Enc *e, int force) {
   lua_State *L = e->L;
   lua_Integer count = countloaded(L);
-  e->namesok = 1;
   if (!force && lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES) == LUA_TTABLE) {
     int same = (lua_rawgeti(L, -1, 0) == LUA_TNUMBER
                 && lua_tointeger(L, -1) == count);
     lua_pop(L, 1);
-    if (same) {
-      lua_replace(L, e->names);
-      return;
+    if (!same) {
+      lua_pop(L, 1);
+      buildnames(L, count);
     }
   }
-  if (!force) lua_pop(L, 1);
-  buildnames(L, count);
+  else {
+    if (!force) lua_pop(L, 1);
+    buildnames(L, count);
+  }
   lua_replace(L, e->names);
+  lua_rawgeti(L, e->names, 1);
+  e->filter = (const unsigned char *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
 }
 
 /* Write the module name of the value at idx: 0, 1 if it has none, or an
@@ -516,8 +591,10 @@ static int encname (Enc *e, int idx) {
   lua_State *L = e->L;
   size_t len;
   const char *s;
+  size_t bit = fbit(lua_topointer(L, idx));
   int rc;
-  if (!e->namesok) loadnames(e, 0);
+  if (e->filter == NULL) loadnames(e, 0);
+  if (!(e->filter[bit >> 3] & (1u << (bit & 7)))) return 1;
   lua_pushvalue(L, idx);
   if (lua_rawget(L, e->names) != LUA_TSTRING) {
     lua_pop(L, 1);
@@ -586,7 +663,6 @@ static int newtable (Enc *e, int idx) {
   uint64_t narr = 0, nhash = 0;
   int rc;
   if ((rc = enter(e)) != 0) return rc;
-  number(e, idx);
   if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = puttag(e->b, 0)) != 0)
     goto out;
   lua_pushnil(L);
@@ -608,8 +684,7 @@ static int enctable (Enc *e, int idx) {
   int rc;
   if (lua_topointer(e->L, idx) == globals(e))
     return mbuf_add(e->b, GNAME, sizeof(GNAME));
-  if (seenref(e, idx, &rc)) return rc;
-  if ((rc = encname(e, idx)) != 1) return rc;
+  if ((rc = encname(e, idx)) != 1 || seen(e, idx, &rc)) return rc;
   return newtable(e, idx);
 }
 
@@ -745,16 +820,14 @@ static int encupvalue (Enc *e, int f, lua_Integer ref, int i,
                        const char *name) {
   lua_State *L = e->L;
   int v = lua_gettop(L);
+  lua_Integer where;
   void *id;
   if (strcmp(name, "_ENV") == 0 ||
       (lua_type(L, v) == LUA_TTABLE && lua_topointer(L, v) == globals(e)))
     return mbuf_add(e->b, GNAME, sizeof(GNAME));
   id = lua_upvalueid(L, f, i);
-  lua_pushlightuserdata(L, id);
-  if (lua_rawget(L, e->seen) == LUA_TNUMBER) {
-    lua_Integer where = lua_tointeger(L, -1);
+  if ((where = pclaim(e, id, ref * 256 + i)) != 0) {
     unsigned char *p = room(e->b, 2 + MAXVARINT);
-    lua_pop(L, 1);
     if (p == NULL) return CFUT_ENOMEM;
     p[0] = T_UPREF;
     p += 1 + putvarint(p + 1, (uint64_t)(where >> 8));
@@ -762,10 +835,6 @@ static int encupvalue (Enc *e, int f, lua_Integer ref, int i,
     e->b->len = (size_t)(p - (unsigned char *)e->b->data);
     return 0;
   }
-  lua_pop(L, 1);
-  lua_pushlightuserdata(L, id);
-  lua_pushinteger(L, ref * 256 + i);
-  lua_rawset(L, e->seen);
   return encvalue(e, v);
 }
 
@@ -804,9 +873,9 @@ static int encfunction (Enc *e, int idx) {
   lua_Integer ref;
   int rc, nups;
   if (lua_iscfunction(e->L, idx)) return enccfunction(e, idx);
-  if (seenref(e, idx, &rc)) return rc;
+  if (seen(e, idx, &rc)) return rc;
   if ((rc = enter(e)) != 0) return rc;
-  ref = number(e, idx);
+  ref = e->nrefs;
   if ((rc = encproto(e, idx, &nups)) == 0)
     rc = encupvalues(e, idx, ref, nups);
   e->depth--;
@@ -888,7 +957,6 @@ typedef struct Walk {
   const unsigned char *p, *end;
   int depth;
   int retain;       /* 1: take a reference per handle, 0: drop one */
-  long skip;        /* handles to pass over first (consumed already) */
 } Walk;
 
 static int wvalue (Walk *w);
@@ -948,8 +1016,7 @@ static int whandle (Walk *w, int tag) {
   if (w->end - w->p < 8) return -1;
   h = (void *)(uintptr_t)get64(w->p);
   w->p += 8;
-  if (w->skip > 0) w->skip--;
-  else if (tag == T_FUTURE) {
+  if (tag == T_FUTURE) {
     if (w->retain) fut_retain((Future *)h);
     else fut_release((Future *)h);
   }
@@ -977,17 +1044,15 @@ static int wvalue (Walk *w) {
   }
 }
 
-/* Take (retain) or drop one reference per handle in a message, passing
-** over the first 'skip'; stops quietly where the bytes stop making sense. */
-static void walkhandles (const char *data, size_t len, int retain,
-                         long skip) {
+/* Take (retain) or drop one reference per handle in a message; stops
+** quietly where the bytes stop making sense. */
+static void walkhandles (const char *data, size_t len, int retain) {
   Walk w;
   uint64_t n;
   w.p = (const unsigned char *)data;
   w.end = w.p + len;
   w.depth = 0;
   w.retain = retain;
-  w.skip = skip;
   if (len < 4 || memcmp(data, MAGIC, 3) != 0 || data[3] != WIRE_VERSION)
     return;
   w.p += 4;
@@ -1012,7 +1077,6 @@ typedef struct Dec {
   int refs;           /* slot: number -> table or function */
   int loads;          /* slot: the registry's LOADS table */
   lua_Integer nrefs;
-  long nhandles;      /* handle references consumed */
   char *err;
   size_t errlen;
 } Dec;
@@ -1363,7 +1427,6 @@ static int dechandle (Dec *d, const unsigned char *at, int tag) {
   if ((rc = need(d, 8)) != 0) return rc;
   h = (void *)(uintptr_t)get64(d->p);
   d->p += 8;
-  d->nhandles++;
   /* The message keeps its own reference (it may be decoded again, and its
   ** owner lets it go with marshal_discard): the handle gets a new one. */
   if (tag == T_FUTURE) {
@@ -1462,8 +1525,9 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
   }
   e.L = L; e.b = out; e.flags = flags; e.depth = 0;
   lua_pushnil(L); lua_pushnil(L); lua_pushnil(L);   /* the three slots */
-  e.seen = base + 1; e.names = base + 2; e.dumps = base + 3;
-  e.nrefs = 0; e.nhandles = 0; e.namesok = 0; e.rebuilt = 0;
+  e.seenslot = base + 1; e.names = base + 2; e.dumps = base + 3;
+  e.seen.e = e.seen.small; e.seen.bits = SMALLBITS; e.seen.n = 0;
+  e.nrefs = 0; e.nhandles = 0; e.filter = NULL; e.rebuilt = 0;
   e.globals = NULL; e.nseg = 0;
   for (i = 0; i < n && rc == 0; i++) rc = encvalue(&e, first + i);
   lua_settop(L, base);
@@ -1473,7 +1537,7 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
     else describe(&e, what, argbase + i - 1, err, errlen);
     return rc;
   }
-  if (e.nhandles > 0) walkhandles(out->data + start, out->len - start, 1, 0);
+  if (e.nhandles > 0) walkhandles(out->data + start, out->len - start, 1);
   return 0;
 }
 
@@ -1487,7 +1551,7 @@ int marshal_decode (lua_State *L, const char *data, size_t len, int flags,
   d.end = d.start + len;
   d.flags = flags; d.depth = 0;
   d.refs = base + 1; d.loads = base + 2;
-  d.nrefs = 0; d.nhandles = 0;
+  d.nrefs = 0;
   d.err = err; d.errlen = errlen;
   if ((rc = decheader(&d, &n)) == 0) {
     lua_pushnil(L);   /* the two slots */
@@ -1506,7 +1570,7 @@ int marshal_decode (lua_State *L, const char *data, size_t len, int flags,
 }
 
 void marshal_discard (const char *data, size_t len) {
-  walkhandles(data, len, 0, 0);
+  walkhandles(data, len, 0);
 }
 
 int marshal_error (MBuf *out, const char *cls, const char *msg) {

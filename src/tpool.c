@@ -91,14 +91,6 @@ static void failfuture (Future *f, const char *cls, const char *msg) {
   if (fut_finish(f, 1, data, len, NULL) != 0) free(data);
 }
 
-/* Let go of a task message. */
-static void dropmsg (FutTask *t) {
-  if (t->msg != NULL) {
-    marshal_discard(t->msg, t->len);
-    free(t->msg);
-    t->msg = NULL;
-  }
-}
 
 /* Unlink the whole queue (caller holds p->lock); returns its head. */
 static Future *takeall (TPool *p) {
@@ -113,7 +105,7 @@ static void settleall (Future *f, const char *cls, const char *msg) {
   while (f != NULL) {
     FutTask *t = fut_task(f);
     Future *next = t->next;
-    dropmsg(t);
+    fut_droptask(f);
     if (cls == NULL) fut_cancel(f);
     else failfuture(f, cls, msg);
     fut_release(f);
@@ -152,6 +144,7 @@ static Future *pop (TPool *p) {
 ** broken). */
 static Future *take (TPool *p) {
   Future *f;
+  int i;
   sys_lock(&p->lock);
   while (p->head == NULL) {
     double end;
@@ -162,10 +155,12 @@ static Future *take (TPool *p) {
     p->nidle++;
     sys_unlock(&p->lock);
     end = sys_now() + IDLE_SPIN;
-    while (atomic_load_explicit(&p->nqueued, memory_order_relaxed) == 0 &&
-           !atomic_load_explicit(&p->stopping, memory_order_relaxed) &&
-           sys_now() < end)
+    for (i = 1; atomic_load_explicit(&p->nqueued, memory_order_relaxed) == 0
+                && !atomic_load_explicit(&p->stopping, memory_order_relaxed);
+         i++) {
+      if ((i & 31) == 0 && sys_now() >= end) break;
       sys_relax();
+    }
     sys_lock(&p->lock);
     if (p->head == NULL && !p->shutdown && !atomic_load(&p->base.broken)) {
       p->nsleep++;
@@ -193,7 +188,7 @@ static void runone (Worker *w, lua_State *L, Future *f, int running) {
     worker_run(L, f, t->msg, t->len, MARSHAL_LOCAL);
     atomic_store(&w->busy, 0);
   }
-  dropmsg(t);
+  fut_droptask(f);
   fut_release(f);
   worker_poll(L);
 }

@@ -109,32 +109,45 @@ static int msghandler (lua_State *L) {
   return 1;
 }
 
-/* Hand the outcome over to f; on failure to encode, fail f with the
-** encoder's message. */
+/* Encode n values at base into b; on failure to encode, the outcome is the
+** encoder's message as an error (and 'failed' is set). */
+static void encode (lua_State *L, MBuf *b, int *failed, int base, int n) {
+  char err[256];
+  int r = marshal_encode(L, base, n, MARSHAL_LOCAL,
+                         *failed ? "error value" : "result", 1, b, err,
+                         sizeof err);
+  if (r == 0) return;
+  lua_pushfstring(L, "cannot send %s from a worker",
+                  r == CFUT_ENOMEM ? "the outcome (not enough memory)" : err);
+  *failed = 1;
+  b->len = 0;
+  if (marshal_encode(L, -1, 1, MARSHAL_LOCAL, "error value", 1, b, err,
+                     sizeof err) != 0)
+    b->len = 0;
+  lua_pop(L, 1);
+}
+
+/* Hand the outcome over to f: small ones are copied into the future, larger
+** ones (and failures with a traceback) get their own buffer. */
 static void finish (lua_State *L, Future *f, int failed, int base, int n,
                     const char *tb) {
-  MBuf b;
-  char err[256], *t = NULL;
-  int r;
+  MBuf *b = cfut_scratch();
+  char *data, *t;
   size_t len;
-  char *data;
-  mbuf_init(&b);
-  r = marshal_encode(L, base, n, MARSHAL_LOCAL,
-                     failed ? "error value" : "result", 1, &b, err,
-                     sizeof err);
-  if (r != 0) {
-    lua_pushfstring(L, "cannot send %s from a worker",
-                    r == CFUT_ENOMEM ? "the outcome (not enough memory)"
-                                     : err);
-    mbuf_init(&b);
-    failed = 1;
-    if (marshal_encode(L, -1, 1, MARSHAL_LOCAL, "error value", 1, &b,
-                       err, sizeof err) != 0)
-      mbuf_init(&b);
-    lua_pop(L, 1);
+  if (b == NULL) {
+    fut_finish(f, 1, NULL, 0, NULL);
+    return;
   }
-  if (tb != NULL) t = strdup(tb);
-  data = mbuf_steal(&b, &len);
+  encode(L, b, &failed, base, n);
+  if (b->len <= FUT_INLINE && tb == NULL) {
+    if (fut_finish_small(f, failed, b->data, b->len) != 0)
+      marshal_discard(b->data, b->len);
+    cfut_unscratch(b);
+    return;
+  }
+  t = tb != NULL ? strdup(tb) : NULL;
+  data = mbuf_steal(b, &len);
+  cfut_unscratch(b);
   if (fut_finish(f, failed, data, len, t) != 0) {
     marshal_discard(data, len);
     free(data);

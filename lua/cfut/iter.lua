@@ -81,8 +81,39 @@ local function options (fn, ...)
   return fn, pack(...), nil, nil, 2
 end
 
+-- Every item known up front.  When all iterables are tables they are
+-- passed as they are with the length of the shortest; otherwise the items
+-- are pulled in lockstep, as Python's zip does (an endless iterator next to
+-- a short table stops with it), into one table per iterable.
+local function materialize (its, first)
+  local n, alltables = math.huge, true
+  for k = 1, its.n do
+    local it = its[k]
+    if type(it) == "table" then
+      local len = it.n
+      if type(len) ~= "number" then len = #it end
+      if len < n then n = len end
+    else
+      alltables = false
+    end
+  end
+  if alltables then return n, its end
+  local nextargs = zip(its, first)
+  local tables, count = {}, 0
+  for k = 1, its.n do tables[k] = {} end
+  while true do
+    local args = nextargs()
+    if args == nil then break end
+    count = count + 1
+    for k = 1, its.n do tables[k][count] = args[k] end
+  end
+  return count, tables
+end
+
 return function (M, Executor)
   local submit = Executor.submit
+  local mapsubmit = M._mapsubmit
+  M._mapsubmit = nil
   local monotonic = M.monotonic
 
   local MapIter = { __name = "cfut.MapIterator" }
@@ -139,6 +170,10 @@ return function (M, Executor)
       argerror(fnarg - 1, "function expected, got " .. type(fn))
     end
     if its.n == 0 then argerror(fnarg, "iterable expected, got no value") end
+    if not buffersize then
+      local n, tables = materialize(its, fnarg)
+      return mapsubmit(ex, fn, timeout, n, unpack(tables, 1, its.n))
+    end
     local st = { ex = ex, fn = fn, fs = {}, head = 1, tail = 0,
                  buffersize = buffersize,
                  nextargs = zip(its, fnarg) }
