@@ -59,6 +59,11 @@ MBuf *cfut_scratch (void) {
   return &scratch;
 }
 
+void cfut_freescratch (void) {
+  mbuf_free(&scratch);
+  scratch_busy = 0;
+}
+
 void cfut_unscratch (MBuf *b) {
   if (b == NULL) return;
   if (b != &scratch) {

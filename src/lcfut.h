@@ -86,6 +86,8 @@ void cfut_openfutures (lua_State *L);
 ** submits while a message is being encoded) gets a private buffer. */
 struct MBuf *cfut_scratch (void);
 void cfut_unscratch (struct MBuf *b);
+/* Free this thread's scratch buffer (a worker thread that ends). */
+void cfut_freescratch (void);
 
 /* Open the module in a worker's fresh state (package.preload and the
 ** cfut table), with the main script's package.path and cpath. */

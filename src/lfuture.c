@@ -716,6 +716,8 @@ static void ac_stop (AsComp *a) {
   }
   if (a->w) waiter_release(a->w);
   a->w = NULL;
+  free(a->l.fs);
+  a->l.fs = NULL;
   a->l.n = 0;
   a->listening = 0;
 }

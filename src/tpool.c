@@ -259,8 +259,8 @@ static void *workermain (void *arg) {
     else runtasks(p, w, L);
     free(err);
     worker_poll(L);
-    lua_close(L);
   }
+  worker_close(L);
   exited(p, w);
   return NULL;
 }

@@ -217,6 +217,11 @@ int worker_init (lua_State *L, const char *msg, size_t len, int flags,
   return r == LUA_OK ? 0 : -1;
 }
 
+void worker_close (lua_State *L) {
+  if (L != NULL) lua_close(L);
+  cfut_freescratch();
+}
+
 void worker_poll (lua_State *L) {
   cfut_runcallbacks(L);
 }

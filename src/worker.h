@@ -28,6 +28,9 @@ void worker_run (lua_State *L, Future *f, const char *msg, size_t len,
 int worker_init (lua_State *L, const char *msg, size_t len, int flags,
                  char **errmsg);
 
+/* Close a worker's state and free what its thread kept for it. */
+void worker_close (lua_State *L);
+
 /* Run the done-callbacks due in this worker state (added by its tasks). */
 void worker_poll (lua_State *L);
 
