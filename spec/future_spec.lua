@@ -130,8 +130,8 @@ describe("Future:result", function ()
   it("rejects a timeout that is not a number", function ()
     local f = make_finished(1)
     local e = errof(function () return f:result({}) end)
-    assert.matches("bad argument #1 to 'result' %(number expected, got table%)",
-                   e)
+    assert.matches(
+      "bad argument #1 to 'result' %(number expected, got table%)", e)
   end)
 end)
 

@@ -49,7 +49,8 @@ describe("futures.thread_pool", function ()
     assert.is_true(helpers.wait_until(function ()
       return count(fs, "running") == max
     end))
-    futures.sleep(0.05)  -- leave time for a worker too many to show up
+    -- submit returns once a worker it starts has taken its task, so no
+    -- worker too many can show up later.
     assert.equal(max, count(fs, "running"))
     assert.equal(2, count(fs, helpers.is_pending))
     gate:set_result(true)
@@ -64,7 +65,6 @@ describe("futures.thread_pool", function ()
     assert.is_true(helpers.wait_until(function ()
       return count(fs, "running") == 3
     end))
-    futures.sleep(0.05)
     assert.equal(3, count(fs, "running"))
     assert.equal(2, count(fs, helpers.is_pending))
     gate:set_result(true)
@@ -79,7 +79,6 @@ describe("futures.thread_pool", function ()
     assert.is_true(helpers.wait_until(function ()
       return count(fs, "running") == 2
     end))
-    futures.sleep(0.05)
     assert.equal(2, count(fs, "running"))
     assert.equal(2, count(fs, helpers.is_pending))
     gate:set_result(true)
@@ -254,10 +253,8 @@ describe("futures.thread_pool", function ()
     local ex = pool(4)
     local names = {}
     for _ = 1, 8 do
+      -- A worker counts as waiting from the moment its result is ready.
       names[ex:submit(thread_name):result(LONG)] = true
-      -- A worker counts as waiting once it is back at the queue, which it
-      -- reaches just after publishing the result; give it that moment.
-      futures.sleep(0.02)
     end
     assert.equal(1, helpers.size(names))
   end)

@@ -156,8 +156,9 @@ describe("futures.wait", function ()
       local took = futures.monotonic() - t0
       assert.same({ fin }, done)
       assert.same({ blocked }, not_done)
-      assert.is_true(took >= 0.099, "wait returned after " .. took .. " s")
-      assert.is_true(took < 0.1 + QUICK, "wait returned after " .. took .. " s")
+      local why = "wait returned after " .. took .. " s"
+      assert.is_true(took >= 0.099, why)
+      assert.is_true(took < 0.1 + QUICK, why)
     end
     local done, not_done = futures.wait({ blocked }, 0.05,
                                         futures.FIRST_COMPLETED)

@@ -259,7 +259,10 @@ static void encodeinit (lua_State *L, TPoolConfig *cfg) {
   mbuf_init(&b);
   r = marshal_encode(L, base + 1, n, MARSHAL_LOCAL, "initializer value", 1,
                      &b, err, sizeof err);
-  if (r != 0) senderror(L, r, err);
+  if (r != 0) {
+    mbuf_free(&b);
+    senderror(L, r, err);
+  }
   cfg->init = mbuf_steal(&b, &cfg->initlen);
   lua_settop(L, base);
 }
@@ -398,6 +401,7 @@ static int m_dumps (lua_State *L) {
   mbuf_init(&b);
   r = marshal_encode(L, 1, lua_gettop(L), 0, "argument", 1, &b, err,
                      sizeof err);
+  if (r != 0) mbuf_free(&b);
   if (r == CFUT_ENOMEM) return luaL_error(L, "not enough memory");
   if (r != 0) return luaL_error(L, "cannot dump %s", err);
   lua_pushlstring(L, b.data, b.len);
@@ -537,6 +541,7 @@ int luaopen_cfut (lua_State *L) {
   int m;
   tpool_initsignals();
   fut_set_discard(marshal_discard);
+  marshal_resetnames(L);    /* a reloaded module has new tables */
   luaL_newlib(L, funcs);
   m = lua_gettop(L);
   cfut_openfutures(L);

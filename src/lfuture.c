@@ -514,6 +514,7 @@ static int settle (lua_State *L, int failed) {
   mbuf_init(&b);
   r = marshal_encode(L, 2, n, MARSHAL_LOCAL, "argument", 1, &b, err,
                      sizeof err);
+  if (r != 0) mbuf_free(&b);
   if (r == CFUT_ENOMEM) return luaL_error(L, "not enough memory");
   if (r != 0) return luaL_error(L, "cannot store %s in a future", err);
   data = mbuf_steal(&b, &len);

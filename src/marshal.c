@@ -39,10 +39,12 @@ _Static_assert(sizeof(lua_Integer) == 8 && sizeof(lua_Number) == 8,
 #define MAXPREALLOC   (1 << 24)   /* cap on lua_createtable size hints */
 #define SEGTEXT       40    /* bytes of one step of a failure path */
 #define KEEPSEGS      6     /* steps kept at each end of a long path */
+#define STACKSTEP     32    /* Lua stack reserved every 4 levels (3 slots a
+                               level at most, plus room for leaf work) */
 
 enum {
   T_NIL = 0, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF,
-  T_FUNC, T_UPREF, T_MODULE, T_FIELD, T_FUTURE, T_EXECUTOR
+  T_FUNC, T_UPREF, T_MODULE, T_FIELD, T_FUTURE, T_EXECUTOR, T_KSTR
 };
 
 /* Registry keys (only their addresses matter) */
@@ -377,7 +379,7 @@ static const void *globals (Enc *e) {
 static int enter (Enc *e) {
   if (e->depth >= MAXDEPTH)
     return unsendable(e, CFUT_EDEPTH, "nesting deeper than 200 levels");
-  if (!lua_checkstack(e->L, 12))
+  if ((e->depth & 3) == 0 && !lua_checkstack(e->L, STACKSTEP))
     return unsendable(e, CFUT_EDEPTH, "Lua stack overflow");
   e->depth++;
   return 0;
@@ -426,8 +428,8 @@ static lua_Integer pclaim (Enc *e, const void *k, lua_Integer v) {
 
 /* Number the table or Lua function at idx, as its decoder will; if it has
 ** a number already, write a reference to it instead and return 1. */
-static int seen (Enc *e, int idx, int *rc) {
-  lua_Integer ref = pclaim(e, lua_topointer(e->L, idx), e->nrefs + 1);
+static int seen (Enc *e, const void *p, int *rc) {
+  lua_Integer ref = pclaim(e, p, e->nrefs + 1);
   if (ref == 0) {
     e->nrefs++;
     return 0;
@@ -587,11 +589,10 @@ static void loadnames (Enc *e, int force) {
 
 /* Write the module name of the value at idx: 0, 1 if it has none, or an
 ** error code. */
-static int encname (Enc *e, int idx) {
+static int encname (Enc *e, int idx, const void *p) {
   lua_State *L = e->L;
-  size_t len;
+  size_t len, bit = fbit(p);
   const char *s;
-  size_t bit = fbit(lua_topointer(L, idx));
   int rc;
   if (e->filter == NULL) loadnames(e, 0);
   if (!(e->filter[bit >> 3] & (1u << (bit & 7)))) return 1;
@@ -638,21 +639,38 @@ static int encmeta (Enc *e, int idx) {
 
 /* Encode one entry of a traversal (key at top-1, value at top): the run
 ** of keys 1, 2, 3... that starts the traversal is the array part. */
-static int encentry (Enc *e, uint64_t *narr, uint64_t *nhash) {
+/* A string key: numbered like a table, so that a key met again (the
+** fields of many records) is a short reference, and the receiver does not
+** intern it again. */
+static int enckey (Enc *e, int k) {
+  size_t len;
+  const char *s;
+  lua_Integer ref;
+  if (lua_type(e->L, k) != LUA_TSTRING) return encvalue(e, k);
+  s = lua_tolstring(e->L, k, &len);
+  if ((ref = pclaim(e, s, e->nrefs + 1)) != 0)
+    return putvar(e->b, T_REF, (uint64_t)ref);
+  e->nrefs++;
+  return putstr(e->b, T_KSTR, s, len);
+}
+
+/* Encode one entry of a traversal (key at k, value at k+1): the run of
+** keys 1, 2, 3... that starts the traversal is the array part. */
+static int encentry (Enc *e, int k, uint64_t *narr, uint64_t *nhash) {
   lua_State *L = e->L;
-  int v = lua_gettop(L), rc;
-  if (*nhash == 0 && lua_isinteger(L, v - 1)
-      && lua_tointeger(L, v - 1) == (lua_Integer)*narr + 1) {
+  int rc;
+  if (*nhash == 0 && lua_isinteger(L, k)
+      && lua_tointeger(L, k) == (lua_Integer)*narr + 1) {
     (*narr)++;
   }
   else {
     (*nhash)++;
-    if ((rc = encvalue(e, v - 1)) != 0) {
+    if ((rc = enckey(e, k)) != 0) {
       addseg(e, 'k', 0, NULL);
       return rc;
     }
   }
-  if ((rc = encvalue(e, v)) != 0) addseg(e, 'f', v - 1, NULL);
+  if ((rc = encvalue(e, k + 1)) != 0) addseg(e, 'f', k, NULL);
   return rc;
 }
 
@@ -661,13 +679,13 @@ static int newtable (Enc *e, int idx) {
   lua_State *L = e->L;
   size_t at = e->b->len;
   uint64_t narr = 0, nhash = 0;
-  int rc;
+  int rc, k = lua_gettop(L) + 1;
   if ((rc = enter(e)) != 0) return rc;
   if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = puttag(e->b, 0)) != 0)
     goto out;
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
-    rc = encentry(e, &narr, &nhash);
+    rc = encentry(e, k, &narr, &nhash);
     lua_pop(L, 1);
     if (rc != 0) {
       lua_pop(L, 1);
@@ -681,10 +699,10 @@ out:
 }
 
 static int enctable (Enc *e, int idx) {
+  const void *p = lua_topointer(e->L, idx);
   int rc;
-  if (lua_topointer(e->L, idx) == globals(e))
-    return mbuf_add(e->b, GNAME, sizeof(GNAME));
-  if ((rc = encname(e, idx)) != 1 || seen(e, idx, &rc)) return rc;
+  if (p == globals(e)) return mbuf_add(e->b, GNAME, sizeof(GNAME));
+  if ((rc = encname(e, idx, p)) != 1 || seen(e, p, &rc)) return rc;
   return newtable(e, idx);
 }
 
@@ -858,11 +876,12 @@ static int encupvalues (Enc *e, int f, lua_Integer ref, int nups) {
 
 /* A C function travels as the name a loaded module holds it under. */
 static int enccfunction (Enc *e, int idx) {
-  int rc = encname(e, idx);
+  const void *p = lua_topointer(e->L, idx);
+  int rc = encname(e, idx, p);
   if (rc == 1 && !e->rebuilt) {    /* maybe a module loaded since */
     e->rebuilt = 1;
     loadnames(e, 1);
-    rc = encname(e, idx);
+    rc = encname(e, idx, p);
   }
   if (rc == 1)
     return unsendable(e, CFUT_ESEND, "C function that no loaded module holds");
@@ -873,7 +892,7 @@ static int encfunction (Enc *e, int idx) {
   lua_Integer ref;
   int rc, nups;
   if (lua_iscfunction(e->L, idx)) return enccfunction(e, idx);
-  if (seen(e, idx, &rc)) return rc;
+  if (seen(e, lua_topointer(e->L, idx), &rc)) return rc;
   if ((rc = enter(e)) != 0) return rc;
   ref = e->nrefs;
   if ((rc = encproto(e, idx, &nups)) == 0)
@@ -1033,7 +1052,7 @@ static int wvalue (Walk *w) {
   switch (*w->p++) {
     case T_NIL: case T_FALSE: case T_TRUE: return 0;
     case T_INT: case T_FLOAT: return wskip(w, 8);
-    case T_STR: case T_MODULE: return wstring(w);
+    case T_STR: case T_MODULE: case T_KSTR: return wstring(w);
     case T_FIELD: return (wstring(w) != 0) ? -1 : wstring(w);
     case T_REF: return wvarint(w, &v);
     case T_TABLE: return wtable(w);
@@ -1148,7 +1167,8 @@ static lua_Integer u2i (uint64_t u) {
 static int decenter (Dec *d, const unsigned char *at) {
   if (d->depth >= MAXDEPTH)
     return fail(d, at, "nesting deeper than 200 levels");
-  if (!lua_checkstack(d->L, 12)) return fail(d, at, "Lua stack overflow");
+  if ((d->depth & 3) == 0 && !lua_checkstack(d->L, STACKSTEP))
+    return fail(d, at, "Lua stack overflow");
   d->depth++;
   return 0;
 }
@@ -1181,26 +1201,31 @@ static int decref (Dec *d, const unsigned char *at) {
 static int decpair (Dec *d, int t) {
   lua_State *L = d->L;
   const unsigned char *at = d->p;
+  lua_Number x;
   int rc;
+  if (rem(d) > 0 && *at == T_NIL) return fail(d, at, "nil table key");
   if ((rc = decvalue(d)) != 0) return rc;
-  if (lua_isnil(L, -1)) return fail(d, at, "nil table key");
-  if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)
-      && lua_tonumber(L, -1) != lua_tonumber(L, -1))
-    return fail(d, at, "NaN table key");
+  if (*at == T_FLOAT) {
+    x = lua_tonumber(L, -1);
+    if (x != x) return fail(d, at, "NaN table key");
+  }
   at = d->p;
+  if (rem(d) > 0 && *at == T_NIL) return fail(d, at, "nil table value");
   if ((rc = decvalue(d)) != 0) return rc;
-  if (lua_isnil(L, -1)) return fail(d, at, "nil table value");
   lua_rawset(L, t);
   return 0;
 }
 
 static int decmeta (Dec *d, int t) {
   const unsigned char *at = d->p;
-  int rc = decvalue(d);
-  if (rc != 0) return rc;
-  if (lua_istable(d->L, -1)) lua_setmetatable(d->L, t);
-  else if (lua_isnil(d->L, -1)) lua_pop(d->L, 1);
-  else return fail(d, at, "metatable is not a table");
+  int rc;
+  if (rem(d) > 0 && *at == T_NIL) {
+    d->p++;
+    return 0;
+  }
+  if ((rc = decvalue(d)) != 0) return rc;
+  if (!lua_istable(d->L, -1)) return fail(d, at, "metatable is not a table");
+  lua_setmetatable(d->L, t);
   return 0;
 }
 
@@ -1466,9 +1491,10 @@ static int decvalue (Dec *d) {
     case T_FALSE: lua_pushboolean(d->L, 0); return 0;
     case T_TRUE: lua_pushboolean(d->L, 1); return 0;
     case T_INT: case T_FLOAT: return decword(d, tag);
-    case T_STR:
+    case T_STR: case T_KSTR:
       if ((rc = getbytes(d, &s, &len)) != 0) return rc;
       lua_pushlstring(d->L, s, len);
+      if (tag == T_KSTR) addref(d);
       return 0;
     case T_TABLE: return dectable(d, at);
     case T_REF: return decref(d, at);
@@ -1511,6 +1537,7 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
                     char *err, size_t errlen) {
   Enc e;
   size_t start = out->len;
+  int fresh = (out->data == NULL);
   int base = lua_gettop(L), i, rc = 0;
   unsigned char head[4 + MAXVARINT];
   first = lua_absindex(L, first);
@@ -1532,7 +1559,8 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
   for (i = 0; i < n && rc == 0; i++) rc = encvalue(&e, first + i);
   lua_settop(L, base);
   if (rc != 0) {
-    out->len = start;
+    if (fresh) mbuf_free(out);    /* exactly as it was: nothing to free */
+    else out->len = start;
     if (rc == CFUT_ENOMEM) snprintf(err, errlen, "%s", cfut_strerror(rc));
     else describe(&e, what, argbase + i - 1, err, errlen);
     return rc;

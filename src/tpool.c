@@ -45,6 +45,7 @@ typedef struct Worker {
   int index;
   atomic_int busy;            /* running a task: Ctrl-C signals it */
   atomic_int exited;          /* its loop is over: join will not block */
+  int idle;                   /* counted in pool->nidle; owner thread */
   int started;                /* has its state (and first task): lock */
   int claimed, joined;        /* guarded by pool->lock */
   struct Worker *next;        /* guarded by pool->lock */
@@ -59,7 +60,8 @@ struct TPool {
   Future *head, *tail;        /* guarded by lock */
   atomic_int nqueued;         /* written under lock, peeked by spinners */
   int nthreads;               /* guarded by lock */
-  int nidle;                  /* waiting for work, spinning or asleep */
+  atomic_int nidle;           /* waiting for work (spinning, asleep, or
+                                 about to publish an outcome) */
   int nsleep;                 /* asleep on cond; guarded by lock */
   int shutdown;               /* guarded by lock */
   atomic_int stopping;        /* shutdown or broken, for spinners */
@@ -141,18 +143,18 @@ static Future *pop (TPool *p) {
 }
 
 /* Wait for a task; NULL when the pool is over (shut down and drained, or
-** broken). */
-static Future *take (TPool *p) {
+** broken).  w->idle says whether w is counted in p->nidle already. */
+static Future *take (TPool *p, Worker *w) {
   Future *f;
   int i;
   sys_lock(&p->lock);
   while (p->head == NULL) {
     double end;
-    if (p->shutdown || atomic_load(&p->base.broken)) {
-      sys_unlock(&p->lock);
-      return NULL;
+    if (p->shutdown || atomic_load(&p->base.broken)) break;
+    if (!w->idle) {
+      atomic_fetch_add(&p->nidle, 1);
+      w->idle = 1;
     }
-    p->nidle++;
     sys_unlock(&p->lock);
     end = sys_now() + IDLE_SPIN;
     for (i = 1; atomic_load_explicit(&p->nqueued, memory_order_relaxed) == 0
@@ -167,9 +169,12 @@ static Future *take (TPool *p) {
       sys_cond_wait(&p->cond, &p->lock);
       p->nsleep--;
     }
-    p->nidle--;
   }
-  f = pop(p);
+  if (w->idle) {
+    atomic_fetch_sub(&p->nidle, 1);
+    w->idle = 0;
+  }
+  f = p->head != NULL ? pop(p) : NULL;
   sys_unlock(&p->lock);
   return f;
 }
@@ -180,12 +185,20 @@ static Future *take (TPool *p) {
 ** Workers
 ** ======================================================================= */
 
+/* The outcome is ready: from now on w counts as waiting for work, so a
+** submit made after the result is seen does not start another worker. */
+static void waiting (void *ud) {
+  Worker *w = (Worker *)ud;
+  atomic_fetch_add(&w->pool->nidle, 1);
+  w->idle = 1;
+}
+
 /* Run f if it is not cancelled (running = fut_set_running's answer). */
 static void runone (Worker *w, lua_State *L, Future *f, int running) {
   FutTask *t = fut_task(f);
   if (running == 1) {
     atomic_store(&w->busy, 1);
-    worker_run(L, f, t->msg, t->len, MARSHAL_LOCAL);
+    worker_run(L, f, t->msg, t->len, MARSHAL_LOCAL, waiting, w);
     atomic_store(&w->busy, 0);
   }
   fut_droptask(f);
@@ -212,7 +225,7 @@ static void ready (TPool *p, Worker *w, lua_State *L, int first) {
 
 static void runtasks (TPool *p, Worker *w, lua_State *L) {
   Future *f;
-  while ((f = take(p)) != NULL) runone(w, L, f, fut_set_running(f));
+  while ((f = take(p, w)) != NULL) runone(w, L, f, fut_set_running(f));
 }
 
 /* Mark w exited and tell those who wait for it. */
@@ -306,7 +319,7 @@ static int tp_submit (Executor *ex, Future **fs, int n) {
     p->tail = fs[i];
   }
   atomic_fetch_add(&p->nqueued, n);
-  while (atomic_load(&p->nqueued) > p->nidle &&
+  while (atomic_load(&p->nqueued) > atomic_load(&p->nidle) &&
          p->nthreads < p->max_workers && !p->shutdown) {
     if (startworker(p) != 0) break;
   }

@@ -129,16 +129,22 @@ static void encode (lua_State *L, MBuf *b, int *failed, int base, int n) {
 
 /* Hand the outcome over to f: small ones are copied into the future, larger
 ** ones (and failures with a traceback) get their own buffer. */
+typedef struct Publish {
+  void (*before) (void *ud);
+  void *ud;
+} Publish;
+
 static void finish (lua_State *L, Future *f, int failed, int base, int n,
-                    const char *tb) {
+                    const char *tb, Publish *pub) {
   MBuf *b = cfut_scratch();
   char *data, *t;
   size_t len;
+  if (b != NULL) encode(L, b, &failed, base, n);
+  if (pub->before != NULL) pub->before(pub->ud);
   if (b == NULL) {
     fut_finish(f, 1, NULL, 0, NULL);
     return;
   }
-  encode(L, b, &failed, base, n);
   if (b->len <= FUT_INLINE && tb == NULL) {
     if (fut_finish_small(f, failed, b->data, b->len) != 0)
       marshal_discard(b->data, b->len);
@@ -181,21 +187,24 @@ static int call (lua_State *L, const char *msg, size_t len, int flags,
 }
 
 void worker_run (lua_State *L, Future *f, const char *msg, size_t len,
-                 int flags) {
+                 int flags, void (*before) (void *ud), void *ud) {
   int base = lua_gettop(L);
   int r;
+  Publish pub;
+  pub.before = before;
+  pub.ud = ud;
   running_L = L;
   r = call(L, msg, len, flags, base);
   running_L = NULL;
   lua_sethook(L, NULL, 0, 0);
   if (r == LUA_OK)
-    finish(L, f, 0, base + 2, lua_gettop(L) - base - 1, NULL);
+    finish(L, f, 0, base + 2, lua_gettop(L) - base - 1, NULL, &pub);
   else {
     const char *tb;
     lua_rawgeti(L, -1, 2);
     tb = lua_tostring(L, -1);
     lua_rawgeti(L, -2, 1);
-    finish(L, f, 1, lua_gettop(L), 1, tb);
+    finish(L, f, 1, lua_gettop(L), 1, tb, &pub);
   }
   lua_settop(L, base);
 }

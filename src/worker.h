@@ -17,9 +17,11 @@ lua_State *worker_newstate (const char *path, const char *cpath,
                             const char *name);
 
 /* Run the task whose marshalled function and arguments are msg[0..len)
-** and finish f with its outcome (results, or error value and traceback). */
+** and finish f with its outcome (results, or error value and traceback).
+** 'before', if given, is called with 'ud' once the outcome is ready, just
+** before it is published (a pool counts the worker as waiting from then). */
 void worker_run (lua_State *L, Future *f, const char *msg, size_t len,
-                 int flags);
+                 int flags, void (*before) (void *ud), void *ud);
 
 /*
 ** Run an initializer message (function and arguments).  Returns 0, or -1
