@@ -1093,7 +1093,8 @@ typedef struct Dec {
   const unsigned char *start, *p, *end;
   int flags;
   int depth;
-  int refs;           /* slot: number -> table or function */
+  int refs;           /* slot: the only object numbered, or a table
+                         number -> table, function or key string */
   int loads;          /* slot: the registry's LOADS table */
   lua_Integer nrefs;
   char *err;
@@ -1176,12 +1177,22 @@ static int decenter (Dec *d, const unsigned char *at) {
 /* Number the object on top (the encoder numbered it at the same point). */
 static void addref (Dec *d) {
   lua_State *L = d->L;
-  if (d->nrefs == 0) {
+  if (d->nrefs == 1) {    /* a second one: now the slot needs a table */
     lua_createtable(L, 16, 0);
+    lua_pushvalue(L, d->refs);
+    lua_rawseti(L, -2, 1);
     lua_replace(L, d->refs);
   }
   lua_pushvalue(L, -1);
-  lua_rawseti(L, d->refs, ++d->nrefs);
+  if (d->nrefs == 0) lua_replace(L, d->refs);   /* the first one alone */
+  else lua_rawseti(L, d->refs, d->nrefs + 1);
+  d->nrefs++;
+}
+
+/* Push object number i (1 <= i <= nrefs). */
+static void pushref (Dec *d, uint64_t i) {
+  if (d->nrefs == 1) lua_pushvalue(d->L, d->refs);
+  else lua_rawgeti(d->L, d->refs, (lua_Integer)i);
 }
 
 static int decref (Dec *d, const unsigned char *at) {
@@ -1190,7 +1201,7 @@ static int decref (Dec *d, const unsigned char *at) {
   if (rc != 0) return rc;
   if (i < 1 || i > (uint64_t)d->nrefs)
     return fail(d, at, "bad reference #%llu", (unsigned long long)i);
-  lua_rawgeti(d->L, d->refs, (lua_Integer)i);
+  pushref(d, i);
   return 0;
 }
 
@@ -1406,7 +1417,7 @@ static int decupvalue (Dec *d, int f, int i) {
     n = *d->p++;
     if (ref < 1 || ref > (uint64_t)d->nrefs)
       return fail(d, at, "bad upvalue reference");
-    lua_rawgeti(L, d->refs, (lua_Integer)ref);
+    pushref(d, ref);
     if (!lua_isfunction(L, -1) || lua_iscfunction(L, -1) || n < 1
         || n > nupvalues(L, -1))
       return fail(d, at, "bad upvalue reference");

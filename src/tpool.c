@@ -13,6 +13,7 @@
 **
 ** Lock order: p->lock -> future lock -> waiter lock.
 */
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,11 +158,13 @@ static Future *take (TPool *p, Worker *w) {
     }
     sys_unlock(&p->lock);
     end = sys_now() + IDLE_SPIN;
+    /* Yield rather than pause: with more threads than cores, the thread
+    ** that would give us work may be waiting for our core. */
     for (i = 1; atomic_load_explicit(&p->nqueued, memory_order_relaxed) == 0
                 && !atomic_load_explicit(&p->stopping, memory_order_relaxed);
          i++) {
-      if ((i & 31) == 0 && sys_now() >= end) break;
-      sys_relax();
+      if ((i & 7) == 0 && sys_now() >= end) break;
+      sched_yield();
     }
     sys_lock(&p->lock);
     if (p->head == NULL && !p->shutdown && !atomic_load(&p->base.broken)) {
