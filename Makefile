@@ -22,8 +22,9 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -pthread $(LUA_CFLAGS) $(
 LDFLAGS += -pthread $(EXTRA_LDFLAGS)
 
 # Library objects: everything but the host's main.
-LIBSRC  = src/lcfut.c src/lfuture.c src/lmap.c src/future.c src/executor.c src/tpool.c \
-          src/worker.c src/marshal.c src/sys.c
+LIBSRC  = src/lcfut.c src/lfuture.c src/lmap.c src/future.c src/executor.c \
+          src/tpool.c src/ppool.c src/pworker.c src/worker.c src/marshal.c \
+          src/sys.c
 HOSTSRC = src/cfut.c
 HDRS    = $(wildcard src/*.h)
 

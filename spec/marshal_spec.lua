@@ -273,6 +273,16 @@ describe("futures.loads", function ()
     end
   end)
 
+  it("reads error objects written without Lua (docs/wire.md)", function ()
+    local s = "\27CF\1\1" .. "\6\0\2"
+              .. "\5\4name" .. "\5\12TimeoutError"
+              .. "\5\7message" .. "\5\4slow"
+              .. "\11\4cfut\12TimeoutError"
+    local e = futures.loads(s)
+    assert.is_true(futures.is(e, futures.TimeoutError))
+    assert.equal("TimeoutError: slow", tostring(e))
+  end)
+
   it("fails with the module's name when require fails", function ()
     local s = (futures.dumps(string):gsub("string", "strinx"))
     assert.matches("cannot load: cannot load module 'strinx'",

@@ -32,6 +32,8 @@ struct Future {
   atomic_int state;           /* written under lock, read anywhere */
   atomic_int refs;
   int failed;                 /* set before FINISHED, read-only after */
+  int flags;                  /* how to decode messages: set before the
+                                 future is shared, read-only after */
   char *data;                 /* the outcome: idem */
   size_t len;
   char *tb;                   /* idem */
@@ -68,6 +70,7 @@ static Future *alloc (size_t extra) {
   Future *f = malloc(sizeof *f + extra);
   if (f == NULL) return NULL;
   memset(f, 0, sizeof *f);
+  f->flags = FUT_FLAGS_LOCAL;
   sys_mutex_init(&f->lock);
   atomic_init(&f->state, FUT_PENDING);
   atomic_init(&f->refs, 1);
@@ -96,8 +99,17 @@ void fut_retain (Future *f) {
 static void freemsg (Future *f, char *data, size_t len) {
   DiscardHook hook = atomic_load_explicit(&discard_hook, memory_order_relaxed);
   if (data == NULL) return;
-  if (hook != NULL) hook(data, len);
+  /* Only a message of this process can hold handles. */
+  if (hook != NULL && (f->flags & FUT_FLAGS_LOCAL)) hook(data, len);
   if (data != f->inl && data != (char *)(f + 1)) free(data);
+}
+
+void fut_set_flags (Future *f, int flags) {
+  f->flags = flags;
+}
+
+int fut_flags (Future *f) {
+  return f->flags;
 }
 
 void fut_droptask (Future *f) {

@@ -73,6 +73,13 @@ typedef struct FutTask {
 } FutTask;
 FutTask *fut_task (Future *f);
 
+/* How the outcome is to be decoded (marshal flags), set by the executor
+** before the future is shared: handles only from the same process.
+** fut_new gives FUT_FLAGS_LOCAL. */
+#define FUT_FLAGS_LOCAL 1     /* = MARSHAL_LOCAL */
+void fut_set_flags (Future *f, int flags);
+int fut_flags (Future *f);
+
 /* Let go of the task message (after it ran, or was dropped). */
 void fut_droptask (Future *f);
 

@@ -18,6 +18,7 @@
 #include "lcfut.h"
 #include "marshal.h"
 #include "sys.h"
+#include "ppool.h"
 #include "tpool.h"
 
 #define WORKERKEY "cfut.worker"       /* registry: this is a worker state */
@@ -118,6 +119,17 @@ static int e_tostring (lua_State *L) {
   return 1;
 }
 
+int cfut_exflags (Executor *ex) {
+  return ex->local ? MARSHAL_LOCAL : 0;
+}
+
+Future *cfut_newtask (Executor *ex, MBuf *b) {
+  Future *f = fut_new_task(b->data, b->len);
+  /* What comes back from another process: no handles, no code. */
+  if (f != NULL && !ex->local) fut_set_flags(f, MARSHAL_NOCODE);
+  return f;
+}
+
 /* Raise the error a refused submit deserves. */
 int cfut_submiterror (lua_State *L, Executor *ex, int r) {
   if (r == CFUT_ESHUTDOWN)
@@ -142,9 +154,9 @@ static int e_submit (lua_State *L) {
   int r;
   luaL_argexpected(L, cfut_iscallable(L, 2), 2, "function");
   if ((b = cfut_scratch()) == NULL) return luaL_error(L, "not enough memory");
-  r = marshal_encode(L, 2, lua_gettop(L) - 1, MARSHAL_LOCAL, "argument", 1,
+  r = marshal_encode(L, 2, lua_gettop(L) - 1, cfut_exflags(ex), "argument", 1,
                      b, err, sizeof err);
-  if (r == 0 && (f = fut_new_task(b->data, b->len)) == NULL) {
+  if (r == 0 && (f = cfut_newtask(ex, b)) == NULL) {
     marshal_discard(b->data, b->len);
     r = CFUT_ENOMEM;
   }
@@ -233,7 +245,8 @@ static int checkmax (lua_State *L, int idx, const char *field) {
 }
 
 /* Encode initializer and initargs of the options table at 1. */
-static void encodeinit (lua_State *L, TPoolConfig *cfg) {
+static void encodeinit (lua_State *L, int flags, char **init,
+                        size_t *initlen) {
   MBuf b;
   char err[256];
   int base = lua_gettop(L), n = 1, r;
@@ -257,20 +270,17 @@ static void encodeinit (lua_State *L, TPoolConfig *cfg) {
   }
   else lua_pop(L, 1);
   mbuf_init(&b);
-  r = marshal_encode(L, base + 1, n, MARSHAL_LOCAL, "initializer value", 1,
+  r = marshal_encode(L, base + 1, n, flags, "initializer value", 1,
                      &b, err, sizeof err);
   if (r != 0) {
     mbuf_free(&b);
     senderror(L, r, err);
   }
-  cfg->init = mbuf_steal(&b, &cfg->initlen);
+  *init = mbuf_steal(&b, initlen);
   lua_settop(L, base);
 }
 
-static void checkoptions (lua_State *L) {
-  static const char *const known[] = {
-    "max_workers", "initializer", "initargs", "thread_name_prefix", NULL
-  };
+static void checkoptions (lua_State *L, const char *const known[]) {
   lua_pushnil(L);
   while (lua_next(L, 1)) {
     int i;
@@ -296,13 +306,16 @@ static const char *pkgfield (lua_State *L, const char *k) {
 
 /* futures.thread_pool([n or opts]) */
 static int m_thread_pool (lua_State *L) {
+  static const char *const known[] = {
+    "max_workers", "initializer", "initargs", "thread_name_prefix", NULL
+  };
   TPoolConfig cfg;
   Executor *ex;
   memset(&cfg, 0, sizeof cfg);
   cfg.max_workers = default_workers();
   ex_reap();
   if (lua_istable(L, 1)) {
-    checkoptions(L);
+    checkoptions(L, known);
     if (lua_getfield(L, 1, "max_workers") != LUA_TNIL)
       cfg.max_workers = checkmax(L, -1, "max_workers");
     if (lua_getfield(L, 1, "thread_name_prefix") != LUA_TNIL) {
@@ -319,7 +332,8 @@ static int m_thread_pool (lua_State *L) {
   }
   cfg.path = pkgfield(L, "path");
   cfg.cpath = pkgfield(L, "cpath");
-  if (lua_istable(L, 1)) encodeinit(L, &cfg);
+  if (lua_istable(L, 1))
+    encodeinit(L, MARSHAL_LOCAL, &cfg.init, &cfg.initlen);
   ex = tpool_new(&cfg);
   if (ex == NULL) {
     if (cfg.init) { marshal_discard(cfg.init, cfg.initlen); free(cfg.init); }
@@ -330,6 +344,47 @@ static int m_thread_pool (lua_State *L) {
 }
 
 /* }====================================================================== */
+
+/* futures.process_pool([n or opts]) */
+static int m_process_pool (lua_State *L) {
+  static const char *const known[] = {
+    "max_workers", "initializer", "initargs", "max_tasks_per_child", NULL
+  };
+  PPoolConfig cfg;
+  Executor *ex;
+  const char *err;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.max_workers = sys_cpu_count();
+  ex_reap();
+  if (lua_istable(L, 1)) {
+    checkoptions(L, known);
+    if (lua_getfield(L, 1, "max_workers") != LUA_TNIL)
+      cfg.max_workers = checkmax(L, -1, "max_workers");
+    if (lua_getfield(L, 1, "max_tasks_per_child") != LUA_TNIL) {
+      int isint;
+      lua_Integer n = lua_tointegerx(L, -1, &isint);
+      luaL_argcheck(L, isint && n >= 1, 1,
+                    "field 'max_tasks_per_child' must be a positive integer");
+      cfg.max_tasks = (long)n;
+    }
+    lua_settop(L, 1);
+  }
+  else if (!lua_isnoneornil(L, 1)) {
+    luaL_argexpected(L, lua_type(L, 1) == LUA_TNUMBER, 1,
+                     "max_workers or options table");
+    cfg.max_workers = checkmax(L, 1, NULL);
+  }
+  cfg.path = pkgfield(L, "path");
+  cfg.cpath = pkgfield(L, "cpath");
+  if (lua_istable(L, 1)) encodeinit(L, 0, &cfg.init, &cfg.initlen);
+  ex = ppool_new(&cfg, &err);
+  if (ex == NULL) {
+    if (cfg.init) free(cfg.init);
+    return luaL_error(L, "cannot make a process pool: %s", err);
+  }
+  cfut_pushexecutor(L, ex);
+  return 1;
+}
 
 /* {======================================================================
 ** Helpers
@@ -514,6 +569,7 @@ static const luaL_Reg ex_metameth[] = {
 
 static const luaL_Reg funcs[] = {
   {"thread_pool", m_thread_pool},
+  {"process_pool", m_process_pool},
   {"monotonic", m_monotonic},
   {"thread_name", m_thread_name},
   {"getpid", m_getpid},
@@ -546,6 +602,7 @@ int luaopen_cfut (lua_State *L) {
   m = lua_gettop(L);
   cfut_openfutures(L);
   cfut_openmap(L);
+  cfut_openprocworker(L);
   lua_pushliteral(L, CFUT_VERSION);
   lua_setfield(L, m, "_VERSION");
   lua_pushliteral(L, "FIRST_COMPLETED");

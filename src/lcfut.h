@@ -10,6 +10,8 @@
 #include "future.h"
 #include "executor.h"
 
+struct MBuf;                  /* marshal.h */
+
 #define CFUT_FUTURE   "cfut.Future"
 #define CFUT_EXECUTOR "cfut.Executor"
 
@@ -61,6 +63,14 @@ int cfut_waitfuture (lua_State *L, Future *f, double deadline);
 /* Push the values of finished future f, or raise its error value as
 ** Future:result() does.  Returns how many values. */
 int cfut_pushresult (lua_State *L, Future *f);
+
+/* Marshal flags for values sent to ex's workers. */
+int cfut_exflags (Executor *ex);
+/* A future carrying the task message in b, set up for ex's kind. */
+Future *cfut_newtask (Executor *ex, struct MBuf *b);
+
+/* pworker.c: futures._procworker, the main loop of a worker process. */
+void cfut_openprocworker (lua_State *L);
 
 /* Raise the error a refused submit deserves (ShutdownError, Broken...). */
 int cfut_submiterror (lua_State *L, Executor *ex, int r);

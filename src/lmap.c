@@ -80,8 +80,8 @@ static int mb_call (lua_State *L) {
 
 /* Encode item i (1-based) of the k sequence tables at 'first'... with fn at
 ** 2; return the new future. */
-static Future *newitem (lua_State *L, int first, int k, lua_Integer i,
-                        int *err, char *msg, size_t msglen) {
+static Future *newitem (lua_State *L, Executor *ex, int first, int k,
+                        lua_Integer i, int *err, char *msg, size_t msglen) {
   MBuf *b = cfut_scratch();
   Future *f = NULL;
   int j, top = lua_gettop(L);
@@ -91,9 +91,9 @@ static Future *newitem (lua_State *L, int first, int k, lua_Integer i,
   }
   lua_pushvalue(L, 2);
   for (j = 0; j < k; j++) lua_geti(L, first + j, i);
-  *err = marshal_encode(L, top + 1, k + 1, MARSHAL_LOCAL, "argument", 1,
+  *err = marshal_encode(L, top + 1, k + 1, cfut_exflags(ex), "argument", 1,
                         b, msg, msglen);
-  if (*err == 0 && (f = fut_new_task(b->data, b->len)) == NULL) {
+  if (*err == 0 && (f = cfut_newtask(ex, b)) == NULL) {
     marshal_discard(b->data, b->len);
     *err = CFUT_ENOMEM;
   }
@@ -121,7 +121,8 @@ static int m_mapsubmit (lua_State *L) {
   m->fs = calloc((size_t)(n ? n : 1), sizeof(Future *));
   if (m->fs == NULL) return luaL_error(L, "not enough memory");
   for (i = 1; i <= n; i++) {
-    if ((m->fs[i - 1] = newitem(L, 5, k, i, &err, msg, sizeof msg)) == NULL)
+    if ((m->fs[i - 1] = newitem(L, ex, 5, k, i, &err, msg, sizeof msg))
+        == NULL)
       break;
     m->n = (int)i;
   }

@@ -35,7 +35,7 @@ _Static_assert(sizeof(lua_Integer) == 8 && sizeof(lua_Number) == 8,
 #define MAGIC         "\x1b" "CF"   /* then the version byte */
 #define MAXDEPTH      200   /* tables/functions nested in one another */
 #define MAXVARINT     10
-#define MAXLOADS      4096  /* the receiver's closure cache is emptied beyond */
+#define MAXLOADS      4096  /* receiver closure cache: emptied when full */
 #define MAXPREALLOC   (1 << 24)   /* cap on lua_createtable size hints */
 #define SEGTEXT       40    /* bytes of one step of a failure path */
 #define KEEPSEGS      6     /* steps kept at each end of a long path */
@@ -49,7 +49,7 @@ enum {
 
 /* Registry keys (only their addresses matter) */
 static char NAMES;      /* sender: module or field -> its wire bytes */
-static char DUMPS;      /* sender: Lua function -> id, nups, bytecode */
+static char DUMPS;      /* sender: Lua function -> its dump (TRAILER) */
 static char LOADS;      /* receiver: id -> loaded closure */
 static char LOADCOUNT;  /* key inside LOADS: how many closures it holds */
 
@@ -637,8 +637,6 @@ static int encmeta (Enc *e, int idx) {
   return rc;
 }
 
-/* Encode one entry of a traversal (key at top-1, value at top): the run
-** of keys 1, 2, 3... that starts the traversal is the array part. */
 /* A string key: numbered like a table, so that a key met again (the
 ** fields of many records) is a short reference, and the receiver does not
 ** intern it again. */
@@ -961,122 +959,6 @@ static int encvalue (Enc *e, int idx) {
       return unsendable(e, CFUT_ESEND, "light userdata");
     default: return unsendable(e, CFUT_ESEND, "coroutine");
   }
-}
-
-/* }====================================================== */
-
-
-/*
-** {======================================================
-** Walking a message without Lua (handle references)
-** =======================================================
-*/
-
-typedef struct Walk {
-  const unsigned char *p, *end;
-  int depth;
-  int retain;       /* 1: take a reference per handle, 0: drop one */
-} Walk;
-
-static int wvalue (Walk *w);
-
-static int wvarint (Walk *w, uint64_t *v) {
-  int i;
-  *v = 0;
-  for (i = 0; i < MAXVARINT && w->p < w->end; i++) {
-    unsigned c = *w->p++;
-    *v |= (uint64_t)(c & 0x7f) << (7 * i);
-    if (!(c & 0x80)) return 0;
-  }
-  return -1;
-}
-
-static int wskip (Walk *w, uint64_t n) {
-  if (n > (uint64_t)(w->end - w->p)) return -1;
-  w->p += n;
-  return 0;
-}
-
-static int wstring (Walk *w) {
-  uint64_t n;
-  return (wvarint(w, &n) != 0) ? -1 : wskip(w, n);
-}
-
-static int wtable (Walk *w) {
-  uint64_t narr, nhash, i;
-  if (wvarint(w, &narr) || wvarint(w, &nhash) || ++w->depth > MAXDEPTH)
-    return -1;
-  for (i = 0; i < narr; i++) if (wvalue(w)) return -1;
-  for (i = 0; i < nhash; i++) if (wvalue(w) || wvalue(w)) return -1;
-  w->depth--;
-  return wvalue(w);   /* the metatable */
-}
-
-static int wfunction (Walk *w) {
-  int nups;
-  uint64_t v;
-  if (w->end - w->p < TRAILER || ++w->depth > MAXDEPTH) return -1;
-  nups = w->p[TRAILER - 1];
-  w->p += TRAILER;
-  if (wstring(w)) return -1;
-  for (; nups > 0; nups--) {
-    if (w->p < w->end && *w->p == T_UPREF) {
-      w->p++;
-      if (wvarint(w, &v) || wskip(w, 1)) return -1;
-    }
-    else if (wvalue(w)) return -1;
-  }
-  w->depth--;
-  return 0;
-}
-
-static int whandle (Walk *w, int tag) {
-  void *h;
-  if (w->end - w->p < 8) return -1;
-  h = (void *)(uintptr_t)get64(w->p);
-  w->p += 8;
-  if (tag == T_FUTURE) {
-    if (w->retain) fut_retain((Future *)h);
-    else fut_release((Future *)h);
-  }
-  else {
-    if (w->retain) ex_retain((Executor *)h);
-    else ex_release((Executor *)h);
-  }
-  return 0;
-}
-
-static int wvalue (Walk *w) {
-  uint64_t v;
-  if (w->p >= w->end) return -1;
-  switch (*w->p++) {
-    case T_NIL: case T_FALSE: case T_TRUE: return 0;
-    case T_INT: case T_FLOAT: return wskip(w, 8);
-    case T_STR: case T_MODULE: case T_KSTR: return wstring(w);
-    case T_FIELD: return (wstring(w) != 0) ? -1 : wstring(w);
-    case T_REF: return wvarint(w, &v);
-    case T_TABLE: return wtable(w);
-    case T_FUNC: return wfunction(w);
-    case T_FUTURE: return whandle(w, T_FUTURE);
-    case T_EXECUTOR: return whandle(w, T_EXECUTOR);
-    default: return -1;
-  }
-}
-
-/* Take (retain) or drop one reference per handle in a message; stops
-** quietly where the bytes stop making sense. */
-static void walkhandles (const char *data, size_t len, int retain) {
-  Walk w;
-  uint64_t n;
-  w.p = (const unsigned char *)data;
-  w.end = w.p + len;
-  w.depth = 0;
-  w.retain = retain;
-  if (len < 4 || memcmp(data, MAGIC, 3) != 0 || data[3] != WIRE_VERSION)
-    return;
-  w.p += 4;
-  if (wvarint(&w, &n) != 0) return;
-  while (n-- > 0 && wvalue(&w) == 0) {}
 }
 
 /* }====================================================== */
@@ -1539,6 +1421,106 @@ static int decheader (Dec *d, uint64_t *n) {
 
 /*
 ** {======================================================
+** Walking a message without Lua (handle references)
+** =======================================================
+*/
+
+/* The walker reads with the decoder's checked primitives (d->errlen is 0:
+** no message) and keeps 'retain' in d->flags. */
+static int wvalue (Dec *d);
+
+static int wskip (Dec *d) {
+  const char *s;
+  size_t len;
+  return getbytes(d, &s, &len);
+}
+
+static int wtable (Dec *d) {
+  uint64_t narr, nhash, i;
+  if (getvarint(d, &narr) || getvarint(d, &nhash) || ++d->depth > MAXDEPTH)
+    return -1;
+  for (i = 0; i < narr; i++) if (wvalue(d)) return -1;
+  for (i = 0; i < nhash; i++) if (wvalue(d) || wvalue(d)) return -1;
+  d->depth--;
+  return wvalue(d);   /* the metatable */
+}
+
+static int wfunction (Dec *d) {
+  uint64_t v;
+  int nups;
+  if (need(d, TRAILER) || ++d->depth > MAXDEPTH) return -1;
+  nups = d->p[TRAILER - 1];
+  d->p += TRAILER;
+  if (wskip(d)) return -1;
+  for (; nups > 0; nups--) {
+    if (rem(d) > 0 && *d->p == T_UPREF) {
+      d->p++;
+      if (getvarint(d, &v) || need(d, 1)) return -1;
+      d->p++;
+    }
+    else if (wvalue(d)) return -1;
+  }
+  d->depth--;
+  return 0;
+}
+
+static int whandle (Dec *d, int tag) {
+  void *h;
+  if (need(d, 8)) return -1;
+  h = (void *)(uintptr_t)get64(d->p);
+  d->p += 8;
+  if (tag == T_FUTURE) {
+    if (d->flags) fut_retain((Future *)h);
+    else fut_release((Future *)h);
+  }
+  else {
+    if (d->flags) ex_retain((Executor *)h);
+    else ex_release((Executor *)h);
+  }
+  return 0;
+}
+
+static int wvalue (Dec *d) {
+  uint64_t v;
+  int tag;
+  if (need(d, 1)) return -1;
+  switch (tag = *d->p++) {
+    case T_NIL: case T_FALSE: case T_TRUE: return 0;
+    case T_INT: case T_FLOAT:
+      if (need(d, 8)) return -1;
+      d->p += 8;
+      return 0;
+    case T_STR: case T_MODULE: case T_KSTR: return wskip(d);
+    case T_FIELD: return wskip(d) ? -1 : wskip(d);
+    case T_REF: return getvarint(d, &v);
+    case T_TABLE: return wtable(d);
+    case T_FUNC: return wfunction(d);
+    case T_FUTURE: case T_EXECUTOR: return whandle(d, tag);
+    default: return -1;
+  }
+}
+
+/* Take (retain) or drop one reference per handle in a message; stops
+** quietly where the bytes stop making sense. */
+static void walkhandles (const char *data, size_t len, int retain) {
+  Dec d;
+  uint64_t n;
+  memset(&d, 0, sizeof(d));
+  d.start = d.p = (const unsigned char *)data;
+  d.end = d.start + len;
+  d.flags = retain;
+  if (len < 4 || memcmp(data, MAGIC, 3) != 0 || data[3] != WIRE_VERSION)
+    return;
+  d.p += 4;
+  if (getvarint(&d, &n) != 0) return;
+  while (n-- > 0 && wvalue(&d) == 0) {}
+}
+
+/* }====================================================== */
+
+
+/*
+** {======================================================
 ** Public functions
 ** =======================================================
 */
@@ -1552,7 +1534,7 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
   int base = lua_gettop(L), i, rc = 0;
   unsigned char head[4 + MAXVARINT];
   first = lua_absindex(L, first);
-  if (!lua_checkstack(L, 16)) rc = CFUT_ENOMEM;
+  if (!lua_checkstack(L, 3 + STACKSTEP)) rc = CFUT_ENOMEM;
   memcpy(head, MAGIC, 3);
   head[3] = WIRE_VERSION;
   if (rc == 0)

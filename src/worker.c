@@ -111,9 +111,10 @@ static int msghandler (lua_State *L) {
 
 /* Encode n values at base into b; on failure to encode, the outcome is the
 ** encoder's message as an error (and 'failed' is set). */
-static void encode (lua_State *L, MBuf *b, int *failed, int base, int n) {
+static void encode (lua_State *L, MBuf *b, int flags, int *failed, int base,
+                    int n) {
   char err[256];
-  int r = marshal_encode(L, base, n, MARSHAL_LOCAL,
+  int r = marshal_encode(L, base, n, flags & MARSHAL_LOCAL,
                          *failed ? "error value" : "result", 1, b, err,
                          sizeof err);
   if (r == 0) return;
@@ -121,7 +122,7 @@ static void encode (lua_State *L, MBuf *b, int *failed, int base, int n) {
                   r == CFUT_ENOMEM ? "the outcome (not enough memory)" : err);
   *failed = 1;
   b->len = 0;
-  if (marshal_encode(L, -1, 1, MARSHAL_LOCAL, "error value", 1, b, err,
+  if (marshal_encode(L, -1, 1, flags & MARSHAL_LOCAL, "error value", 1, b, err,
                      sizeof err) != 0)
     b->len = 0;
   lua_pop(L, 1);
@@ -132,6 +133,7 @@ static void encode (lua_State *L, MBuf *b, int *failed, int base, int n) {
 typedef struct Publish {
   void (*before) (void *ud);
   void *ud;
+  int flags;                  /* marshal flags of the outcome */
 } Publish;
 
 static void finish (lua_State *L, Future *f, int failed, int base, int n,
@@ -139,7 +141,7 @@ static void finish (lua_State *L, Future *f, int failed, int base, int n,
   MBuf *b = cfut_scratch();
   char *data, *t;
   size_t len;
-  if (b != NULL) encode(L, b, &failed, base, n);
+  if (b != NULL) encode(L, b, pub->flags, &failed, base, n);
   if (pub->before != NULL) pub->before(pub->ud);
   if (b == NULL) {
     fut_finish(f, 1, NULL, 0, NULL);
@@ -193,6 +195,7 @@ void worker_run (lua_State *L, Future *f, const char *msg, size_t len,
   Publish pub;
   pub.before = before;
   pub.ud = ud;
+  pub.flags = flags;
   running_L = L;
   r = call(L, msg, len, flags, base);
   running_L = NULL;

@@ -1,0 +1,790 @@
+/*
+** ppool.c: the process-pool executor (parent side).
+**
+** DESIGN: futures queue under p->lock as in the thread pool.  One manager
+** thread per pool owns the worker processes: it moves queued futures to
+** workers (several frames per write when the queue is long), reads results
+** in bulk, finishes futures, starts workers on demand and replaces those
+** that reached max_tasks_per_child.  Workers are fresh programs started with
+** posix_spawn (exec, never a bare fork of this threaded process): the
+** running interpreter (/proc/self/exe, cfut or lua5.4) with
+** `-e "require('cfut')._procworker()"`, its socket at fd 3.  A worker that
+** dies, or sends a frame that does not check out, breaks the pool: every
+** pending and running future fails with BrokenProcessPool, the other
+** workers are killed and reaped, later submits raise.  Results in order:
+** a worker answers its tasks in the order it got them.
+**
+** Lock order: p->lock -> future lock -> waiter lock.  The manager never
+** holds p->lock while it writes, reads or waits.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "marshal.h"
+#include "ppool.h"
+#include "sys.h"
+
+extern char **environ;
+
+#define BROKEN_MSG "A process in the process pool was terminated abruptly " \
+                   "while the future was running or pending."
+#define INITFAIL_MSG "A process initializer failed, the process pool is " \
+                     "not usable anymore"
+#define MAXFLY 64             /* tasks sent ahead to one worker, at most */
+#define WORKER_FD 3
+#define WORKER_CHUNK "require('cfut')._procworker()"
+
+typedef struct PWorker {
+  pid_t pid;                  /* guarded by pool lock (interrupt reads) */
+  struct PWorker *next;       /* guarded by pool lock */
+  /* the manager's own: */
+  int fd;
+  long sent;                  /* tasks sent */
+  Future **fly;               /* sent, not answered, in order */
+  uint64_t *flyid;
+  int flyhead, nfly, capfly;  /* fly[flyhead .. nfly) */
+  unsigned char *in;          /* bytes read, not parsed yet */
+  size_t inlen, incap;
+  MBuf out;                   /* bytes to write */
+  size_t outpos;
+} PWorker;
+
+typedef struct ExitWatch {
+  Waiter *w;
+  struct ExitWatch *next;
+} ExitWatch;
+
+typedef struct PPool {
+  Executor base;
+  SysMutex lock;
+  Future *head, *tail;        /* guarded by lock */
+  int nqueued;                /* guarded by lock */
+  int shutdown;               /* guarded by lock */
+  int interrupt;              /* guarded by lock: send SIGINT to workers */
+  int started;                /* manager started; guarded by lock */
+  atomic_int done;            /* manager finished */
+  int joined;                 /* guarded by lock */
+  pthread_t manager;
+  PWorker *workers;           /* list guarded by lock, see PWorker */
+  ExitWatch *watch;           /* guarded by lock */
+  int wake[2];                /* pipe: anything -> manager */
+  /* the manager's own: */
+  int nworkers;
+  uint64_t nextid;
+  /* set at creation, read-only after: */
+  int max_workers;
+  long max_tasks;
+  char *init;
+  size_t initlen;
+  char *exe;
+  char **envp;                /* environ + the workers' LUA_* settings */
+} PPool;
+
+/* {======================================================================
+** Futures
+** ======================================================================= */
+
+static void failfuture (Future *f, const char *msg) {
+  MBuf b;
+  size_t len;
+  char *data;
+  mbuf_init(&b);
+  marshal_error(&b, "BrokenProcessPool", msg);
+  data = mbuf_steal(&b, &len);
+  if (fut_finish(f, 1, data, len, NULL) != 0) free(data);
+}
+
+/* Settle a list of futures linked through their tasks: cancel them (msg
+** NULL) or fail them with BrokenProcessPool. */
+static void settlelist (Future *f, const char *msg) {
+  while (f != NULL) {
+    Future *next = fut_task(f)->next;
+    fut_task(f)->next = NULL;
+    fut_droptask(f);
+    if (msg == NULL) fut_cancel(f);
+    else failfuture(f, msg);
+    fut_release(f);
+    f = next;
+  }
+}
+
+static Future *takeall (PPool *p) {
+  Future *q = p->head;
+  p->head = p->tail = NULL;
+  p->nqueued = 0;
+  return q;
+}
+
+static void wakeup (PPool *p) {
+  char c = 1;
+  ssize_t r;
+  do r = write(p->wake[1], &c, 1); while (r < 0 && errno == EINTR);
+}
+
+/* }====================================================================== */
+
+/* {======================================================================
+** Workers
+** ======================================================================= */
+
+/* Append a frame header for 'bodylen' bytes of type t. */
+static int frame (MBuf *b, int t, size_t bodylen) {
+  unsigned char h[PP_HEADER];
+  pp_put64(h, (uint64_t)bodylen + 1);
+  h[8] = (unsigned char)t;
+  return mbuf_add(b, h, sizeof h);
+}
+
+static int sendinit (PPool *p, PWorker *w) {
+  if (frame(&w->out, 'I', p->initlen) != 0) return CFUT_ENOMEM;
+  return p->initlen ? mbuf_add(&w->out, p->init, p->initlen) : 0;
+}
+
+/* fd at 'fd' moved above 3 so that dup2 onto 3 really happens. */
+static int highfd (int fd) {
+  int nfd;
+  if (fd > WORKER_FD) return fd;
+  nfd = fcntl(fd, F_DUPFD_CLOEXEC, WORKER_FD + 1);
+  close(fd);
+  return nfd;
+}
+
+static pid_t spawn (PPool *p, int childfd) {
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  sigset_t none, defaults;
+  char *argv[4];
+  pid_t pid;
+  int r;
+  argv[0] = p->exe;
+  argv[1] = (char *)"-e";
+  argv[2] = (char *)WORKER_CHUNK;
+  argv[3] = NULL;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGINT);
+  sigaddset(&defaults, SIGPIPE);
+  sigaddset(&defaults, SIGURG);
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, childfd, WORKER_FD);
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
+                                  POSIX_SPAWN_SETSIGDEF);
+  r = posix_spawn(&pid, p->exe, &fa, &attr, argv, p->envp);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  return r == 0 ? pid : -1;
+}
+
+/* Start one worker process; NULL if it cannot be started. */
+static PWorker *startworker (PPool *p) {
+  PWorker *w = calloc(1, sizeof *w);
+  int sv[2];
+  if (w == NULL) return NULL;
+  mbuf_init(&w->out);
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    free(w);
+    return NULL;
+  }
+  sv[1] = highfd(sv[1]);
+  if (sv[1] < 0 || (w->pid = spawn(p, sv[1])) < 0) {
+    close(sv[0]);
+    if (sv[1] >= 0) close(sv[1]);
+    free(w);
+    return NULL;
+  }
+  close(sv[1]);
+  w->fd = sv[0];
+  fcntl(w->fd, F_SETFL, fcntl(w->fd, F_GETFL) | O_NONBLOCK);
+  sendinit(p, w);
+  sys_lock(&p->lock);
+  w->next = p->workers;
+  p->workers = w;
+  sys_unlock(&p->lock);
+  p->nworkers++;
+  return w;
+}
+
+/* Close w's socket (it exits at EOF), reap it, free it.  With 'kill',
+** kill it first.  Its futures must be settled already. */
+static void endworker (PPool *p, PWorker *w, int kill_it) {
+  PWorker **pw;
+  int status;
+  sys_lock(&p->lock);
+  for (pw = &p->workers; *pw != NULL; pw = &(*pw)->next)
+    if (*pw == w) { *pw = w->next; break; }
+  sys_unlock(&p->lock);
+  if (kill_it) kill(w->pid, SIGKILL);
+  close(w->fd);
+  while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR) {}
+  p->nworkers--;
+  free(w->fly);
+  free(w->flyid);
+  free(w->in);
+  mbuf_free(&w->out);
+  free(w);
+}
+
+static int inflight (PWorker *w) {
+  return w->nfly - w->flyhead;
+}
+
+/* Give f (running now) to w. */
+static int sendtask (PPool *p, PWorker *w, Future *f) {
+  FutTask *t = fut_task(f);
+  unsigned char id[8];
+  if (w->nfly == w->capfly) {
+    int ncap = w->capfly ? 2 * w->capfly : 16;
+    Future **nf;
+    uint64_t *ni;
+    if (w->flyhead > 0) {     /* make room at the front first */
+      int n = inflight(w);
+      memmove(w->fly, w->fly + w->flyhead, (size_t)n * sizeof *w->fly);
+      memmove(w->flyid, w->flyid + w->flyhead, (size_t)n * sizeof *w->flyid);
+      w->flyhead = 0;
+      w->nfly = n;
+    }
+    else {
+      nf = realloc(w->fly, (size_t)ncap * sizeof *nf);
+      if (nf == NULL) return CFUT_ENOMEM;
+      w->fly = nf;
+      ni = realloc(w->flyid, (size_t)ncap * sizeof *ni);
+      if (ni == NULL) return CFUT_ENOMEM;
+      w->flyid = ni;
+      w->capfly = ncap;
+    }
+  }
+  pp_put64(id, p->nextid);
+  if (frame(&w->out, 'T', 8 + t->len) != 0 || mbuf_add(&w->out, id, 8) != 0
+      || mbuf_add(&w->out, t->msg, t->len) != 0)
+    return CFUT_ENOMEM;
+  fut_droptask(f);
+  w->fly[w->nfly] = f;
+  w->flyid[w->nfly++] = p->nextid++;
+  w->sent++;
+  return 0;
+}
+
+/* }====================================================================== */
+
+/* {======================================================================
+** The manager
+** ======================================================================= */
+
+/* Break the pool with msg: every future fails, every worker is killed. */
+static void breakpool (PPool *p, const char *msg) {
+  PWorker *w;
+  Future *q;
+  sys_lock(&p->lock);
+  if (!atomic_load(&p->base.broken)) {
+    p->base.broken_cls = "BrokenProcessPool";
+    p->base.broken_msg = strdup(msg);
+    atomic_store(&p->base.broken, 1);
+  }
+  q = takeall(p);
+  sys_unlock(&p->lock);
+  settlelist(q, p->base.broken_msg ? p->base.broken_msg : msg);
+  while ((w = p->workers) != NULL) {
+    int i;
+    for (i = w->flyhead; i < w->nfly; i++) {
+      failfuture(w->fly[i], p->base.broken_msg ? p->base.broken_msg : msg);
+      fut_release(w->fly[i]);
+    }
+    w->flyhead = w->nfly = 0;
+    endworker(p, w, 1);
+  }
+}
+
+/* The least busy worker that may take one more task under 'target'. */
+static PWorker *pick (PPool *p, int target) {
+  PWorker *w, *best = NULL;
+  for (w = p->workers; w != NULL; w = w->next) {
+    if (p->max_tasks > 0 && w->sent >= p->max_tasks) continue;
+    if (inflight(w) >= target) continue;
+    if (best == NULL || inflight(w) < inflight(best)) best = w;
+  }
+  return best;
+}
+
+static int busyall (PPool *p) {
+  PWorker *w;
+  for (w = p->workers; w != NULL; w = w->next)
+    if (inflight(w) == 0 && (p->max_tasks == 0 || w->sent < p->max_tasks))
+      return 0;
+  return 1;
+}
+
+/* Move queued futures to workers, starting workers on demand.  Returns 0
+** or an error code (the pool is then to be broken). */
+static int dispatch (PPool *p) {
+  for (;;) {
+    Future *f;
+    PWorker *w;
+    int target, nq, total = 0;
+    sys_lock(&p->lock);
+    nq = p->nqueued;
+    sys_unlock(&p->lock);
+    if (nq == 0) return 0;
+    if (busyall(p) && p->nworkers < p->max_workers) {
+      if (startworker(p) == NULL && p->nworkers == 0) return CFUT_ETHREAD;
+    }
+    for (w = p->workers; w != NULL; w = w->next) total += inflight(w);
+    /* Long queue: send many per worker (fewer, larger writes). */
+    target = (nq + total) / (p->nworkers ? p->nworkers : 1);
+    if (target < 1) target = 1;
+    if (target > MAXFLY) target = MAXFLY;
+    if ((w = pick(p, target)) == NULL) return 0;
+    sys_lock(&p->lock);
+    f = p->head;
+    if (f != NULL) {
+      p->head = fut_task(f)->next;
+      if (p->head == NULL) p->tail = NULL;
+      fut_task(f)->next = NULL;
+      p->nqueued--;
+    }
+    sys_unlock(&p->lock);
+    if (f == NULL) return 0;
+    if (fut_set_running(f) != 1) {      /* cancelled meanwhile */
+      fut_droptask(f);
+      fut_release(f);
+      continue;
+    }
+    if (sendtask(p, w, f) != 0) {
+      failfuture(f, "not enough memory to send the task");
+      fut_release(f);
+    }
+  }
+}
+
+/* Write what is pending to w; 0, or -1 when w is gone. */
+static int flush (PWorker *w) {
+  while (w->outpos < w->out.len) {
+    ssize_t n = send(w->fd, w->out.data + w->outpos, w->out.len - w->outpos,
+                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      return -1;
+    }
+    w->outpos += (size_t)n;
+  }
+  w->out.len = w->outpos = 0;
+  return 0;
+}
+
+/* Handle one complete frame from w: 0, or -1 with 'why' set. */
+static int onframe (PWorker *w, int type, const unsigned char *b,
+                    size_t len, char *why, size_t whylen) {
+  if (type == 'R') return len == 0 ? 0 : (snprintf(why, whylen,
+                                          "bad ready frame"), -1);
+  if (type == 'F') {
+    fprintf(stderr, "cfut: exception in initializer:\n%.*s\n", (int)len,
+            (const char *)b);
+    fflush(stderr);
+    snprintf(why, whylen, "%s", INITFAIL_MSG);
+    return -1;
+  }
+  if (type == 'r') {
+    uint64_t id;
+    uint32_t tblen;
+    char *tb = NULL, *data = NULL;
+    Future *f;
+    if (len < 13 || inflight(w) == 0) {
+      snprintf(why, whylen, "unexpected result frame");
+      return -1;
+    }
+    id = pp_get64(b);
+    tblen = (uint32_t)(b[9] | b[10] << 8 | b[11] << 16 | (uint32_t)b[12] << 24);
+    if (id != w->flyid[w->flyhead] || b[8] > 1 || tblen > len - 13) {
+      snprintf(why, whylen, "result frame does not match its task");
+      return -1;
+    }
+    f = w->fly[w->flyhead++];
+    if (tblen > 0 && (tb = malloc(tblen + 1)) != NULL) {
+      memcpy(tb, b + 13, tblen);
+      tb[tblen] = '\0';
+    }
+    len -= 13 + tblen;
+    if (len > 0 && (data = malloc(len)) != NULL)
+      memcpy(data, b + 13 + tblen, len);
+    if (fut_finish(f, b[8], data, len, tb) != 0) {
+      free(data);
+      free(tb);
+    }
+    fut_release(f);
+    if (w->flyhead == w->nfly) w->flyhead = w->nfly = 0;
+    return 0;
+  }
+  snprintf(why, whylen, "bad frame type 0x%02x", (unsigned)type);
+  return -1;
+}
+
+/* Read what w sent and handle its complete frames.  Returns 0, 1 at EOF,
+** or -1 with 'why' set (a malformed frame). */
+static int readworker (PWorker *w, char *why, size_t whylen) {
+  size_t pos = 0;
+  int eof = 0;
+  for (;;) {
+    ssize_t n;
+    if (w->incap - w->inlen < 65536) {
+      size_t ncap = w->incap ? 2 * w->incap : 131072;
+      unsigned char *nb = realloc(w->in, ncap);
+      if (nb == NULL) {
+        snprintf(why, whylen, "not enough memory to read a result");
+        return -1;
+      }
+      w->in = nb;
+      w->incap = ncap;
+    }
+    n = recv(w->fd, w->in + w->inlen, w->incap - w->inlen, MSG_DONTWAIT);
+    if (n > 0) { w->inlen += (size_t)n; continue; }
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) eof = 1;
+    break;
+  }
+  while (w->inlen - pos >= PP_HEADER) {
+    uint64_t flen = pp_get64(w->in + pos);
+    if (flen == 0 || flen > PP_MAXFRAME) {
+      snprintf(why, whylen, "bad frame length %llu",
+               (unsigned long long)flen);
+      return -1;
+    }
+    if (w->inlen - pos - 8 < flen) break;     /* incomplete */
+    if (onframe(w, w->in[pos + 8], w->in + pos + PP_HEADER,
+                (size_t)(flen - 1), why, whylen) != 0)
+      return -1;
+    pos += 8 + (size_t)flen;
+  }
+  memmove(w->in, w->in + pos, w->inlen - pos);
+  w->inlen -= pos;
+  if (eof && w->inlen > 0) {
+    snprintf(why, whylen, "truncated frame");
+    return -1;
+  }
+  return eof;
+}
+
+/* Retire the workers that took their max_tasks_per_child tasks and have
+** answered them all. */
+static void retire (PPool *p) {
+  PWorker *w, *next;
+  if (p->max_tasks == 0) return;
+  for (w = p->workers; w != NULL; w = next) {
+    next = w->next;
+    if (w->sent >= p->max_tasks && inflight(w) == 0 && w->outpos == w->out.len)
+      endworker(p, w, 0);
+  }
+}
+
+/* Everything shut down and answered? */
+static int finished (PPool *p) {
+  PWorker *w;
+  int r;
+  sys_lock(&p->lock);
+  r = p->shutdown && p->nqueued == 0;
+  sys_unlock(&p->lock);
+  for (w = p->workers; r && w != NULL; w = w->next)
+    if (inflight(w) > 0) r = 0;
+  return r;
+}
+
+/* Ctrl-C in the parent: pass it on to every worker. */
+static void passinterrupt (PPool *p) {
+  PWorker *w;
+  int on;
+  sys_lock(&p->lock);
+  on = p->interrupt;
+  p->interrupt = 0;
+  sys_unlock(&p->lock);
+  if (on)
+    for (w = p->workers; w != NULL; w = w->next) kill(w->pid, SIGINT);
+}
+
+/* One round: dispatch, write, wait for something, read.  Returns 0 to go
+** on, 1 when the pool is done. */
+static int step (PPool *p, struct pollfd *fds, PWorker **ws) {
+  PWorker *w;
+  char why[160];
+  int n = 1, i, r;
+  passinterrupt(p);
+  if (dispatch(p) != 0) {
+    breakpool(p, BROKEN_MSG);
+    return 1;
+  }
+  retire(p);
+  if (finished(p)) return 1;
+  fds[0].fd = p->wake[0];
+  fds[0].events = POLLIN;
+  for (w = p->workers; w != NULL; w = w->next) {
+    if (flush(w) != 0) {
+      breakpool(p, BROKEN_MSG);
+      return 1;
+    }
+    fds[n].fd = w->fd;
+    fds[n].events = POLLIN | (w->outpos < w->out.len ? POLLOUT : 0);
+    ws[n++] = w;
+  }
+  while ((r = poll(fds, (nfds_t)n, 1000)) < 0 && errno == EINTR) {}
+  if (fds[0].revents & POLLIN) {
+    char buf[256];
+    while (read(p->wake[0], buf, sizeof buf) > 0) {}
+  }
+  for (i = 1; i < n; i++) {
+    if (fds[i].revents == 0) continue;
+    r = readworker(ws[i], why, sizeof why);
+    if (r < 0) {
+      char msg[300];
+      snprintf(msg, sizeof msg, "malformed message from worker %d: %s",
+               (int)ws[i]->pid, why);
+      breakpool(p, strcmp(why, INITFAIL_MSG) == 0 ? INITFAIL_MSG : msg);
+      return 1;
+    }
+    if (r == 1) {             /* EOF: the worker is gone */
+      breakpool(p, BROKEN_MSG);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void *manager (void *arg) {
+  PPool *p = arg;
+  struct pollfd *fds = malloc((size_t)(p->max_workers + 1) * sizeof *fds);
+  PWorker **ws = malloc((size_t)(p->max_workers + 1) * sizeof *ws);
+  ExitWatch *x, *next;
+  sys_thread_setname("cfut-manager");
+  if (fds == NULL || ws == NULL) breakpool(p, "not enough memory");
+  else while (step(p, fds, ws) == 0) {}
+  while (p->workers != NULL) endworker(p, p->workers, 0);
+  free(fds);
+  free(ws);
+  sys_lock(&p->lock);
+  atomic_store(&p->done, 1);
+  x = p->watch;
+  p->watch = NULL;
+  sys_unlock(&p->lock);
+  for (; x != NULL; x = next) {
+    next = x->next;
+    waiter_notify(x->w);
+    waiter_release(x->w);
+    free(x);
+  }
+  return NULL;
+}
+
+/* }====================================================================== */
+
+/* {======================================================================
+** Executor operations
+** ======================================================================= */
+
+static int pp_submit (Executor *ex, Future **fs, int n) {
+  PPool *p = (PPool *)ex;
+  int i;
+  sys_lock(&p->lock);
+  if (p->shutdown || atomic_load(&ex->broken)) {
+    int r = atomic_load(&ex->broken) ? CFUT_EBROKEN : CFUT_ESHUTDOWN;
+    sys_unlock(&p->lock);
+    return r;
+  }
+  if (!p->started) {
+    if (sys_thread_start(&p->manager, manager, p) != 0) {
+      sys_unlock(&p->lock);
+      return CFUT_ETHREAD;
+    }
+    p->started = 1;
+  }
+  for (i = 0; i < n; i++) {
+    fut_retain(fs[i]);
+    fut_task(fs[i])->next = NULL;
+    if (p->tail) fut_task(p->tail)->next = fs[i];
+    else p->head = fs[i];
+    p->tail = fs[i];
+  }
+  p->nqueued += n;
+  sys_unlock(&p->lock);
+  wakeup(p);
+  return 0;
+}
+
+static void pp_shutdown (Executor *ex, int wait, int cancel_futures) {
+  PPool *p = (PPool *)ex;
+  Future *q = NULL;
+  int join = 0;
+  sys_lock(&p->lock);
+  p->shutdown = 1;
+  if (cancel_futures) q = takeall(p);
+  if (wait && p->started && !p->joined) {
+    p->joined = 1;
+    join = 1;
+  }
+  sys_unlock(&p->lock);
+  settlelist(q, NULL);
+  wakeup(p);
+  if (join) sys_thread_join(p->manager);
+}
+
+static void pp_interrupt (Executor *ex) {
+  PPool *p = (PPool *)ex;
+  Future *q;
+  sys_lock(&p->lock);
+  q = takeall(p);
+  p->interrupt = 1;
+  sys_unlock(&p->lock);
+  settlelist(q, NULL);
+  wakeup(p);
+}
+
+static int pp_alive (Executor *ex, Waiter *wt) {
+  PPool *p = (PPool *)ex;
+  int alive;
+  sys_lock(&p->lock);
+  alive = p->started && !atomic_load(&p->done);
+  if (alive && wt != NULL) {
+    ExitWatch *x;
+    for (x = p->watch; x != NULL && x->w != wt; x = x->next) {}
+    if (x == NULL && (x = malloc(sizeof *x)) != NULL) {
+      waiter_retain(wt);
+      x->w = wt;
+      x->next = p->watch;
+      p->watch = x;
+    }
+  }
+  sys_unlock(&p->lock);
+  return alive;
+}
+
+static int pp_reap (Executor *ex) {
+  PPool *p = (PPool *)ex;
+  int join = 0, r;
+  sys_lock(&p->lock);
+  r = p->shutdown && (!p->started || atomic_load(&p->done));
+  if (r && p->started && !p->joined) {
+    p->joined = 1;
+    join = 1;
+  }
+  sys_unlock(&p->lock);
+  if (join) sys_thread_join(p->manager);
+  return r;
+}
+
+static void pp_destroy (Executor *ex) {
+  PPool *p = (PPool *)ex;
+  ExitWatch *x, *next;
+  char **e;
+  settlelist(takeall(p), NULL);
+  for (x = p->watch; x != NULL; x = next) {
+    next = x->next;
+    waiter_release(x->w);
+    free(x);
+  }
+  if (p->init) {
+    marshal_discard(p->init, p->initlen);
+    free(p->init);
+  }
+  for (e = p->envp; e != NULL && *e != NULL; e++)
+    if (strncmp(*e, "LUA_", 4) == 0 && strstr(*e, "_5_4=")) free(*e);
+  free(p->envp);
+  free(p->exe);
+  free(ex->broken_msg);
+  close(p->wake[0]);
+  close(p->wake[1]);
+  sys_mutex_destroy(&p->lock);
+  free(p);
+}
+
+static const ExecutorOps ppool_ops = {
+  "ProcessPoolExecutor", pp_submit, pp_shutdown, pp_interrupt, pp_alive,
+  pp_reap, pp_destroy
+};
+
+/* }====================================================================== */
+
+/* NAME=value, malloc'ed. */
+static char *envvar (const char *name, const char *value) {
+  size_t n = strlen(name), m = strlen(value);
+  char *s = malloc(n + m + 2);
+  if (s == NULL) return NULL;
+  memcpy(s, name, n);
+  s[n] = '=';
+  memcpy(s + n + 1, value, m + 1);
+  return s;
+}
+
+/* The workers' environment: ours, with package.path and cpath as
+** LUA_PATH_5_4 / LUA_CPATH_5_4 and LUA_INIT_5_4 emptied (the worker
+** program must not run the user's init code). */
+static char **workerenv (const char *path, const char *cpath) {
+  size_t n = 0, k = 0;
+  char **env, **e;
+  for (e = environ; *e != NULL; e++) n++;
+  if ((env = calloc(n + 4, sizeof *env)) == NULL) return NULL;
+  for (e = environ; *e != NULL; e++) {
+    if (strncmp(*e, "LUA_PATH_5_4=", 13) == 0 ||
+        strncmp(*e, "LUA_CPATH_5_4=", 14) == 0 ||
+        strncmp(*e, "LUA_INIT_5_4=", 13) == 0) continue;
+    env[k++] = *e;
+  }
+  env[k++] = envvar("LUA_PATH_5_4", path ? path : "");
+  env[k++] = envvar("LUA_CPATH_5_4", cpath ? cpath : "");
+  env[k++] = envvar("LUA_INIT_5_4", "");
+  env[k] = NULL;
+  if (env[k - 1] == NULL || env[k - 2] == NULL || env[k - 3] == NULL) {
+    free(env[k - 1]); free(env[k - 2]); free(env[k - 3]);
+    free(env);
+    return NULL;
+  }
+  return env;
+}
+
+Executor *ppool_new (PPoolConfig *cfg, const char **err) {
+  PPool *p = calloc(1, sizeof *p);
+  char exe[4096];
+  ssize_t n;
+  *err = "not enough memory";
+  if (p == NULL) return NULL;
+  ex_init(&p->base, &ppool_ops, 0);
+  sys_mutex_init(&p->lock);
+  p->max_workers = cfg->max_workers;
+  p->max_tasks = cfg->max_tasks;
+  p->wake[0] = p->wake[1] = -1;
+  n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = '\0';
+    p->exe = strdup(exe);
+  }
+  p->envp = workerenv(cfg->path, cfg->cpath);
+  if (pipe2(p->wake, O_CLOEXEC | O_NONBLOCK) != 0) *err = strerror(errno);
+  else if (n <= 0) *err = "cannot find the running program (/proc/self/exe)";
+  if (p->wake[0] < 0 || p->exe == NULL || p->envp == NULL) {
+    free(p->exe);
+    if (p->envp) {
+      char **e;
+      for (e = p->envp; *e; e++)
+        if (strncmp(*e, "LUA_", 4) == 0 && strstr(*e, "_5_4=")) free(*e);
+      free(p->envp);
+    }
+    if (p->wake[0] >= 0) { close(p->wake[0]); close(p->wake[1]); }
+    sys_mutex_destroy(&p->lock);
+    free(p);
+    return NULL;
+  }
+  p->init = cfg->init;
+  p->initlen = cfg->initlen;
+  cfg->init = NULL;
+  ex_register(&p->base);
+  *err = NULL;
+  return &p->base;
+}
