@@ -1,0 +1,74 @@
+/*
+** wire.h: what the encoder (marshal.c) and the decoder (unmarshal.c)
+** share: the tags and limits of the wire format (docs/wire.md) and its
+** byte helpers.  Private to those two files.
+*/
+#ifndef CFUT_WIRE_H
+#define CFUT_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lua.h"
+
+_Static_assert(sizeof(lua_Integer) == 8 && sizeof(lua_Number) == 8,
+               "the wire format carries 64-bit integers and doubles");
+
+#define WIRE_VERSION  1
+#define MAGIC         "\x1b" "CF"   /* then the version byte */
+#define MAXDEPTH      200   /* tables/functions nested in one another */
+#define MAXVARINT     10
+#define STACKSTEP     32    /* Lua stack reserved every 4 levels (3 slots a
+                               level at most, plus room for leaf work) */
+#define FNVSEED       0xcbf29ce484222325ULL
+#define TRAILER       17    /* id(8) hash(8) nups(1) of a function */
+
+enum {
+  T_NIL = 0, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF,
+  T_FUNC, T_UPREF, T_MODULE, T_FIELD, T_FUTURE, T_EXECUTOR, T_KSTR
+};
+
+/* The sender's globals travel as the module "_G". */
+static const char GNAME[] = { T_MODULE, 2, '_', 'G' };
+
+static inline void put64 (unsigned char *p, uint64_t v) {
+  int i;
+  for (i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline uint64_t get64 (const unsigned char *p) {
+  uint64_t v = 0;
+  int i;
+  for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
+  return v;
+}
+
+static inline int putvarint (unsigned char *p, uint64_t v) {
+  int n = 0;
+  while (v >= 0x80) {
+    p[n++] = (unsigned char)(v | 0x80);
+    v >>= 7;
+  }
+  p[n++] = (unsigned char)v;
+  return n;
+}
+
+static inline int varintlen (uint64_t v) {
+  int n = 1;
+  while (v >= 0x80) { v >>= 7; n++; }
+  return n;
+}
+
+/* FNV-1a: guards bytecode against corruption on the way (Lua does not
+** verify bytecode, and a damaged chunk can crash it). */
+static inline uint64_t fnv (uint64_t h, const void *p, size_t n) {
+  const unsigned char *c = (const unsigned char *)p;
+  while (n-- > 0) h = (h ^ *c++) * 0x100000001b3ULL;
+  return h;
+}
+
+/* Take (retain) or drop one reference per handle in a message
+** (unmarshal.c). */
+void wire_walkhandles (const char *data, size_t len, int retain);
+
+#endif
