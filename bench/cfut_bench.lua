@@ -1,16 +1,22 @@
--- cfut_bench.lua: the bench workloads on cfut's thread pool (2 workers).
--- Run from the repository root: ./cfut bench/cfut_bench.lua
--- (bench/run.sh sets LUA_PATH and LUA_CPATH).  Prints machine-readable
--- lines: `W1 <tasks/s>`, `W2 <items/s>`, `W3 <speedup>`, `W4 <s>`,
--- `W5 <us>`, and `W4P <s>` when the process pool is available.
+-- cfut_bench.lua: the bench workloads on cfut's thread pool and process
+-- pool (2 workers each).
+-- Run from the repository root: ./cfut bench/cfut_bench.lua [PART]
+-- where PART is `threads` (W1..W5), `processes` (P1..P5) or nothing
+-- (both); bench/run.sh sets LUA_PATH and LUA_CPATH and runs the parts
+-- separately.  Prints machine-readable lines: `W1 <tasks/s>`,
+-- `W2 <items/s>`, `W3 <speedup>`, `W4 <s>`, `W5 <us>`, then `P1 <tasks/s>`,
+-- `P2 <items/s>`, `P3 <speedup>`, `P4 <s>`, `P5 <us>`.
 local futures = require "cfut"
 
-local N = 100000          -- W1, W2: tasks / items
+local N = 100000          -- W1, W2, P1, P2: tasks / items
 local FIB_N, FIB_TASKS = 30, 8
-local RECORDS = 100000    -- W4
+local RECORDS = 100000    -- W4, P4
 local LAT_CALLS = 10000   -- W5
+local P_LAT_CALLS = 2000  -- P5
+local CHUNK = 1000        -- P2: items per message
 local REPS = tonumber(os.getenv("BENCH_REPS")) or 3
 local W4_REPS = tonumber(os.getenv("BENCH_W4_REPS")) or 3
+local PART = arg and arg[1] or "all"
 
 local now = futures.monotonic
 
@@ -30,7 +36,7 @@ local function best_of (reps, fn)
   return best
 end
 
--- W1: submit N no-op tasks taking and returning one integer, then
+-- W1, P1: submit N no-op tasks taking and returning one integer, then
 -- collect every result.
 local function w1 (ex)
   local fs = {}
@@ -43,20 +49,25 @@ local function w1 (ex)
   return dt
 end
 
--- W2: an ordered map of the no-op over N integers.
-local function w2 (ex)
+-- W2, P2: an ordered map of the no-op over N integers (P2 with
+-- chunksize = CHUNK).
+local function w2 (ex, chunksize)
   local xs = {}
   for i = 1, N do xs[i] = i end
   local t0 = now()
   local sum = 0
-  for _, v in ex:map(noop, xs) do sum = sum + v end
+  if chunksize then
+    for _, v in ex:map{noop, xs, chunksize = chunksize} do sum = sum + v end
+  else
+    for _, v in ex:map(noop, xs) do sum = sum + v end
+  end
   local dt = now() - t0
   assert(sum == N * (N + 1) // 2, "W2: wrong results")
   return dt
 end
 
--- W3: FIB_TASKS fib(FIB_N) on the pool against the same in sequence in
--- this state.
+-- W3, P3: FIB_TASKS fib(FIB_N) on the pool against the same in sequence
+-- in this state.
 local function w3 (ex)
   local seq = best_of(REPS, function ()
     local t0 = now()
@@ -73,7 +84,7 @@ local function w3 (ex)
   return seq / par
 end
 
--- W4: a table of RECORDS records to a task and back (seconds a trip).
+-- W4, P4: a table of RECORDS records to a task and back (seconds a trip).
 local function records ()
   local t = {}
   for i = 1, RECORDS do
@@ -93,25 +104,30 @@ local function w4 (ex, t)
   end)
 end
 
--- W5: one submit -> result round trip, LAT_CALLS times in a row (median).
-local function w5 (ex)
+-- W5, P5: one submit -> result round trip, `calls` times in a row
+-- (median, µs).
+local function w5 (ex, calls)
   local samples = {}
-  for i = 1, LAT_CALLS do
+  for i = 1, calls do
     local t0 = now()
     local r = ex:submit(noop, i):result()
     samples[i] = now() - t0
     assert(r == i, "W5: wrong result")
   end
   table.sort(samples)
-  return samples[LAT_CALLS // 2 + 1] * 1e6
+  return samples[calls // 2 + 1] * 1e6
 end
 
-io.stdout:setvbuf("line")
-do
+-- Start both workers of 'ex' before timing anything.
+local function warm (ex)
+  local fs = {}
+  for i = 1, 100 do fs[i] = ex:submit(noop, i) end
+  for i = 1, 100 do fs[i]:result() end
+end
+
+local function threads ()
   local ex <close> = futures.thread_pool(2)
-  local warm = {}                              -- start both workers
-  for i = 1, 100 do warm[i] = ex:submit(noop, i) end
-  for i = 1, 100 do warm[i]:result() end
+  warm(ex)
   print(string.format("W1 %.0f", N / best_of(REPS, function ()
     return w1(ex)
   end)))
@@ -119,16 +135,26 @@ do
     return w2(ex)
   end)))
   print(string.format("W3 %.3f", w3(ex)))
-  local t = records()
-  print(string.format("W4 %.4f", w4(ex, t)))
-  print(string.format("W5 %.1f", w5(ex)))
-  -- The process pool, when there is one, for the same trip as Python's.
-  if futures.process_pool then
-    local ok, pex = pcall(futures.process_pool, 2)
-    if ok then
-      pex:submit(noop, 0):result()
-      print(string.format("W4P %.4f", w4(pex, t)))
-      pex:shutdown()
-    end
-  end
+  print(string.format("W4 %.4f", w4(ex, records())))
+  print(string.format("W5 %.1f", w5(ex, LAT_CALLS)))
 end
+
+local function processes ()
+  local ex <close> = futures.process_pool(2)
+  warm(ex)
+  print(string.format("P1 %.0f", N / best_of(REPS, function ()
+    return w1(ex)
+  end)))
+  print(string.format("P2 %.0f", N / best_of(REPS, function ()
+    return w2(ex, CHUNK)
+  end)))
+  print(string.format("P3 %.3f", w3(ex)))
+  print(string.format("P4 %.4f", w4(ex, records())))
+  print(string.format("P5 %.1f", w5(ex, P_LAT_CALLS)))
+end
+
+io.stdout:setvbuf("line")
+if PART == "threads" then threads()
+elseif PART == "processes" then processes()
+elseif PART == "all" then threads(); processes()
+else error("usage: cfut_bench.lua [threads|processes]", 0) end

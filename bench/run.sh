@@ -1,11 +1,14 @@
 #!/bin/sh
 # bench/run.sh: cfut next to Python's concurrent.futures and luv's work
 # queue, 2 workers each, in one run; prints a table of the figures.
+# Thread pools: rows W1..W5; process pools (cfut's and Python's; luv has
+# none): rows P1..P5.
 # Run from anywhere after `make` (it is what `make bench` runs).
-# The three sides take turns for BENCH_ROUNDS rounds and each figure is
-# the side's best round, so a burst of other load hurts no side alone.
+# The sides take turns for BENCH_ROUNDS rounds and each figure is the
+# side's best round, so a burst of other load hurts no side alone.
 # Env: BENCH_ROUNDS (default 2), BENCH_REPS (default 3), BENCH_W4_REPS
-# (default 3), CC (default cc).
+# (default 3), BENCH_PY_P1_REPS (default 1: Python's P1 takes ~10 s),
+# BENCH_TIMEOUT (seconds one program may run, default 300), CC (default cc).
 # Exit status: 1 if a side failed to run, else 0 (a MISS is not a failure:
 # the figures are the product).
 set -u
@@ -15,22 +18,36 @@ ROUNDS=${BENCH_ROUNDS:-2}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/cfut-bench.XXXXXX") || exit 1
 trap 'rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
+TIMEOUT=${BENCH_TIMEOUT:-300}
 status=0
+t_start=$(date +%s)
 # Other load skews every figure: show it with the table.
 loadavg () { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?'; }
 load=$(loadavg)
 
-# run SIDE ROUND CMD...: run one side once, its figures to
-# $TMP/SIDE.ROUND.out.
+# A program that hangs must not hang the bench.
+if command -v timeout >/dev/null 2>&1; then
+  limit () { timeout -k 5 "$TIMEOUT" "$@"; }
+else
+  limit () { "$@"; }
+fi
+
+# run NAME ROUND CMD...: run one part of a side once (NAME is SIDE or
+# SIDE-PART), its figures to $TMP/NAME.ROUND.out.
 run () {
-  side=$1; round=$2; shift 2
-  printf 'bench: %s (round %s) ...' "$side" "$round" >&2
+  name=$1; round=$2; shift 2
+  printf 'bench: %s (round %s) ...' "$name" "$round" >&2
   start=$(date +%s)
-  if "$@" >"$TMP/$side.$round.out" 2>"$TMP/$side.err"; then
+  if limit "$@" >"$TMP/$name.$round.out" 2>"$TMP/$name.err"; then
     printf ' %ss\n' "$(($(date +%s) - start))" >&2
   else
-    printf ' FAILED (exit %s)\n' "$?" >&2
-    sed 's/^/  /' "$TMP/$side.err" >&2
+    rc=$?
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+      printf ' TIMED OUT after %ss\n' "$TIMEOUT" >&2
+    else
+      printf ' FAILED (exit %s)\n' "$rc" >&2
+    fi
+    sed 's/^/  /' "$TMP/$name.err" >&2
     status=1
   fi
 }
@@ -46,33 +63,40 @@ fi
 round=1
 while [ "$round" -le "$ROUNDS" ]; do
   if [ -x ./cfut ]; then
-    run cfut "$round" env LUA_PATH="$ROOT/lua/?.lua;;" \
-      LUA_CPATH="$ROOT/?.so;;" ./cfut bench/cfut_bench.lua
+    for part in threads processes; do
+      run "cfut-$part" "$round" env LUA_PATH="$ROOT/lua/?.lua;;" \
+        LUA_CPATH="$ROOT/?.so;;" ./cfut bench/cfut_bench.lua "$part"
+    done
   fi
-  run python "$round" python3 bench/py_bench.py
+  for part in threads processes; do
+    run "python-$part" "$round" python3 bench/py_bench.py "$part"
+  done
   run luv "$round" env UV_THREADPOOL_SIZE=2 lua5.4 bench/luv_bench.lua
   round=$((round + 1))
 done
 
 for f in "$TMP"/*.out; do
   [ -e "$f" ] || continue
-  side=$(basename "$f"); side=${side%%.*}
+  side=$(basename "$f"); side=${side%%.*}; side=${side%%-*}
   sed -n "s/^\([A-Z][A-Z0-9]*\) \(.*\)$/$side \1 \2/p" "$f"
 done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" \
-  -v rounds="$ROUNDS" -v endload="$(loadavg)" '
-  # Keep the best round of each side: less is better for W4, W5, F1, F2.
+  -v rounds="$ROUNDS" -v endload="$(loadavg)" \
+  -v elapsed="$(($(date +%s) - t_start))" '
+  # Keep the best round of each side: less is better for W4, W5, P4, P5,
+  # F1, F2.
   {
     if (!(($1, $2) in v) || !num(v[$1, $2])) v[$1, $2] = $3
     else if (num($3)) {
-      less = ($2 ~ /^(W4|W4P|W5|F1|F2)$/)
+      less = ($2 ~ /^(W4|W5|P4|P5|F1|F2)$/)
       if (less ? $3 + 0 < v[$1, $2] + 0 : $3 + 0 > v[$1, $2] + 0)
         v[$1, $2] = $3
     }
   }
   function get(side, k) { return ((side, k) in v) ? v[side, k] : "-" }
   function num(x) { return x ~ /^[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?$/ }
-  # One row: key, label, unit, peer side, "ge"/"le", target value or side.
-  function row(k, label, unit, peer, cmp, target, tlabel,
+  # One row: key, label, unit, peer side, "ge"/"le", target value or
+  # side, target label, and a factor for a side target (default 1).
+  function row(k, label, unit, peer, cmp, target, tlabel, mult,
                c, p, l, pv, ratio, goal, res) {
     c = get("cfut", k); p = get("python", k); l = get("luv", k)
     pv = get(peer, k)
@@ -80,6 +104,7 @@ done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" \
     if (num(c) && num(pv) && pv + 0 != 0)
       ratio = sprintf("%.2f %s", c / pv, peer == "python" ? "py" : peer)
     goal = (target in sides) ? get(target, k) : target
+    if ((target in sides) && mult != "" && num(goal)) goal = goal * mult
     if (!num(c)) res = "-"
     else if (!num(goal)) res = "NO PEER"
     else if (cmp == "ge") res = (c + 0 >= goal + 0) ? "PASS" : "MISS"
@@ -89,8 +114,8 @@ done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" \
   }
   END {
     sides["luv"] = 1; sides["python"] = 1
-    printf "cfut bench: 2 workers each, %s CPUs, best of %s rounds\n",
-           nproc, rounds
+    printf "cfut bench: 2 workers each, %s CPUs, best of %s rounds, %ss\n",
+           nproc, rounds, elapsed
     printf "load average at start %s, at end %s\n\n", load, endload
     printf "%-28s %-8s %10s %10s %10s  %-10s %-14s %s\n",
            "workload", "unit", "cfut", "python", "luv",
@@ -102,13 +127,20 @@ done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" \
     row("W3", "W3 8 x fib(30) speedup", "x", "python", "ge", 1.85,
         ">= 1.85")
     row("W4", "W4 100k records trip", "s", "python", "le", 0.2, "<= 0.2")
-    if (("cfut", "W4P") in v) {
-      v["python", "W4P"] = get("python", "W4"); v["luv", "W4P"] = "n/a"
-      row("W4P", "W4 same, process pool", "s", "python", "le", 0.2,
-          "<= 0.2")
-    }
     row("W5", "W5 submit->result median", "us", "luv", "le", "luv",
         "<= luv")
+    # Process pools: cfut process_pool(2), Python ProcessPoolExecutor(2).
+    for (i = 1; i <= 5; i++) v["luv", "P" i] = "n/a"
+    row("P1", "P1 proc submit+collect 100k", "tasks/s", "python", "ge",
+        "python", ">= 3 x py", 3)
+    row("P2", "P2 proc map 100k chunk 1k", "items/s", "python", "ge",
+        "python", ">= py")
+    row("P3", "P3 proc 8 x fib(30) speedup", "x", "python", "ge", 1.85,
+        ">= 1.85")
+    row("P4", "P4 proc 100k records trip", "s", "python", "le", 0.25,
+        "<= 0.25")
+    row("P5", "P5 proc submit->result med", "us", "python", "le", 100,
+        "<= 100")
     printf "\nfloors (C, bench/floor.c):\n"
     printf "  condvar ping-pong round trip, median  %8s us\n",
            get("floor", "F1")

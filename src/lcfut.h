@@ -75,6 +75,10 @@ void cfut_openprocworker (lua_State *L);
 /* Raise the error a refused submit deserves (ShutdownError, Broken...). */
 int cfut_submiterror (lua_State *L, Executor *ex, int r);
 
+/* Raise the value on top as a task's error with its worker traceback tb
+** (or NULL), remembered for the host as Future:result() does. */
+int cfut_raisetask (lua_State *L, const char *tb);
+
 /* lmap.c: ex:_mapsubmit, the batch behind Executor:map. */
 void cfut_openmap (lua_State *L);
 

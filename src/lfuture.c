@@ -396,8 +396,18 @@ static int pushvalues (lua_State *L, Future *f, int *failed) {
   return n;
 }
 
-/* Push the values of finished future f, or raise its error (remembered
-** for the host, which prints the worker's traceback). */
+int cfut_raisetask (lua_State *L, const char *tb) {
+  lua_createtable(L, 2, 0);         /* remember it for the host */
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, 1);
+  if (tb != NULL) {
+    lua_pushstring(L, tb);
+    lua_rawseti(L, -2, 2);
+  }
+  lua_setfield(L, LUA_REGISTRYINDEX, LASTERR);
+  return lua_error(L);
+}
+
 int cfut_pushresult (lua_State *L, Future *f) {
   int n, failed;
   n = pushvalues(L, f, &failed);
@@ -406,15 +416,7 @@ int cfut_pushresult (lua_State *L, Future *f) {
     size_t len;
     fut_outcome(f, &data, &len, &tb);
     lua_settop(L, lua_gettop(L) - n + 1);   /* keep the error value */
-    lua_createtable(L, 2, 0);
-    lua_pushvalue(L, -2);
-    lua_rawseti(L, -2, 1);
-    if (tb != NULL) {
-      lua_pushstring(L, tb);
-      lua_rawseti(L, -2, 2);
-    }
-    lua_setfield(L, LUA_REGISTRYINDEX, LASTERR);
-    return lua_error(L);
+    return cfut_raisetask(L, tb);
   }
   return n;
 }

@@ -84,7 +84,7 @@ lua_State *worker_newstate (const char *path, const char *cpath,
 
 /* Message handler: keep the error value and put the traceback beside it,
 ** as {err, traceback}. */
-static int msghandler (lua_State *L) {
+int worker_msghandler (lua_State *L) {
   const char *msg;
   if (lua_isnil(L, 1)) {
     lua_pushliteral(L, "(error object is a nil value)");
@@ -168,7 +168,7 @@ static int call (lua_State *L, const char *msg, size_t len, int flags,
                  int base) {
   char err[256];
   int n;
-  lua_pushcfunction(L, msghandler);
+  lua_pushcfunction(L, worker_msghandler);
   n = marshal_decode(L, msg, len, flags, err, sizeof err);
   if (n < 1) {
     if (n == 0) lua_pushliteral(L, "empty task message");

@@ -33,6 +33,9 @@ int worker_init (lua_State *L, const char *msg, size_t len, int flags,
 /* Close a worker's state and free what its thread kept for it. */
 void worker_close (lua_State *L);
 
+/* The message handler tasks run under: returns {error, traceback}. */
+int worker_msghandler (lua_State *L);
+
 /* Run the done-callbacks due in this worker state (added by its tasks). */
 void worker_poll (lua_State *L);
 

@@ -75,10 +75,10 @@ local function options (fn, ...)
     if t.timeout ~= nil and type(t.timeout) ~= "number" then
       argerror(1, "field 'timeout' must be a number")
     end
-    posint(t.chunksize, "chunksize")
-    return t[1], its, t.timeout, posint(t.buffersize, "buffersize"), 1
+    return t[1], its, t.timeout, posint(t.buffersize, "buffersize"), 1,
+           posint(t.chunksize, "chunksize") or 1
   end
-  return fn, pack(...), nil, nil, 2
+  return fn, pack(...), nil, nil, 2, 1
 end
 
 -- Every item known up front.  When all iterables are tables they are
@@ -165,14 +165,15 @@ return function (M, Executor)
   -- ex:map(fn, iterable, ...) or ex:map{fn, iterable, ..., timeout=,
   -- chunksize=, buffersize=}
   function Executor.map (ex, ...)
-    local fn, its, timeout, buffersize, fnarg = options(...)
+    local fn, its, timeout, buffersize, fnarg, chunksize = options(...)
     if not callable(fn) then
       argerror(fnarg - 1, "function expected, got " .. type(fn))
     end
     if its.n == 0 then argerror(fnarg, "iterable expected, got no value") end
     if not buffersize then
       local n, tables = materialize(its, fnarg)
-      return mapsubmit(ex, fn, timeout, n, unpack(tables, 1, its.n))
+      return mapsubmit(ex, fn, timeout, n, chunksize, M._runchunk,
+                       unpack(tables, 1, its.n))
     end
     local st = { ex = ex, fn = fn, fs = {}, head = 1, tail = 0,
                  buffersize = buffersize,
