@@ -950,7 +950,10 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
     else describe(&e, what, argbase + i - 1, err, errlen);
     return rc;
   }
-  if (e.nhandles > 0) wire_walkhandles(out->data + start, out->len - start, 1);
+  if (e.nhandles > 0) {       /* mark it, so that discard needs no walk */
+    out->data[start + 3] = (char)(WIRE_VERSION | WIRE_HANDLES);
+    wire_walkhandles(out->data + start, out->len - start, 1);
+  }
   return 0;
 }
 

@@ -52,6 +52,8 @@ typedef struct Dec {
   lua_Integer nrefs;
   char *err;
   size_t errlen;
+  int rc;             /* pdecode's answer */
+  uint64_t n;         /* idem: values decoded */
 } Dec;
 
 static int decvalue (Dec *d);
@@ -476,8 +478,10 @@ static int decheader (Dec *d, uint64_t *n) {
   if (rem(d) < 4) return fail(d, d->end, "truncated message");
   if (memcmp(d->p, MAGIC, 3) != 0)
     return fail(d, NULL, "not a cfut message (bad magic)");
-  if (d->p[3] != WIRE_VERSION)
+  if ((d->p[3] & ~WIRE_HANDLES) != WIRE_VERSION)
     return fail(d, NULL, "unsupported wire version %u", (unsigned)d->p[3]);
+  if ((d->p[3] & WIRE_HANDLES) && !(d->flags & MARSHAL_LOCAL))
+    return fail(d, NULL, "handles in a message from another process");
   d->p += 4;
   if ((rc = getvarint(d, n)) != 0) return rc;
   if (*n > rem(d) || *n > INT_MAX / 2)
@@ -580,7 +584,9 @@ void wire_walkhandles (const char *data, size_t len, int retain) {
   d.start = d.p = (const unsigned char *)data;
   d.end = d.start + len;
   d.flags = retain;
-  if (len < 4 || memcmp(data, MAGIC, 3) != 0 || data[3] != WIRE_VERSION)
+  /* Only a message marked as holding handles has any to walk. */
+  if (len < 4 || memcmp(data, MAGIC, 3) != 0 ||
+      (unsigned char)data[3] != (WIRE_VERSION | WIRE_HANDLES))
     return;
   d.p += 4;
   if (getvarint(&d, &n) != 0) return;
@@ -596,32 +602,67 @@ void wire_walkhandles (const char *data, size_t len, int retain) {
 ** =======================================================
 */
 
+/* Decode the whole message onto the stack of d->L above 'base': the
+** values, or nothing and an error code. */
+static int decodeall (Dec *d, int base, uint64_t *n) {
+  lua_State *L = d->L;
+  uint64_t i;
+  int rc;
+  d->refs = base + 1; d->loads = base + 2;
+  if ((rc = decheader(d, n)) == 0) {
+    lua_pushnil(L);   /* the two slots */
+    lua_pushnil(L);
+    for (i = 0; i < *n && rc == 0; i++) rc = decvalue(d);
+    if (rc == 0 && d->p != d->end)
+      rc = fail(d, d->p, "trailing bytes after the last value");
+  }
+  if (rc != 0) {
+    lua_settop(L, base);
+    return rc;
+  }
+  lua_rotate(L, base + 1, -2);   /* the slots above the values */
+  lua_pop(L, 2);
+  return 0;
+}
+
+/* decodeall run protected, for a big message decoded with the collector
+** stopped (so that a memory error cannot leave it stopped). */
+static int pdecode (lua_State *L) {
+  Dec *d = (Dec *)lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  d->rc = decodeall(d, 0, &d->n);
+  return d->rc == 0 ? (int)d->n : 0;
+}
+
+/* Messages this large are decoded with the collector stopped: it would
+** otherwise walk the growing result again and again (about a sixth of the
+** time of a 100 000-record table). */
+#define BIGMESSAGE (1u << 20)
+
 int marshal_decode (lua_State *L, const char *data, size_t len, int flags,
                     char *err, size_t errlen) {
   Dec d;
-  uint64_t n = 0, i;
+  uint64_t n = 0;
   int base = lua_gettop(L), rc;
   d.L = L;
   d.start = d.p = (const unsigned char *)data;
   d.end = d.start + len;
   d.flags = flags; d.depth = 0;
-  d.refs = base + 1; d.loads = base + 2;
   d.nrefs = 0;
   d.err = err; d.errlen = errlen;
-  if ((rc = decheader(&d, &n)) == 0) {
-    lua_pushnil(L);   /* the two slots */
-    lua_pushnil(L);
-    for (i = 0; i < n && rc == 0; i++) rc = decvalue(&d);
-    if (rc == 0 && d.p != d.end)
-      rc = fail(&d, d.p, "trailing bytes after the last value");
+  if (len >= BIGMESSAGE && lua_gc(L, LUA_GCISRUNNING)) {
+    int st;
+    lua_gc(L, LUA_GCSTOP);
+    lua_pushcfunction(L, pdecode);
+    lua_pushlightuserdata(L, &d);
+    st = lua_pcall(L, 1, LUA_MULTRET, 0);
+    lua_gc(L, LUA_GCRESTART);
+    if (st != LUA_OK) return lua_error(L);   /* a memory error, as ever */
+    rc = d.rc;
   }
-  if (rc != 0) {
-    lua_settop(L, base);
-    return CFUT_EBADMSG;
-  }
-  lua_rotate(L, base + 1, -2);   /* the slots above the values */
-  lua_pop(L, 2);
-  return (int)n;
+  else rc = decodeall(&d, base, &n);
+  if (rc != 0) return CFUT_EBADMSG;
+  return lua_gettop(L) - base;
 }
 
 void marshal_discard (const char *data, size_t len) {
