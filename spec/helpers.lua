@@ -110,8 +110,10 @@ function M.track (ex)
 end
 
 --[[
-For after_each: open the gates still closed, then shut the tracked pools
-down (cancelling what is still queued, waiting for the rest).
+For after_each: open the gates still closed (file gates too), then shut
+the tracked pools down (cancelling what is still queued, waiting for the
+rest), then end the processes started by spawn() and remove the
+directories made by tmpdir().
 ]]
 function M.cleanup ()
   for i = #gates, 1, -1 do
@@ -119,11 +121,13 @@ function M.cleanup ()
     if not g:done() then pcall(g.set_result, g, true) end
     gates[i] = nil
   end
+  M.cleanup_files(true)
   for i = #pools, 1, -1 do
     local ex = pools[i]
     pools[i] = nil
     pcall(ex.shutdown, ex, true, true)
   end
+  M.cleanup_files(false)
 end
 
 -- A task that waits for 'gate' to open, then returns 'v'.
@@ -229,6 +233,18 @@ local function readall (path)
   return s
 end
 
+-- "env NAME=value ..." for the shell, from a table (sorted names), or "".
+local function envwords (env)
+  if not env then return "" end
+  local names, words = {}, { "env" }
+  for k in pairs(env) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    words[#words + 1] = shquote(k .. "=" .. tostring(env[k]))
+  end
+  return table.concat(words, " ")
+end
+
 -- The host program under test ($CFUT_BIN, set by `make spec`).
 function M.cfut_bin ()
   local bin = os.getenv("CFUT_BIN")
@@ -247,6 +263,8 @@ opts (optional):
   stdin   text fed to the child's standard input
   timeout seconds after which the child is killed (default LONG * 2;
           needs coreutils' timeout(1); a killed child exits 124)
+  env     table { NAME = value } of variables added to its environment
+  cwd     directory it runs in
 The child inherits the environment (LUA_PATH, LUA_CPATH...).
 ]]
 function M.run (src, opts)
@@ -260,11 +278,13 @@ function M.run (src, opts)
   fh = assert(io.open(inp, "wb"))
   fh:write(opts.stdin or "")
   fh:close()
-  local cmd = { "timeout", "-k", "2", tostring(opts.timeout or LONG * 2),
+  local cmd = { envwords(opts.env), "timeout", "-k", "2",
+                tostring(opts.timeout or LONG * 2),
                 shquote(prog), shquote(script) }
   for _, a in ipairs(opts.args or {}) do cmd[#cmd + 1] = shquote(a) end
   local line = table.concat(cmd, " ") .. " <" .. shquote(inp)
                .. " >" .. shquote(out) .. " 2>" .. shquote(err)
+  if opts.cwd then line = "cd " .. shquote(opts.cwd) .. " && " .. line end
   local ok, how, code = os.execute(line)
   local r = {
     status = (how == "exit") and code or (128 + (code or 0)),
@@ -274,6 +294,243 @@ function M.run (src, opts)
   }
   os.remove(script); os.remove(out); os.remove(err); os.remove(inp)
   return r
+end
+
+-- }==================================================================
+
+
+-- {==================================================================
+-- Files, and gates that cross processes
+-- ===================================================================
+
+--[[
+Futures cannot cross to another process, so process-pool tasks and the
+spec meet through files: a task writes a mark (write_file) that the spec
+waits for (await_file), or waits for a file gate that the spec opens.
+write_file and await_file use nothing but their arguments, 'futures' and
+the standard library, so tasks can take them as upvalues.
+]]
+
+local tmpdirs = {}
+local fgates = {}
+local spawned = {}
+
+-- Write s to 'path' at once: readers see no file or the whole of it.
+function M.write_file (path, s)
+  local tmp = path .. ".part" .. futures.getpid()
+  local fh = assert(io.open(tmp, "wb"))
+  fh:write(s)
+  fh:close()
+  assert(os.rename(tmp, path))
+end
+
+-- The contents of the file at 'path', or nil if there is none.
+function M.read_file (path)
+  local fh = io.open(path, "rb")
+  if not fh then return nil end
+  local s = fh:read("a")
+  fh:close()
+  return s
+end
+
+--[[
+Wait until the file at 'path' exists, for at most 'timeout' seconds
+(default LONG); return its contents, or nil when time runs out.  Usable
+in tasks (it runs no done-callbacks).
+]]
+function M.await_file (path, timeout)
+  local deadline = futures.monotonic() + (timeout or LONG)
+  while true do
+    local fh = io.open(path, "rb")
+    if fh then
+      local s = fh:read("a")
+      fh:close()
+      return s
+    end
+    if futures.monotonic() > deadline then return nil end
+    futures.sleep(0.002)
+  end
+end
+
+-- A new empty directory, removed by cleanup().
+function M.tmpdir ()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -m 700 " .. shquote(dir)))
+  tmpdirs[#tmpdirs + 1] = dir
+  return dir
+end
+
+--[[
+A gate that crosses processes: tasks wait with await_file(g.path, t), the
+spec opens it with g:open().  cleanup() opens every gate left closed.
+]]
+function M.fgate ()
+  local g = { path = M.tmpdir() .. "/open" }
+  function g.open () M.write_file(g.path, "open") end
+  function g.is_open () return M.read_file(g.path) ~= nil end
+  fgates[#fgates + 1] = g
+  return g
+end
+
+--[[
+For cleanup(): with 'gates_only', open the file gates still closed; else
+end the spawned processes still running and remove the temporary
+directories.
+]]
+function M.cleanup_files (gates_only)
+  if gates_only then
+    for i = #fgates, 1, -1 do
+      if not fgates[i].is_open() then pcall(fgates[i].open) end
+      fgates[i] = nil
+    end
+    return
+  end
+  for i = #spawned, 1, -1 do
+    spawned[i]:close()
+    spawned[i] = nil
+  end
+  for i = #tmpdirs, 1, -1 do
+    os.execute("rm -rf " .. shquote(tmpdirs[i]))
+    tmpdirs[i] = nil
+  end
+end
+
+-- }==================================================================
+
+
+-- {==================================================================
+-- Processes: open files, children, background scripts (Linux /proc)
+-- ===================================================================
+
+-- The lines a shell command prints.
+local function lines_of (cmd)
+  local p = assert(io.popen(cmd))
+  local t = {}
+  for l in p:lines() do t[#t + 1] = l end
+  p:close()
+  return t
+end
+
+local function numbers (t)
+  local r = {}
+  for _, v in ipairs(t) do r[#r + 1] = math.tointeger(tonumber(v)) end
+  table.sort(r)
+  return r
+end
+
+-- The open file descriptors of process 'pid' (default: this one), sorted.
+function M.fds (pid)
+  pid = pid or futures.getpid()
+  return numbers(lines_of("ls /proc/" .. pid .. "/fd"))
+end
+
+-- The child processes of process 'pid' (default: this one), sorted, not
+-- counting the shell that finds them.
+function M.children (pid)
+  pid = pid or futures.getpid()
+  local t = lines_of("echo $$; exec pgrep -P " .. pid)
+  local shell = table.remove(t, 1)
+  local r = {}
+  for _, v in ipairs(t) do
+    if v ~= shell then r[#r + 1] = v end
+  end
+  return numbers(r)
+end
+
+-- The state letter of process 'pid' (R, S, Z...), or nil if there is
+-- no such process (it has exited and been reaped).
+function M.proc_state (pid)
+  local s = M.read_file("/proc/" .. pid .. "/stat")
+  return s and s:match("^%d+ %b() (%a)")
+end
+
+-- Is process 'pid' still running (it exists and is not a zombie)?
+function M.alive (pid)
+  local st = M.proc_state(pid)
+  return st ~= nil and st ~= "Z" and st ~= "X"
+end
+
+-- The values of sequence 'a' that are not in sequence 'b', in order.
+function M.missing (a, b)
+  local inb, r = M.set(b), {}
+  for _, v in ipairs(a) do
+    if not inb[v] then r[#r + 1] = v end
+  end
+  return r
+end
+
+local Spawned = {}
+Spawned.__index = Spawned
+
+-- Its exit status once it has ended, else nil.
+function Spawned:status ()
+  local s = M.read_file(self.rcfile)
+  return s and tonumber(s:match("^(%d+)"))
+end
+
+-- Wait at most 'timeout' seconds (default LONG) for it to end; its exit
+-- status, or nil.
+function Spawned:wait (timeout)
+  return M.wait_until(function () return self:status() end, timeout)
+         or nil
+end
+
+function Spawned:stdout () return M.read_file(self.outfile) or "" end
+function Spawned:stderr () return M.read_file(self.errfile) or "" end
+
+-- Send it signal 'sig' (a name such as "SIGINT", or a number).
+function Spawned:signal (sig)
+  return futures.kill(self.pid, sig)
+end
+
+-- Kill it if it still runs (and the processes it leads), forget its files.
+function Spawned:close ()
+  if not self:status() and M.alive(self.pid) then
+    pcall(futures.kill, self.pid, "SIGKILL")
+    self:wait()
+  end
+  for _, f in ipairs{ self.script, self.outfile, self.errfile, self.rcfile,
+                      self.pidfile } do
+    os.remove(f)
+  end
+end
+
+--[[
+Start the Lua source 'src' as a script in a background child process and
+return a handle: h.pid (the interpreter's pid, once known), h:status(),
+h:wait(timeout), h:stdout(), h:stderr(), h:signal(sig), h:close().
+cleanup() kills it if it still runs.  opts as for run() (prog, args, env,
+timeout); its stdin is /dev/null.
+]]
+function M.spawn (src, opts)
+  opts = opts or {}
+  local prog = opts.prog or M.cfut_bin()
+  local h = setmetatable({ script = os.tmpname(), outfile = os.tmpname(),
+                           errfile = os.tmpname(), rcfile = os.tmpname(),
+                           pidfile = os.tmpname() }, Spawned)
+  os.remove(h.rcfile)
+  os.remove(h.pidfile)
+  local fh = assert(io.open(h.script, "wb"))
+  fh:write(src)
+  fh:close()
+  local words = { shquote(prog), shquote(h.script) }
+  for _, a in ipairs(opts.args or {}) do words[#words + 1] = shquote(a) end
+  local inner = "echo $$ >" .. shquote(h.pidfile .. ".part") .. " && mv "
+                .. shquote(h.pidfile .. ".part") .. " " .. shquote(h.pidfile)
+                .. " && exec " .. table.concat(words, " ")
+  local rcpart = h.rcfile .. ".part"
+  local cmd = string.format(
+    "(%s timeout -k 2 %s sh -c %s >%s 2>%s </dev/null; "
+    .. "echo $? >%s && mv %s %s) >/dev/null 2>&1 &",
+    envwords(opts.env), tostring(opts.timeout or LONG * 6), shquote(inner),
+    shquote(h.outfile), shquote(h.errfile), shquote(rcpart), shquote(rcpart),
+    shquote(h.rcfile))
+  assert(os.execute(cmd))
+  local pid = M.wait_until(function () return M.read_file(h.pidfile) end)
+  h.pid = assert(math.tointeger(tonumber(pid)), "the child did not start")
+  spawned[#spawned + 1] = h
+  return h
 end
 
 -- }==================================================================
