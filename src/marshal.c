@@ -864,7 +864,7 @@ static int encuserdata (Enc *e, int idx) {
   if ((h = cfut_toexecutor(L, idx)) != NULL) {
     if (!(e->flags & MARSHAL_LOCAL) || !((Executor *)h)->local)
       return unsendable(e, CFUT_ESEND,
-                        "executor: it cannot cross to another state");
+                        "executor: executors cannot cross to another process");
     e->nhandles++;
     return putword(e->b, T_EXECUTOR, (uint64_t)(uintptr_t)h);
   }

@@ -54,6 +54,11 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
 int marshal_decode (lua_State *L, const char *data, size_t len, int flags,
                     char *err, size_t errlen);
 
+/* Check the structure of a message from another process without Lua
+** (tags, lengths, nesting; no handle allowed): 0, or CFUT_EBADMSG with err
+** set.  Decoding checks the rest (references, bytecode). */
+int marshal_check (const char *data, size_t len, char *err, size_t errlen);
+
 /* Release the handle references held by a LOCAL message, before it is
 ** freed (whether it was decoded or not). */
 void marshal_discard (const char *data, size_t len);

@@ -41,6 +41,8 @@ extern char **environ;
 #define INITFAIL_MSG "A process initializer failed, the process pool is " \
                      "not usable anymore"
 #define MAXFLY 64             /* tasks sent ahead to one worker, at most */
+#define SENDAHEAD 16          /* queued tasks per worker before any is sent
+                                 ahead to a busy worker */
 #define WORKER_FD 3
 #define WORKER_CHUNK "require('cfut')._procworker()"
 
@@ -125,10 +127,25 @@ static Future *takeall (PPool *p) {
   return q;
 }
 
+/* Wake the manager (caller holds p->lock: the pipe closes with the
+** manager). */
 static void wakeup (PPool *p) {
   char c = 1;
   ssize_t r;
+  if (p->wake[1] < 0) return;
   do r = write(p->wake[1], &c, 1); while (r < 0 && errno == EINTR);
+}
+
+/* The manager is gone (joined, or never started): close its pipe so a
+** pool that is shut down holds no file descriptor. */
+static void closewake (PPool *p) {
+  sys_lock(&p->lock);
+  if (p->wake[0] >= 0) {
+    close(p->wake[0]);
+    close(p->wake[1]);
+    p->wake[0] = p->wake[1] = -1;
+  }
+  sys_unlock(&p->lock);
 }
 
 /* }====================================================================== */
@@ -341,10 +358,14 @@ static int dispatch (PPool *p) {
       if (startworker(p) == NULL && p->nworkers == 0) return CFUT_ETHREAD;
     }
     for (w = p->workers; w != NULL; w = w->next) total += inflight(w);
-    /* Long queue: send many per worker (fewer, larger writes). */
-    target = (nq + total) / (p->nworkers ? p->nworkers : 1);
-    if (target < 1) target = 1;
-    if (target > MAXFLY) target = MAXFLY;
+    /* A task sent to a worker is running and can no longer be cancelled,
+    ** so a busy worker gets more only when the queue is long: then many go
+    ** per worker, in fewer and larger writes. */
+    target = 1;
+    if (nq >= SENDAHEAD * (p->nworkers ? p->nworkers : 1)) {
+      target = (nq + total) / (p->nworkers ? p->nworkers : 1);
+      if (target > MAXFLY) target = MAXFLY;
+    }
     if ((w = pick(p, target)) == NULL) return 0;
     sys_lock(&p->lock);
     f = p->head;
@@ -411,6 +432,9 @@ static int onframe (PWorker *w, int type, const unsigned char *b,
       snprintf(why, whylen, "result frame does not match its task");
       return -1;
     }
+    if (marshal_check((const char *)b + 13 + tblen, len - 13 - tblen, why,
+                      whylen) != 0)
+      return -1;
     f = w->fly[w->flyhead++];
     if (tblen > 0 && (tb = malloc(tblen + 1)) != NULL) {
       memcpy(tb, b + 13, tblen);
@@ -614,15 +638,15 @@ static int pp_submit (Executor *ex, Future **fs, int n) {
     p->tail = fs[i];
   }
   p->nqueued += n;
-  sys_unlock(&p->lock);
   wakeup(p);
+  sys_unlock(&p->lock);
   return 0;
 }
 
 static void pp_shutdown (Executor *ex, int wait, int cancel_futures) {
   PPool *p = (PPool *)ex;
   Future *q = NULL;
-  int join = 0;
+  int join = 0, idle;
   sys_lock(&p->lock);
   p->shutdown = 1;
   if (cancel_futures) q = takeall(p);
@@ -630,10 +654,12 @@ static void pp_shutdown (Executor *ex, int wait, int cancel_futures) {
     p->joined = 1;
     join = 1;
   }
+  idle = !p->started;
+  wakeup(p);
   sys_unlock(&p->lock);
   settlelist(q, NULL);
-  wakeup(p);
   if (join) sys_thread_join(p->manager);
+  if (join || idle) closewake(p);
 }
 
 static void pp_interrupt (Executor *ex) {
@@ -642,9 +668,9 @@ static void pp_interrupt (Executor *ex) {
   sys_lock(&p->lock);
   q = takeall(p);
   p->interrupt = 1;
+  wakeup(p);
   sys_unlock(&p->lock);
   settlelist(q, NULL);
-  wakeup(p);
 }
 
 static int pp_alive (Executor *ex, Waiter *wt) {
@@ -677,6 +703,7 @@ static int pp_reap (Executor *ex) {
   }
   sys_unlock(&p->lock);
   if (join) sys_thread_join(p->manager);
+  if (r) closewake(p);
   return r;
 }
 
@@ -699,8 +726,10 @@ static void pp_destroy (Executor *ex) {
   free(p->envp);
   free(p->exe);
   free(ex->broken_msg);
-  close(p->wake[0]);
-  close(p->wake[1]);
+  if (p->wake[0] >= 0) {
+    close(p->wake[0]);
+    close(p->wake[1]);
+  }
   sys_mutex_destroy(&p->lock);
   free(p);
 }

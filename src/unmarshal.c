@@ -54,6 +54,7 @@ typedef struct Dec {
   size_t errlen;
   int rc;             /* pdecode's answer */
   uint64_t n;         /* idem: values decoded */
+  int check;          /* walking for marshal_check: no handle allowed */
 } Dec;
 
 static int decvalue (Dec *d);
@@ -541,6 +542,8 @@ static int wfunction (Dec *d) {
 
 static int whandle (Dec *d, int tag) {
   void *h;
+  if (d->check) return fail(d, d->p - 1, "handle in a message from another "
+                                          "process");
   if (need(d, 8)) return -1;
   h = (void *)(uintptr_t)get64(d->p);
   d->p += 8;
@@ -571,8 +574,40 @@ static int wvalue (Dec *d) {
     case T_TABLE: return wtable(d);
     case T_FUNC: return wfunction(d);
     case T_FUTURE: case T_EXECUTOR: return whandle(d, tag);
-    default: return -1;
+    default: return fail(d, d->p - 1, "bad tag 0x%02x", (unsigned)tag);
   }
+}
+
+int marshal_check (const char *data, size_t len, char *err, size_t errlen) {
+  Dec d;
+  uint64_t n;
+  memset(&d, 0, sizeof(d));
+  d.start = d.p = (const unsigned char *)data;
+  d.end = d.start + len;
+  d.check = 1;
+  d.err = err;
+  d.errlen = errlen;
+  if (errlen > 0) err[0] = '\0';
+  if (len < 4 || memcmp(data, MAGIC, 3) != 0 ||
+      (unsigned char)data[3] != WIRE_VERSION) {
+    if (errlen > 0) snprintf(err, errlen, "not a cfut message (bad header)");
+    return CFUT_EBADMSG;
+  }
+  d.p += 4;
+  if (getvarint(&d, &n) != 0) return CFUT_EBADMSG;
+  while (n-- > 0)
+    if (wvalue(&d) != 0) {
+      if (errlen > 0 && err[0] == '\0')
+        snprintf(err, errlen, "malformed value at byte %ld",
+                 (long)(d.p - d.start));
+      return CFUT_EBADMSG;
+    }
+  if (d.p != d.end) {
+    if (errlen > 0)
+      snprintf(err, errlen, "trailing bytes after the last value");
+    return CFUT_EBADMSG;
+  }
+  return 0;
 }
 
 /* Take (retain) or drop one reference per handle in a message; stops

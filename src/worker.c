@@ -137,7 +137,13 @@ typedef struct Publish {
   void (*before) (void *ud);
   void *ud;
   int flags;                  /* marshal flags of the outcome */
+  int told;                   /* 'before' was called */
 } Publish;
+
+static void tell (Publish *pub) {
+  if (pub->before != NULL && !pub->told) pub->before(pub->ud);
+  pub->told = 1;
+}
 
 static void finish (lua_State *L, Future *f, int failed, int base, int n,
                     const char *tb, Publish *pub) {
@@ -145,7 +151,7 @@ static void finish (lua_State *L, Future *f, int failed, int base, int n,
   char *data, *t;
   size_t len;
   if (b != NULL) encode(L, b, pub->flags, &failed, base, n);
-  if (pub->before != NULL) pub->before(pub->ud);
+  tell(pub);
   if (b == NULL) {
     fut_finish(f, 1, NULL, 0, NULL);
     return;
@@ -191,27 +197,53 @@ static int call (lua_State *L, const char *msg, size_t len, int flags,
   return lua_pcall(L, n - 1, LUA_MULTRET, base + 1);
 }
 
-void worker_run (lua_State *L, Future *f, const char *msg, size_t len,
-                 int flags, void (*before) (void *ud), void *ud) {
-  int base = lua_gettop(L);
-  int r;
+typedef struct Run {
+  Future *f;
+  const char *msg;
+  size_t len;
   Publish pub;
-  pub.before = before;
-  pub.ud = ud;
-  pub.flags = flags;
-  running_L = L;
-  r = call(L, msg, len, flags, base);
-  running_L = NULL;
-  lua_sethook(L, NULL, 0, 0);
+} Run;
+
+/* Run the task and hand its outcome over, protected: a memory error in
+** decoding or encoding (outside the task's own pcall) ends here too. */
+static int prun (lua_State *L) {
+  Run *run = (Run *)lua_touserdata(L, 1);
+  int r;
+  lua_settop(L, 0);
+  r = call(L, run->msg, run->len, run->pub.flags, 0);
   if (r == LUA_OK)
-    finish(L, f, 0, base + 2, lua_gettop(L) - base - 1, NULL, &pub);
+    finish(L, run->f, 0, 2, lua_gettop(L) - 1, NULL, &run->pub);
   else {
     const char *tb;
     lua_rawgeti(L, -1, 2);
     tb = lua_tostring(L, -1);
     lua_rawgeti(L, -2, 1);
-    finish(L, f, 1, lua_gettop(L), 1, tb, &pub);
+    finish(L, run->f, 1, lua_gettop(L), 1, tb, &run->pub);
   }
+  return 0;
+}
+
+void worker_run (lua_State *L, Future *f, const char *msg, size_t len,
+                 int flags, void (*before) (void *ud), void *ud) {
+  int base = lua_gettop(L);
+  Run run;
+  run.f = f;
+  run.msg = msg;
+  run.len = len;
+  run.pub.before = before;
+  run.pub.ud = ud;
+  run.pub.flags = flags;
+  run.pub.told = 0;
+  running_L = L;
+  lua_pushcfunction(L, prun);
+  lua_pushlightuserdata(L, &run);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    const char *why = lua_tostring(L, -1);
+    tell(&run.pub);
+    fut_finish(f, 1, NULL, 0, strdup(why ? why : "not enough memory"));
+  }
+  running_L = NULL;
+  lua_sethook(L, NULL, 0, 0);
   lua_settop(L, base);
 }
 

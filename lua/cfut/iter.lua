@@ -14,8 +14,10 @@ local function callable (v)
   return type(mt) == "table" and mt.__call ~= nil
 end
 
+-- Argument errors travel as {argerror = text} up to Executor.map, which
+-- raises them at its caller's line whatever the depth they came from.
 local function argerror (n, msg)
-  error(("bad argument #%d to 'map' (%s)"):format(n, msg), 3)
+  error({ argerror = ("bad argument #%d to 'map' (%s)"):format(n, msg) })
 end
 
 -- An iterator over one iterable: a sequence table (1..#t, or 1..t.n) or
@@ -164,7 +166,7 @@ return function (M, Executor)
 
   -- ex:map(fn, iterable, ...) or ex:map{fn, iterable, ..., timeout=,
   -- chunksize=, buffersize=}
-  function Executor.map (ex, ...)
+  local function startmap (ex, ...)
     local fn, its, timeout, buffersize, fnarg, chunksize = options(...)
     if not callable(fn) then
       argerror(fnarg - 1, "function expected, got " .. type(fn))
@@ -189,5 +191,14 @@ return function (M, Executor)
     local self = setmetatable({ st = st }, MapIter)
     self.id = tostring(st):match("0x%x+") or tostring(st)
     return self
+  end
+
+  function Executor.map (ex, ...)
+    local ok, r = pcall(startmap, ex, ...)
+    if ok then return r end
+    if type(r) == "table" and getmetatable(r) == nil and r.argerror then
+      error(r.argerror, 2)
+    end
+    error(r, 0)
   end
 end
