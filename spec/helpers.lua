@@ -419,10 +419,17 @@ local function numbers (t)
   return r
 end
 
--- The open file descriptors of process 'pid' (default: this one), sorted.
+--[[
+The open file descriptors of process 'pid' (default: this one), sorted,
+not counting the pipe that lists them (popen may not have closed its
+write end in this process yet when the listing runs).
+]]
 function M.fds (pid)
   pid = pid or futures.getpid()
-  return numbers(lines_of("ls /proc/" .. pid .. "/fd"))
+  return numbers(lines_of("me=$(readlink /proc/$$/fd/1); find /proc/" .. pid
+                          .. "/fd -mindepth 1 -printf '%f %l\\n' | "
+                          .. "while read -r fd to; do "
+                          .. "[ \"$to\" = \"$me\" ] || echo \"$fd\"; done"))
 end
 
 -- The child processes of process 'pid' (default: this one), sorted, not

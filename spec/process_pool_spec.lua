@@ -12,7 +12,7 @@ local futures = require "cfut"
 local helpers = require "helpers"
 
 local LONG, QUICK = helpers.LONG, helpers.QUICK
-local errof, count = helpers.errof, helpers.count
+local errof = helpers.errof
 local write_file, read_file = helpers.write_file, helpers.read_file
 local await_file = helpers.await_file
 
@@ -879,6 +879,28 @@ describe("Executor:map", function ()
     assert.same({ 11, 22, 33 }, got)
   end)
 
+  it("yields results in input order when later items finish first",
+     function ()
+    local ex = pool(3)
+    local gate = helpers.fgate()
+    local gpath = gate.path
+    local dir = helpers.tmpdir()
+    local function task (x)
+      if x == 1 then assert(await_file(gpath, LONG)) end
+      write_file(dir .. "/done" .. x, "")
+      return x
+    end
+    local it, s, c = ex:map(task, { 1, 2, 3 })
+    -- Items 2 and 3 finish while item 1 is held back.
+    assert.is_truthy(await_file(dir .. "/done2"))
+    assert.is_truthy(await_file(dir .. "/done3"))
+    assert.is_nil(read_file(dir .. "/done1"))
+    gate:open()
+    local order = {}
+    for i, v in it, s, c do order[#order + 1] = { i, v } end
+    assert.same({ { 1, 1 }, { 2, 2 }, { 3, 3 } }, order)
+  end)
+
   it("sends chunksize items per task and keeps the input order",
      function ()
     local ex = pool(2)
@@ -1511,34 +1533,36 @@ end)
 
 describe("Ctrl-C with a process pool", function ()
 
-  it("interrupts the wait, cancels queued work and ends the workers",
-     function ()
+  -- Start 'src' under cfut with a fresh directory as arg[1]; tasks write
+  -- marks there with mark(name).  Returns the handle and the directory
+  -- once the script has printed "ready".
+  local prelude = [[
+    local futures = require "cfut"
+    local dir = arg[1]
+    local function mark (name)
+      local f = assert(io.open(dir .. "/" .. name .. ".part", "w"))
+      f:write(futures.getpid())
+      f:close()
+      os.rename(dir .. "/" .. name .. ".part", dir .. "/" .. name)
+    end
+    local function marked (name)
+      local f = io.open(dir .. "/" .. name)
+      if f then f:close() end
+      return f ~= nil
+    end
+  ]]
+  local function start (src)
     local dir = helpers.tmpdir()
-    local h = helpers.spawn([[
-      local futures = require "cfut"
-      local dir = arg[1]
-      local function mark (name)
-        local f = assert(io.open(dir .. "/" .. name .. ".part", "w"))
-        f:write(futures.getpid())
-        f:close()
-        os.rename(dir .. "/" .. name .. ".part", dir .. "/" .. name)
-      end
-      local ex = futures.process_pool(2)
-      local a = ex:submit(function () mark("a") futures.sleep(30) end)
-      local b = ex:submit(function () mark("b") futures.sleep(30) end)
-      ex:submit(function () mark("queued") end)
-      while not (io.open(dir .. "/a") and io.open(dir .. "/b")) do
-        futures.sleep(0.005)
-      end
-      print("ready") io.stdout:flush()
-      a:result()
-    ]], { args = { dir } })
+    local h = helpers.spawn(prelude .. src, { args = { dir } })
     assert.is_truthy(helpers.wait_until(function ()
       return h:stdout():find("ready", 1, true) or h:status()
     end), "the script did not start")
     assert.equal("ready\n", h:stdout(), h:stderr())
-    local pa = math.tointeger(tonumber(read_file(dir .. "/a")))
-    local pb = math.tointeger(tonumber(read_file(dir .. "/b")))
+    return h, dir
+  end
+
+  -- Send SIGINT; the script must exit with status 1 at once.
+  local function interrupt (h)
     local t0 = futures.monotonic()
     assert.is_true(h:signal("SIGINT"))
     local status = h:wait(LONG)
@@ -1546,9 +1570,56 @@ describe("Ctrl-C with a process pool", function ()
     assert.equal(1, status, h:stderr())
     assert.is_true(took < 2 * QUICK + 1, "took " .. took .. " s")
     assert.matches("^cfut: [^\n]*interrupted!\n", h:stderr())
-    assert.is_true(helpers.wait_until(function ()
-      return not helpers.alive(pa) and not helpers.alive(pb)
-    end, 2 * QUICK + 1), "a worker still runs")
+  end
+
+  local function pid_in (dir, name)
+    return math.tointeger(tonumber(read_file(dir .. "/" .. name)))
+  end
+
+  local function ended (pids)
+    return helpers.wait_until(function ()
+      for _, pid in ipairs(pids) do
+        if helpers.alive(pid) then return false end
+      end
+      return true
+    end, 2 * QUICK + 1)
+  end
+
+  it("interrupts the wait, cancels queued work and ends the workers",
+     function ()
+    local h, dir = start([[
+      local ex = futures.process_pool(2)
+      local a = ex:submit(function () mark("a") futures.sleep(30) end)
+      ex:submit(function () mark("b") while true do local _ = {} end end)
+      ex:submit(function () mark("queued") end)
+      while not (marked("a") and marked("b")) do futures.sleep(0.005) end
+      print("ready") io.stdout:flush()
+      a:result()
+    ]])
+    local pids = { pid_in(dir, "a"), pid_in(dir, "b") }
+    interrupt(h)
+    assert.is_true(ended(pids), "a worker still runs")
     assert.is_nil(read_file(dir .. "/queued"), "the queued task ran")
+  end)
+
+  it("cancels the tasks of a long queue sent ahead to a busy worker",
+     function ()
+    local h, dir = start([[
+      local ex = futures.process_pool(1)
+      local a = ex:submit(function () mark("a") futures.sleep(30) end)
+      for i = 1, 100 do ex:submit(function () mark("q" .. i) end) end
+      while not marked("a") do futures.sleep(0.005) end
+      print("ready") io.stdout:flush()
+      a:result()
+    ]])
+    local pid = pid_in(dir, "a")
+    interrupt(h)
+    assert.is_true(ended{ pid }, "the worker still runs")
+    local ran = {}
+    for i = 1, 100 do
+      if read_file(dir .. "/q" .. i) then ran[#ran + 1] = i end
+    end
+    assert.equal(0, #ran, #ran .. " queued tasks ran after Ctrl-C, from #"
+                          .. tostring(ran[1]))
   end)
 end)

@@ -31,10 +31,31 @@ typedef struct Conn {
   MBuf out;                   /* answers not written yet */
 } Conn;
 
+static volatile sig_atomic_t gotsigint;
+
 static void onsigint (int sig) {
   (void)sig;
+  gotsigint = 1;              /* what was sent before is dropped */
   fut_set_interrupt(1);       /* waits in the task raise */
   worker_sigint();            /* running Lua raises */
+}
+
+/* Read without blocking whatever the parent has sent so far. */
+static void slurp (Conn *c) {
+  for (;;) {
+    ssize_t n;
+    if (c->cap - c->len < 4096) {
+      size_t ncap = c->cap ? 2 * c->cap : 65536;
+      unsigned char *nb = realloc(c->in, ncap);
+      if (nb == NULL) return;
+      c->in = nb;
+      c->cap = ncap;
+    }
+    n = recv(FD, c->in + c->len, c->cap - c->len, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    c->len += (size_t)n;
+  }
 }
 
 /* Write all of b to the parent; -1 if it is gone. */
@@ -141,6 +162,52 @@ static int runtask (lua_State *L, Conn *c, const unsigned char *b,
   return 0;
 }
 
+/* Answer a task without running it: it fails with 'why'. */
+static int refuse (lua_State *L, Conn *c, const unsigned char *b, size_t len,
+                   const char *why) {
+  MBuf m;
+  unsigned char head[13];
+  char err[64];
+  int r;
+  if (len < 8) return -1;
+  mbuf_init(&m);
+  lua_pushstring(L, why);
+  r = marshal_encode(L, -1, 1, 0, "error value", 1, &m, err, sizeof err);
+  lua_pop(L, 1);
+  memcpy(head, b, 8);
+  head[8] = 1;
+  memset(head + 9, 0, 4);     /* no traceback */
+  if (r == 0) r = addframe(&c->out, 'r', sizeof head + m.len);
+  if (r == 0) r = mbuf_add(&c->out, head, sizeof head);
+  if (r == 0) r = mbuf_add(&c->out, m.data, m.len);
+  mbuf_free(&m);
+  return r;
+}
+
+/* Serve task frames until the parent closes.  After a Ctrl-C the tasks
+** that had already arrived are answered "interrupted!" without running
+** (the parent cancelled its queue; these were sent ahead of it). */
+static void serve (lua_State *W, Conn *c) {
+  const unsigned char *b;
+  size_t len, drop = 0;
+  while (nextframe(c, &b, &len) == 'T') {
+    size_t fsize = PP_HEADER + len;
+    if (gotsigint) {
+      gotsigint = 0;
+      slurp(c);
+      drop = fsize + (c->len - c->start);
+      fut_set_interrupt(0);
+    }
+    if (drop >= fsize) {
+      drop -= fsize;
+      if (refuse(W, c, b, len, "interrupted!") != 0) break;
+      continue;
+    }
+    drop = 0;
+    if (runtask(W, c, b, len) != 0) break;
+  }
+}
+
 /* The initializer frame: 0 when it ran (or there is none). */
 static int runinit (lua_State *L, Conn *c) {
   const unsigned char *b;
@@ -166,9 +233,6 @@ static int m_procworker (lua_State *L) {
   struct sigaction sa;
   lua_State *W;
   Conn c;
-  const unsigned char *b;
-  size_t len;
-  int type;
   if (fstat(FD, &st) != 0 || !S_ISSOCK(st.st_mode))
     return luaL_error(L, "_procworker: fd 3 is not a worker socket");
   memset(&sa, 0, sizeof sa);
@@ -183,8 +247,7 @@ static int m_procworker (lua_State *L) {
   memset(&c, 0, sizeof c);
   mbuf_init(&c.out);
   if (runinit(W, &c) == 0) {
-    while ((type = nextframe(&c, &b, &len)) == 'T')
-      if (runtask(W, &c, b, len) != 0) break;
+    serve(W, &c);
     if (c.out.len > 0) writeall(&c.out);
   }
   worker_close(W);
