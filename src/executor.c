@@ -13,6 +13,26 @@
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static Executor *g_list;      /* guarded by g_lock */
 
+void ex_watch (ExitWatch **list, Waiter *w) {
+  ExitWatch *x;
+  for (x = *list; x != NULL && x->w != w; x = x->next) {}
+  if (x != NULL || (x = malloc(sizeof *x)) == NULL) return;
+  waiter_retain(w);
+  x->w = w;
+  x->next = *list;
+  *list = x;
+}
+
+void ex_unwatch (ExitWatch *list, int notify) {
+  ExitWatch *next;
+  for (; list != NULL; list = next) {
+    next = list->next;
+    if (notify) waiter_notify(list->w);
+    waiter_release(list->w);
+    free(list);
+  }
+}
+
 void ex_init (Executor *ex, const ExecutorOps *ops, int local) {
   ex->ops = ops;
   atomic_init(&ex->refs, 1);

@@ -46,6 +46,19 @@ struct Executor {
   char *broken_msg;
 };
 
+/* Waiters to notify once, when a worker (or a pool's manager) exits: what
+** ops->alive registers.  The list lives in the executor, under its lock. */
+typedef struct ExitWatch {
+  Waiter *w;                  /* one reference */
+  struct ExitWatch *next;
+} ExitWatch;
+
+/* Add w to *list unless it is there (caller holds the executor's lock). */
+void ex_watch (ExitWatch **list, Waiter *w);
+/* Notify (if 'notify') and let go of every waiter of a list taken out of
+** the executor. */
+void ex_unwatch (ExitWatch *list, int notify);
+
 void ex_init (Executor *ex, const ExecutorOps *ops, int local);
 void ex_retain (Executor *ex);
 void ex_release (Executor *ex);

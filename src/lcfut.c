@@ -222,7 +222,7 @@ static int e_close (lua_State *L) {
 /* }====================================================================== */
 
 /* {======================================================================
-** futures.thread_pool
+** futures.thread_pool and futures.process_pool
 ** ======================================================================= */
 
 static int default_workers (void) {
@@ -304,46 +304,61 @@ static const char *pkgfield (lua_State *L, const char *k) {
   return s;
 }
 
+/* Read the argument at 1 of a pool constructor (n, an options table with
+** the names in 'known', or nothing) into *max (which keeps its default
+** when none is given).  Leaves only the argument on the stack. */
+static void poolargs (lua_State *L, const char *const known[], int *max) {
+  if (lua_istable(L, 1)) {
+    checkoptions(L, known);
+    if (lua_getfield(L, 1, "max_workers") != LUA_TNIL)
+      *max = checkmax(L, -1, "max_workers");
+  }
+  else if (!lua_isnoneornil(L, 1)) {
+    luaL_argexpected(L, lua_type(L, 1) == LUA_TNUMBER, 1,
+                     "max_workers or options table");
+    *max = checkmax(L, 1, NULL);
+  }
+  lua_settop(L, 1);
+}
+
+/* Push the handle of a new pool, or raise why it could not be made (its
+** initializer message is then freed). */
+static int pushpool (lua_State *L, Executor *ex, char *init, size_t initlen,
+                     const char *why) {
+  if (ex == NULL) {
+    if (init != NULL) {
+      marshal_discard(init, initlen);
+      free(init);
+    }
+    return luaL_error(L, "cannot make a pool: %s", why);
+  }
+  cfut_pushexecutor(L, ex);
+  return 1;
+}
+
 /* futures.thread_pool([n or opts]) */
 static int m_thread_pool (lua_State *L) {
   static const char *const known[] = {
     "max_workers", "initializer", "initargs", "thread_name_prefix", NULL
   };
   TPoolConfig cfg;
-  Executor *ex;
   memset(&cfg, 0, sizeof cfg);
   cfg.max_workers = default_workers();
   ex_reap();
-  if (lua_istable(L, 1)) {
-    checkoptions(L, known);
-    if (lua_getfield(L, 1, "max_workers") != LUA_TNIL)
-      cfg.max_workers = checkmax(L, -1, "max_workers");
-    if (lua_getfield(L, 1, "thread_name_prefix") != LUA_TNIL) {
-      luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1,
-                    "field 'thread_name_prefix' must be a string");
-      cfg.prefix = lua_tostring(L, -1);
-    }
-    lua_settop(L, 3);
-  }
-  else if (!lua_isnoneornil(L, 1)) {
-    luaL_argexpected(L, lua_type(L, 1) == LUA_TNUMBER, 1,
-                     "max_workers or options table");
-    cfg.max_workers = checkmax(L, 1, NULL);
+  poolargs(L, known, &cfg.max_workers);
+  if (lua_istable(L, 1) &&
+      lua_getfield(L, 1, "thread_name_prefix") != LUA_TNIL) {
+    luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1,
+                  "field 'thread_name_prefix' must be a string");
+    cfg.prefix = lua_tostring(L, -1);   /* stays on the stack */
   }
   cfg.path = pkgfield(L, "path");
   cfg.cpath = pkgfield(L, "cpath");
   if (lua_istable(L, 1))
     encodeinit(L, MARSHAL_LOCAL, &cfg.init, &cfg.initlen);
-  ex = tpool_new(&cfg);
-  if (ex == NULL) {
-    if (cfg.init) { marshal_discard(cfg.init, cfg.initlen); free(cfg.init); }
-    return luaL_error(L, "not enough memory");
-  }
-  cfut_pushexecutor(L, ex);
-  return 1;
+  return pushpool(L, tpool_new(&cfg), cfg.init, cfg.initlen,
+                  "not enough memory");
 }
-
-/* }====================================================================== */
 
 /* futures.process_pool([n or opts]) */
 static int m_process_pool (lua_State *L) {
@@ -351,40 +366,26 @@ static int m_process_pool (lua_State *L) {
     "max_workers", "initializer", "initargs", "max_tasks_per_child", NULL
   };
   PPoolConfig cfg;
-  Executor *ex;
-  const char *err;
+  const char *why = NULL;
   memset(&cfg, 0, sizeof cfg);
   cfg.max_workers = sys_cpu_count();
   ex_reap();
-  if (lua_istable(L, 1)) {
-    checkoptions(L, known);
-    if (lua_getfield(L, 1, "max_workers") != LUA_TNIL)
-      cfg.max_workers = checkmax(L, -1, "max_workers");
-    if (lua_getfield(L, 1, "max_tasks_per_child") != LUA_TNIL) {
-      int isint;
-      lua_Integer n = lua_tointegerx(L, -1, &isint);
-      luaL_argcheck(L, isint && n >= 1, 1,
-                    "field 'max_tasks_per_child' must be a positive integer");
-      cfg.max_tasks = (long)n;
-    }
-    lua_settop(L, 1);
-  }
-  else if (!lua_isnoneornil(L, 1)) {
-    luaL_argexpected(L, lua_type(L, 1) == LUA_TNUMBER, 1,
-                     "max_workers or options table");
-    cfg.max_workers = checkmax(L, 1, NULL);
+  poolargs(L, known, &cfg.max_workers);
+  if (lua_istable(L, 1) &&
+      lua_getfield(L, 1, "max_tasks_per_child") != LUA_TNIL) {
+    int isint;
+    lua_Integer n = lua_tointegerx(L, -1, &isint);
+    luaL_argcheck(L, isint && n >= 1, 1,
+                  "field 'max_tasks_per_child' must be a positive integer");
+    cfg.max_tasks = (long)n;
   }
   cfg.path = pkgfield(L, "path");
   cfg.cpath = pkgfield(L, "cpath");
   if (lua_istable(L, 1)) encodeinit(L, 0, &cfg.init, &cfg.initlen);
-  ex = ppool_new(&cfg, &err);
-  if (ex == NULL) {
-    if (cfg.init) free(cfg.init);
-    return luaL_error(L, "cannot make a process pool: %s", err);
-  }
-  cfut_pushexecutor(L, ex);
-  return 1;
+  return pushpool(L, ppool_new(&cfg, &why), cfg.init, cfg.initlen, why);
 }
+
+/* }====================================================================== */
 
 /* {======================================================================
 ** Helpers

@@ -61,10 +61,6 @@ typedef struct PWorker {
   size_t outpos;
 } PWorker;
 
-typedef struct ExitWatch {
-  Waiter *w;
-  struct ExitWatch *next;
-} ExitWatch;
 
 typedef struct PPool {
   Executor base;
@@ -587,7 +583,7 @@ static void *manager (void *arg) {
   PPool *p = arg;
   struct pollfd *fds = malloc((size_t)(p->max_workers + 1) * sizeof *fds);
   PWorker **ws = malloc((size_t)(p->max_workers + 1) * sizeof *ws);
-  ExitWatch *x, *next;
+  ExitWatch *x;
   sys_thread_setname("cfut-manager");
   if (fds == NULL || ws == NULL) breakpool(p, "not enough memory");
   else while (step(p, fds, ws) == 0) {}
@@ -599,12 +595,7 @@ static void *manager (void *arg) {
   x = p->watch;
   p->watch = NULL;
   sys_unlock(&p->lock);
-  for (; x != NULL; x = next) {
-    next = x->next;
-    waiter_notify(x->w);
-    waiter_release(x->w);
-    free(x);
-  }
+  ex_unwatch(x, 1);
   return NULL;
 }
 
@@ -678,16 +669,7 @@ static int pp_alive (Executor *ex, Waiter *wt) {
   int alive;
   sys_lock(&p->lock);
   alive = p->started && !atomic_load(&p->done);
-  if (alive && wt != NULL) {
-    ExitWatch *x;
-    for (x = p->watch; x != NULL && x->w != wt; x = x->next) {}
-    if (x == NULL && (x = malloc(sizeof *x)) != NULL) {
-      waiter_retain(wt);
-      x->w = wt;
-      x->next = p->watch;
-      p->watch = x;
-    }
-  }
+  if (alive && wt != NULL) ex_watch(&p->watch, wt);
   sys_unlock(&p->lock);
   return alive;
 }
@@ -709,14 +691,9 @@ static int pp_reap (Executor *ex) {
 
 static void pp_destroy (Executor *ex) {
   PPool *p = (PPool *)ex;
-  ExitWatch *x, *next;
   char **e;
   settlelist(takeall(p), NULL);
-  for (x = p->watch; x != NULL; x = next) {
-    next = x->next;
-    waiter_release(x->w);
-    free(x);
-  }
+  ex_unwatch(p->watch, 0);
   if (p->init) {
     marshal_discard(p->init, p->initlen);
     free(p->init);

@@ -34,11 +34,6 @@
 
 typedef struct TPool TPool;
 
-/* A waiter to notify (once) when the next worker exits. */
-typedef struct ExitWatch {
-  Waiter *w;                  /* one reference */
-  struct ExitWatch *next;
-} ExitWatch;
 
 typedef struct Worker {
   pthread_t tid;              /* set before the thread runs its loop */
@@ -67,7 +62,7 @@ struct TPool {
   int shutdown;               /* guarded by lock */
   atomic_int stopping;        /* shutdown or broken, for spinners */
   Worker *workers;            /* guarded by lock */
-  struct ExitWatch *watch;    /* notified when a worker exits; lock */
+  ExitWatch *watch;           /* notified when a worker exits; lock */
   /* set at creation, read-only after: */
   int max_workers;
   char *init;
@@ -233,18 +228,13 @@ static void runtasks (TPool *p, Worker *w, lua_State *L) {
 
 /* Mark w exited and tell those who wait for it. */
 static void exited (TPool *p, Worker *w) {
-  ExitWatch *x, *next;
+  ExitWatch *x;
   sys_lock(&p->lock);
   atomic_store(&w->exited, 1);
   x = p->watch;
   p->watch = NULL;
   sys_unlock(&p->lock);
-  for (; x != NULL; x = next) {
-    next = x->next;
-    waiter_notify(x->w);
-    waiter_release(x->w);
-    free(x);
-  }
+  ex_unwatch(x, 1);
 }
 
 static void *workermain (void *arg) {
@@ -402,20 +392,11 @@ static void tp_interrupt (Executor *ex) {
 static int tp_alive (Executor *ex, Waiter *wt) {
   TPool *p = (TPool *)ex;
   Worker *w;
-  ExitWatch *x;
   int n = 0;
   sys_lock(&p->lock);
   for (w = p->workers; w != NULL; w = w->next)
     if (!atomic_load(&w->exited) && w != current_worker) n++;
-  if (n > 0 && wt != NULL) {
-    for (x = p->watch; x != NULL && x->w != wt; x = x->next) {}
-    if (x == NULL && (x = malloc(sizeof *x)) != NULL) {
-      waiter_retain(wt);
-      x->w = wt;
-      x->next = p->watch;
-      p->watch = x;
-    }
-  }
+  if (n > 0 && wt != NULL) ex_watch(&p->watch, wt);
   sys_unlock(&p->lock);
   return n;
 }
@@ -443,13 +424,8 @@ static int tp_reap (Executor *ex) {
 static void tp_destroy (Executor *ex) {
   TPool *p = (TPool *)ex;
   Worker *w, *next;
-  ExitWatch *x, *xnext;
   settleall(takeall(p), NULL, NULL);
-  for (x = p->watch; x != NULL; x = xnext) {
-    xnext = x->next;
-    waiter_release(x->w);
-    free(x);
-  }
+  ex_unwatch(p->watch, 0);
   for (w = p->workers; w != NULL; w = next) {
     next = w->next;
     free(w);
