@@ -40,6 +40,8 @@ extern char **environ;
                    "while the future was running or pending."
 #define INITFAIL_MSG "A process initializer failed, the process pool is " \
                      "not usable anymore"
+#define SPAWN_MSG "No worker process could be started, the process pool " \
+                  "is not usable anymore"
 #define MAXFLY 64             /* tasks sent ahead to one worker, at most */
 #define SENDAHEAD 16          /* queued tasks per worker before any is sent
                                  ahead to a busy worker */
@@ -540,7 +542,7 @@ static int step (PPool *p, struct pollfd *fds, PWorker **ws) {
   int n = 1, i, r;
   passinterrupt(p);
   if (dispatch(p) != 0) {
-    breakpool(p, BROKEN_MSG);
+    breakpool(p, SPAWN_MSG);
     return 1;
   }
   retire(p);
