@@ -1,6 +1,7 @@
 /*
-** executor.c: what both executors share: the reference count and the
-** process-wide list of executors that the end of the script shuts down.
+** executor.c: what both executors share: the reference count, the queue
+** of futures, the exit watchers, and the process-wide list of executors
+** that the end of the script shuts down.
 **
 ** Lock order: g_lock is never held while an executor's own lock is taken
 ** or while one of its operations runs: the list is copied out first.
@@ -8,10 +9,62 @@
 #include <stdlib.h>
 
 #include "executor.h"
+#include "marshal.h"
 #include "sys.h"
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static Executor *g_list;      /* guarded by g_lock */
+
+void fq_push (FutQueue *q, Future **fs, int n) {
+  int i;
+  for (i = 0; i < n; i++) {
+    fut_retain(fs[i]);
+    fut_task(fs[i])->next = NULL;
+    if (q->tail) fut_task(q->tail)->next = fs[i];
+    else q->head = fs[i];
+    q->tail = fs[i];
+  }
+  q->n += n;
+}
+
+Future *fq_pop (FutQueue *q) {
+  Future *f = q->head;
+  if (f == NULL) return NULL;
+  q->head = fut_task(f)->next;
+  if (q->head == NULL) q->tail = NULL;
+  fut_task(f)->next = NULL;
+  q->n--;
+  return f;
+}
+
+Future *fq_takeall (FutQueue *q) {
+  Future *head = q->head;
+  q->head = q->tail = NULL;
+  q->n = 0;
+  return head;
+}
+
+void ex_failfuture (Future *f, const char *cls, const char *msg) {
+  MBuf b;
+  size_t len;
+  char *data;
+  mbuf_init(&b);
+  marshal_error(&b, cls, msg);    /* on ENOMEM: an empty failure */
+  data = mbuf_steal(&b, &len);
+  if (fut_finish(f, 1, data, len, NULL) != 0) free(data);
+}
+
+void fq_settle (Future *f, const char *cls, const char *msg) {
+  while (f != NULL) {
+    Future *next = fut_task(f)->next;
+    fut_task(f)->next = NULL;
+    fut_droptask(f);
+    if (cls == NULL) fut_cancel(f);
+    else ex_failfuture(f, cls, msg);
+    fut_release(f);
+    f = next;
+  }
+}
 
 void ex_watch (ExitWatch **list, Waiter *w) {
   ExitWatch *x;

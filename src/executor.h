@@ -46,6 +46,25 @@ struct Executor {
   char *broken_msg;
 };
 
+/* A FIFO of futures, linked through their tasks (fut_task(f)->next); both
+** executors keep their queue in one, under their own lock. */
+typedef struct FutQueue {
+  Future *head, *tail;
+  int n;
+} FutQueue;
+
+/* Append fs[0..n), taking a reference to each. */
+void fq_push (FutQueue *q, Future **fs, int n);
+/* The oldest future (its reference passes to the caller), or NULL. */
+Future *fq_pop (FutQueue *q);
+/* Unlink everything: the list's head. */
+Future *fq_takeall (FutQueue *q);
+/* Settle a list from fq_takeall and let it go: cancel each future (cls
+** NULL) or fail it with the library error futures[cls](msg). */
+void fq_settle (Future *list, const char *cls, const char *msg);
+/* Fail f with futures[cls](msg), no Lua state needed. */
+void ex_failfuture (Future *f, const char *cls, const char *msg);
+
 /* Waiters to notify once, when a worker (or a pool's manager) exits: what
 ** ops->alive registers.  The list lives in the executor, under its lock. */
 typedef struct ExitWatch {

@@ -67,8 +67,7 @@ typedef struct PWorker {
 typedef struct PPool {
   Executor base;
   SysMutex lock;
-  Future *head, *tail;        /* guarded by lock */
-  int nqueued;                /* guarded by lock */
+  FutQueue q;                  /* guarded by lock */
   int shutdown;               /* guarded by lock */
   int interrupt;              /* guarded by lock: send SIGINT to workers */
   int started;                /* manager started; guarded by lock */
@@ -95,34 +94,16 @@ typedef struct PPool {
 ** ======================================================================= */
 
 static void failfuture (Future *f, const char *msg) {
-  MBuf b;
-  size_t len;
-  char *data;
-  mbuf_init(&b);
-  marshal_error(&b, "BrokenProcessPool", msg);
-  data = mbuf_steal(&b, &len);
-  if (fut_finish(f, 1, data, len, NULL) != 0) free(data);
+  ex_failfuture(f, "BrokenProcessPool", msg);
 }
 
-/* Settle a list of futures linked through their tasks: cancel them (msg
-** NULL) or fail them with BrokenProcessPool. */
+/* Settle a list from takeall: cancel (msg NULL) or BrokenProcessPool. */
 static void settlelist (Future *f, const char *msg) {
-  while (f != NULL) {
-    Future *next = fut_task(f)->next;
-    fut_task(f)->next = NULL;
-    fut_droptask(f);
-    if (msg == NULL) fut_cancel(f);
-    else failfuture(f, msg);
-    fut_release(f);
-    f = next;
-  }
+  fq_settle(f, msg ? "BrokenProcessPool" : NULL, msg);
 }
 
 static Future *takeall (PPool *p) {
-  Future *q = p->head;
-  p->head = p->tail = NULL;
-  p->nqueued = 0;
-  return q;
+  return fq_takeall(&p->q);
 }
 
 /* Wake the manager (caller holds p->lock: the pipe closes with the
@@ -155,7 +136,7 @@ static void closewake (PPool *p) {
 /* Append a frame header for 'bodylen' bytes of type t. */
 static int frame (MBuf *b, int t, size_t bodylen) {
   unsigned char h[PP_HEADER];
-  pp_put64(h, (uint64_t)bodylen + 1);
+  put64(h, (uint64_t)bodylen + 1);
   h[8] = (unsigned char)t;
   return mbuf_add(b, h, sizeof h);
 }
@@ -281,7 +262,7 @@ static int sendtask (PPool *p, PWorker *w, Future *f) {
       w->capfly = ncap;
     }
   }
-  pp_put64(id, p->nextid);
+  put64(id, p->nextid);
   if (frame(&w->out, 'T', 8 + t->len) != 0 || mbuf_add(&w->out, id, 8) != 0
       || mbuf_add(&w->out, t->msg, t->len) != 0)
     return CFUT_ENOMEM;
@@ -349,7 +330,7 @@ static int dispatch (PPool *p) {
     PWorker *w;
     int target, nq, total = 0;
     sys_lock(&p->lock);
-    nq = p->nqueued;
+    nq = p->q.n;
     sys_unlock(&p->lock);
     if (nq == 0) return 0;
     if (busyall(p) && p->nworkers < p->max_workers) {
@@ -366,13 +347,7 @@ static int dispatch (PPool *p) {
     }
     if ((w = pick(p, target)) == NULL) return 0;
     sys_lock(&p->lock);
-    f = p->head;
-    if (f != NULL) {
-      p->head = fut_task(f)->next;
-      if (p->head == NULL) p->tail = NULL;
-      fut_task(f)->next = NULL;
-      p->nqueued--;
-    }
+    f = fq_pop(&p->q);
     sys_unlock(&p->lock);
     if (f == NULL) return 0;
     if (fut_set_running(f) != 1) {      /* cancelled meanwhile */
@@ -424,7 +399,7 @@ static int onframe (PWorker *w, int type, const unsigned char *b,
       snprintf(why, whylen, "unexpected result frame");
       return -1;
     }
-    id = pp_get64(b);
+    id = get64(b);
     tblen = (uint32_t)(b[9] | b[10] << 8 | b[11] << 16 | (uint32_t)b[12] << 24);
     if (id != w->flyid[w->flyhead] || b[8] > 1 || tblen > len - 13) {
       snprintf(why, whylen, "result frame does not match its task");
@@ -477,7 +452,7 @@ static int readworker (PWorker *w, char *why, size_t whylen) {
     break;
   }
   while (w->inlen - pos >= PP_HEADER) {
-    uint64_t flen = pp_get64(w->in + pos);
+    uint64_t flen = get64(w->in + pos);
     if (flen == 0 || flen > PP_MAXFRAME) {
       snprintf(why, whylen, "bad frame length %llu",
                (unsigned long long)flen);
@@ -515,7 +490,7 @@ static int finished (PPool *p) {
   PWorker *w;
   int r;
   sys_lock(&p->lock);
-  r = p->shutdown && p->nqueued == 0;
+  r = p->shutdown && p->q.n == 0;
   sys_unlock(&p->lock);
   for (w = p->workers; r && w != NULL; w = w->next)
     if (inflight(w) > 0) r = 0;
@@ -609,7 +584,6 @@ static void *manager (void *arg) {
 
 static int pp_submit (Executor *ex, Future **fs, int n) {
   PPool *p = (PPool *)ex;
-  int i;
   sys_lock(&p->lock);
   if (p->shutdown || atomic_load(&ex->broken)) {
     int r = atomic_load(&ex->broken) ? CFUT_EBROKEN : CFUT_ESHUTDOWN;
@@ -623,14 +597,7 @@ static int pp_submit (Executor *ex, Future **fs, int n) {
     }
     p->started = 1;
   }
-  for (i = 0; i < n; i++) {
-    fut_retain(fs[i]);
-    fut_task(fs[i])->next = NULL;
-    if (p->tail) fut_task(p->tail)->next = fs[i];
-    else p->head = fs[i];
-    p->tail = fs[i];
-  }
-  p->nqueued += n;
+  fq_push(&p->q, fs, n);
   wakeup(p);
   sys_unlock(&p->lock);
   return 0;

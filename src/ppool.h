@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "executor.h"
+#include "wire.h"            /* put64, get64 */
 
 #define PP_HEADER 9                     /* length + type */
 #define PP_MAXFRAME ((uint64_t)1 << 40) /* larger is malformed */
@@ -33,17 +34,5 @@ typedef struct PPoolConfig {
 /* A new pool with one reference, registered in the executor list; takes
 ** ownership of cfg->init.  NULL with *err set on failure. */
 Executor *ppool_new (PPoolConfig *cfg, const char **err);
-
-/* Little-endian helpers shared by both ends. */
-static inline void pp_put64 (unsigned char *p, uint64_t v) {
-  int i;
-  for (i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static inline uint64_t pp_get64 (const unsigned char *p) {
-  uint64_t v = 0;
-  int i;
-  for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
-}
 
 #endif

@@ -80,7 +80,7 @@ static int nextframe (Conn *c, const unsigned char **body, size_t *blen) {
     size_t have = c->len - c->start;
     ssize_t n;
     if (have >= PP_HEADER) {
-      uint64_t flen = pp_get64(c->in + c->start);
+      uint64_t flen = get64(c->in + c->start);
       if (flen == 0 || flen > PP_MAXFRAME) return -1;
       if (have - 8 >= flen) {
         int type = c->in[c->start + 8];
@@ -124,7 +124,7 @@ static int nextframe (Conn *c, const unsigned char **body, size_t *blen) {
 
 static int addframe (MBuf *b, int type, size_t bodylen) {
   unsigned char h[PP_HEADER];
-  pp_put64(h, (uint64_t)bodylen + 1);
+  put64(h, (uint64_t)bodylen + 1);
   h[8] = (unsigned char)type;
   return mbuf_add(b, h, sizeof h);
 }

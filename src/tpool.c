@@ -53,8 +53,8 @@ struct TPool {
   SysCond cond;               /* idle workers wait here for work */
   SysCond joincond;           /* a claimed worker was joined */
   SysCond startcond;          /* a new worker is ready */
-  Future *head, *tail;        /* guarded by lock */
-  atomic_int nqueued;         /* written under lock, peeked by spinners */
+  FutQueue q;                  /* guarded by lock */
+  atomic_int nqueued;         /* q.n, written under lock, read by spinners */
   int nthreads;               /* guarded by lock */
   atomic_int nidle;           /* waiting for work (spinning, asleep, or
                                  about to publish an outcome) */
@@ -78,37 +78,10 @@ static _Thread_local Worker *current_worker;
 ** Queue
 ** ======================================================================= */
 
-/* Fail f with a library error of class cls (no Lua state needed). */
-static void failfuture (Future *f, const char *cls, const char *msg) {
-  MBuf b;
-  size_t len;
-  char *data;
-  mbuf_init(&b);
-  marshal_error(&b, cls, msg);    /* on ENOMEM: an empty failure */
-  data = mbuf_steal(&b, &len);
-  if (fut_finish(f, 1, data, len, NULL) != 0) free(data);
-}
-
-
 /* Unlink the whole queue (caller holds p->lock); returns its head. */
 static Future *takeall (TPool *p) {
-  Future *head = p->head;
-  p->head = p->tail = NULL;
   atomic_store(&p->nqueued, 0);
-  return head;
-}
-
-/* Cancel (or, with cls, fail) every future of a list taken by takeall. */
-static void settleall (Future *f, const char *cls, const char *msg) {
-  while (f != NULL) {
-    FutTask *t = fut_task(f);
-    Future *next = t->next;
-    fut_droptask(f);
-    if (cls == NULL) fut_cancel(f);
-    else failfuture(f, cls, msg);
-    fut_release(f);
-    f = next;
-  }
+  return fq_takeall(&p->q);
 }
 
 /* Break the pool: later submits fail, queued futures fail. */
@@ -124,18 +97,14 @@ static void breakpool (TPool *p, const char *msg) {
   q = takeall(p);
   sys_cond_broadcast(&p->cond);
   sys_unlock(&p->lock);
-  settleall(q, "BrokenThreadPool", p->base.broken_msg ? p->base.broken_msg
+  fq_settle(q, "BrokenThreadPool", p->base.broken_msg ? p->base.broken_msg
                                                       : BROKEN_MSG);
 }
 
 /* Unlink the oldest task (caller holds p->lock, queue not empty). */
 static Future *pop (TPool *p) {
-  Future *f = p->head;
-  p->head = fut_task(f)->next;
-  if (p->head == NULL) p->tail = NULL;
-  fut_task(f)->next = NULL;
   atomic_fetch_sub(&p->nqueued, 1);
-  return f;
+  return fq_pop(&p->q);
 }
 
 /* Wait for a task; NULL when the pool is over (shut down and drained, or
@@ -144,7 +113,7 @@ static Future *take (TPool *p, Worker *w) {
   Future *f;
   int i;
   sys_lock(&p->lock);
-  while (p->head == NULL) {
+  while (p->q.head == NULL) {
     double end;
     if (p->shutdown || atomic_load(&p->base.broken)) break;
     if (!w->idle) {
@@ -162,7 +131,7 @@ static Future *take (TPool *p, Worker *w) {
       sched_yield();
     }
     sys_lock(&p->lock);
-    if (p->head == NULL && !p->shutdown && !atomic_load(&p->base.broken)) {
+    if (p->q.head == NULL && !p->shutdown && !atomic_load(&p->base.broken)) {
       p->nsleep++;
       sys_cond_wait(&p->cond, &p->lock);
       p->nsleep--;
@@ -172,7 +141,7 @@ static Future *take (TPool *p, Worker *w) {
     atomic_fetch_sub(&p->nidle, 1);
     w->idle = 0;
   }
-  f = p->head != NULL ? pop(p) : NULL;
+  f = p->q.head != NULL ? pop(p) : NULL;
   sys_unlock(&p->lock);
   return f;
 }
@@ -211,7 +180,7 @@ static void ready (TPool *p, Worker *w, lua_State *L, int first) {
   Future *f = NULL;
   int running = 0;
   sys_lock(&p->lock);
-  if (first && p->head != NULL && !atomic_load(&p->base.broken)) {
+  if (first && p->q.head != NULL && !atomic_load(&p->base.broken)) {
     f = pop(p);
     running = fut_set_running(f);
   }
@@ -297,20 +266,14 @@ static int startworker (TPool *p) {
 
 static int tp_submit (Executor *ex, Future **fs, int n) {
   TPool *p = (TPool *)ex;
-  int i, k;
+  int k;
   sys_lock(&p->lock);
   if (p->shutdown || atomic_load(&ex->broken)) {
     int r = atomic_load(&ex->broken) ? CFUT_EBROKEN : CFUT_ESHUTDOWN;
     sys_unlock(&p->lock);
     return r;
   }
-  for (i = 0; i < n; i++) {
-    fut_retain(fs[i]);
-    fut_task(fs[i])->next = NULL;
-    if (p->tail) fut_task(p->tail)->next = fs[i];
-    else p->head = fs[i];
-    p->tail = fs[i];
-  }
+  fq_push(&p->q, fs, n);
   atomic_fetch_add(&p->nqueued, n);
   while (atomic_load(&p->nqueued) > atomic_load(&p->nidle) &&
          p->nthreads < p->max_workers && !p->shutdown) {
@@ -319,12 +282,7 @@ static int tp_submit (Executor *ex, Future **fs, int n) {
   if (p->nthreads == 0) {     /* not one worker could start: undo */
     Future *q = takeall(p);
     sys_unlock(&p->lock);
-    while (q != NULL) {
-      Future *next = fut_task(q)->next;
-      fut_task(q)->next = NULL;
-      fut_release(q);
-      q = next;
-    }
+    fq_settle(q, NULL, NULL);
     return CFUT_ETHREAD;
   }
   k = n < p->nsleep ? n : p->nsleep;
@@ -370,7 +328,7 @@ static void tp_shutdown (Executor *ex, int wait, int cancel_futures) {
   if (cancel_futures) q = takeall(p);
   sys_cond_broadcast(&p->cond);
   sys_unlock(&p->lock);
-  settleall(q, NULL, NULL);
+  fq_settle(q, NULL, NULL);
   /* A worker cannot wait for itself: from inside, wait = false. */
   if (wait && current_pool != p) joinall(p);
 }
@@ -386,7 +344,7 @@ static void tp_interrupt (Executor *ex) {
       pthread_kill(w->tid, SIGURG);
   }
   sys_unlock(&p->lock);
-  settleall(q, NULL, NULL);
+  fq_settle(q, NULL, NULL);
 }
 
 static int tp_alive (Executor *ex, Waiter *wt) {
@@ -424,7 +382,7 @@ static int tp_reap (Executor *ex) {
 static void tp_destroy (Executor *ex) {
   TPool *p = (TPool *)ex;
   Worker *w, *next;
-  settleall(takeall(p), NULL, NULL);
+  fq_settle(takeall(p), NULL, NULL);
   ex_unwatch(p->watch, 0);
   for (w = p->workers; w != NULL; w = next) {
     next = w->next;

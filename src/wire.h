@@ -1,7 +1,7 @@
 /*
 ** wire.h: what the encoder (marshal.c) and the decoder (unmarshal.c)
 ** share: the tags and limits of the wire format (docs/wire.md) and its
-** byte helpers.  Private to those two files.
+** byte helpers (which the process frames of ppool.h use too).
 */
 #ifndef CFUT_WIRE_H
 #define CFUT_WIRE_H
