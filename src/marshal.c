@@ -176,7 +176,8 @@ typedef struct Enc {
   int flags;
   int depth;
   PMap seen;          /* object -> number, upvalue id -> where */
-  int seenslot;       /* slot: the userdata holding seen.e once it grows */
+  int seenslot;       /* slot: a box that frees seen.e (malloc'ed once it
+                         grows) if a memory error unwinds the encoding */
   int names;          /* slot: value -> wire bytes of its module name */
   int dumps;          /* slot: the registry's DUMPS table */
   lua_Integer nrefs;  /* tables and functions numbered so far */
@@ -355,17 +356,55 @@ static PEnt *pfind (PMap *m, const void *k) {
   return &m->e[i];
 }
 
-/* Double the capacity; the new block replaces the old in the slot. */
+#define SEENBOX "cfut.seenbox"
+
+static int boxgc (lua_State *L) {
+  void **box = (void **)lua_touserdata(L, 1);
+  free(*box);
+  *box = NULL;
+  return 0;
+}
+
+/* Double the capacity.  The map lives in C memory, not in a Lua object:
+** growing it must not let the collector step in the middle of encoding
+** (after a big decode it would pay that decode's whole debt here).  A box
+** in the slot frees it should a memory error unwind the encoder. */
 static void pgrow (Enc *e) {
+  lua_State *L = e->L;
   PMap *m = &e->seen;
   size_t cap = (size_t)1 << m->bits, i;
   PEnt *old = m->e;
-  m->e = (PEnt *)lua_newuserdatauv(e->L, 2 * cap * sizeof(PEnt), 0);
-  memset(m->e, 0, 2 * cap * sizeof(PEnt));
+  void **box;
+  if (old == m->small) {
+    box = (void **)lua_newuserdatauv(L, sizeof(void *), 0);
+    *box = NULL;
+    if (luaL_newmetatable(L, SEENBOX)) {
+      lua_pushcfunction(L, boxgc);
+      lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    lua_replace(L, e->seenslot);
+  }
+  box = (void **)lua_touserdata(L, e->seenslot);
+  if ((m->e = (PEnt *)calloc(2 * cap, sizeof(PEnt))) == NULL) {
+    m->e = old;
+    luaL_error(L, "not enough memory");   /* the box frees the old map */
+  }
   m->bits++;
   for (i = 0; i < cap; i++)
     if (old[i].k != NULL) *pfind(m, old[i].k) = old[i];
-  lua_replace(e->L, e->seenslot);
+  if (old != m->small) free(old);
+  *box = m->e;
+}
+
+/* Let the map's memory go (the end of an encoding). */
+static void pfree (Enc *e) {
+  if (e->seen.e != e->seen.small) {
+    void **box = (void **)lua_touserdata(e->L, e->seenslot);
+    free(e->seen.e);
+    if (box != NULL) *box = NULL;
+    e->seen.e = e->seen.small;
+  }
 }
 
 /* The number stored for k; when there is none, store v and return 0. */
@@ -942,6 +981,7 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
   e.nrefs = 0; e.nhandles = 0; e.filter = NULL; e.rebuilt = 0;
   e.globals = NULL; e.nseg = 0;
   for (i = 0; i < n && rc == 0; i++) rc = encvalue(&e, first + i);
+  pfree(&e);
   lua_settop(L, base);
   if (rc != 0) {
     if (fresh) mbuf_free(out);    /* exactly as it was: nothing to free */
