@@ -163,14 +163,16 @@ static void waiting (void *ud) {
 /* Run f if it is not cancelled (running = fut_set_running's answer). */
 static void runone (Worker *w, lua_State *L, Future *f, int running) {
   FutTask *t = fut_task(f);
+  int big = 0;
   if (running == 1) {
     atomic_store(&w->busy, 1);
-    worker_run(L, f, t->msg, t->len, MARSHAL_LOCAL, waiting, w);
+    big = worker_run(L, f, t->msg, t->len, MARSHAL_LOCAL, waiting, w);
     atomic_store(&w->busy, 0);
   }
   fut_droptask(f);
   fut_release(f);
   worker_poll(L);
+  if (big) worker_tidy(L);    /* published already: nobody waits on it */
 }
 
 /* Tell the submit that started w that w is ready; with 'first', take the

@@ -223,9 +223,14 @@ static int prun (lua_State *L) {
   return 0;
 }
 
-void worker_run (lua_State *L, Future *f, const char *msg, size_t len,
-                 int flags, void (*before) (void *ud), void *ud) {
+/* Messages from this size on make a task "big" (worker_run). */
+#define BIGTASK (1u << 20)
+
+int worker_run (lua_State *L, Future *f, const char *msg, size_t len,
+                int flags, void (*before) (void *ud), void *ud) {
   int base = lua_gettop(L);
+  const char *data, *tb;
+  size_t outlen = 0;
   Run run;
   run.f = f;
   run.msg = msg;
@@ -245,6 +250,12 @@ void worker_run (lua_State *L, Future *f, const char *msg, size_t len,
   running_L = NULL;
   lua_sethook(L, NULL, 0, 0);
   lua_settop(L, base);
+  if (fut_isdone(fut_state(f))) fut_outcome(f, &data, &outlen, &tb);
+  return len >= BIGTASK || outlen >= BIGTASK;
+}
+
+void worker_tidy (lua_State *L) {
+  lua_gc(L, LUA_GCCOLLECT);
 }
 
 int worker_init (lua_State *L, const char *msg, size_t len, int flags,

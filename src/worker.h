@@ -19,9 +19,15 @@ lua_State *worker_newstate (const char *path, const char *cpath,
 /* Run the task whose marshalled function and arguments are msg[0..len)
 ** and finish f with its outcome (results, or error value and traceback).
 ** 'before', if given, is called with 'ud' once the outcome is ready, just
-** before it is published (a pool counts the worker as waiting from then). */
-void worker_run (lua_State *L, Future *f, const char *msg, size_t len,
-                 int flags, void (*before) (void *ud), void *ud);
+** before it is published (a pool counts the worker as waiting from then).
+** Returns 1 when the task moved a lot of data (its message or outcome was
+** big): its garbage is then worth collecting once the worker is idle. */
+int worker_run (lua_State *L, Future *f, const char *msg, size_t len,
+                int flags, void (*before) (void *ud), void *ud);
+
+/* Collect the garbage a big task left (worker_run said so), while nobody
+** waits on this worker. */
+void worker_tidy (lua_State *L);
 
 /*
 ** Run an initializer message (function and arguments).  Returns 0, or -1
