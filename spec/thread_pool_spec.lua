@@ -856,3 +856,50 @@ describe("futures.cpu_count", function ()
     assert.is_true(n >= 1)
   end)
 end)
+
+
+describe("a thread worker's Lua state", function ()
+
+  it("turns os.exit into an error that ends only the task", function ()
+    local ex = pool(1)
+    local f = ex:submit(function () os.exit(3) end)
+    local e = f:exception(LONG)
+    assert.is_string(e)
+    assert.matches("os%.exit%(3%) called in a worker", e)
+    -- the worker (and the process) go on
+    assert.equal(7, ex:submit(function () return 7 end):result(LONG))
+  end)
+
+  it("sees the main script's package.path and package.cpath", function ()
+    local ex = pool(1)
+    local path, cpath = ex:submit(function ()
+      return package.path, package.cpath
+    end):result(LONG)
+    assert.equal(package.path, path)
+    assert.equal(package.cpath, cpath)
+  end)
+
+  it("prints each line whole while other tasks print too", function ()
+    -- Two workers print long lines at the same time; in a child process, so
+    -- that the lines can be read back from its stdout.
+    local r = helpers.run([[
+      local futures = require "cfut"
+      local ex = futures.thread_pool(2)
+      local function spam (c)
+        local line = string.rep(c, 3000)
+        for _ = 1, 300 do print(line, c) end
+      end
+      local a, b = ex:submit(spam, "a"), ex:submit(spam, "b")
+      a:result(30) b:result(30)
+    ]])
+    assert.equal(0, r.status, r.stderr)
+    local n = 0
+    for line in r.stdout:gmatch("[^\n]+") do
+      local c = line:sub(1, 1)
+      n = n + 1
+      assert.is_true(line == string.rep(c, 3000) .. "\t" .. c,
+                     "line " .. n .. " was split or mixed")
+    end
+    assert.equal(600, n)
+  end)
+end)
