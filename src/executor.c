@@ -7,6 +7,7 @@
 ** or while one of its operations runs: the list is copied out first.
 */
 #include <stdlib.h>
+#include <string.h>
 
 #include "executor.h"
 #include "marshal.h"
@@ -84,6 +85,15 @@ void ex_unwatch (ExitWatch *list, int notify) {
     waiter_release(list->w);
     free(list);
   }
+}
+
+const char *ex_setbroken (Executor *ex, const char *cls, const char *msg) {
+  if (!atomic_load(&ex->broken)) {
+    ex->broken_cls = cls;
+    ex->broken_msg = strdup(msg);
+    atomic_store(&ex->broken, 1);
+  }
+  return ex->broken_msg != NULL ? ex->broken_msg : msg;
 }
 
 void ex_init (Executor *ex, const ExecutorOps *ops, int local) {

@@ -78,6 +78,10 @@ void ex_watch (ExitWatch **list, Waiter *w);
 ** the executor. */
 void ex_unwatch (ExitWatch *list, int notify);
 
+/* Mark ex broken with class cls and message msg, once (caller holds the
+** executor's lock).  Returns the message that stands (the first one). */
+const char *ex_setbroken (Executor *ex, const char *cls, const char *msg);
+
 void ex_init (Executor *ex, const ExecutorOps *ops, int local);
 void ex_retain (Executor *ex);
 void ex_release (Executor *ex);

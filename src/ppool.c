@@ -284,18 +284,14 @@ static void breakpool (PPool *p, const char *msg) {
   PWorker *w;
   Future *q;
   sys_lock(&p->lock);
-  if (!atomic_load(&p->base.broken)) {
-    p->base.broken_cls = "BrokenProcessPool";
-    p->base.broken_msg = strdup(msg);
-    atomic_store(&p->base.broken, 1);
-  }
+  msg = ex_setbroken(&p->base, "BrokenProcessPool", msg);
   q = takeall(p);
   sys_unlock(&p->lock);
-  settlelist(q, p->base.broken_msg ? p->base.broken_msg : msg);
+  settlelist(q, msg);
   while ((w = p->workers) != NULL) {
     int i;
     for (i = w->flyhead; i < w->nfly; i++) {
-      failfuture(w->fly[i], p->base.broken_msg ? p->base.broken_msg : msg);
+      failfuture(w->fly[i], msg);
       fut_release(w->fly[i]);
     }
     w->flyhead = w->nfly = 0;

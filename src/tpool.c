@@ -88,17 +88,12 @@ static Future *takeall (TPool *p) {
 static void breakpool (TPool *p, const char *msg) {
   Future *q;
   sys_lock(&p->lock);
-  if (!atomic_load(&p->base.broken)) {
-    p->base.broken_cls = "BrokenThreadPool";
-    p->base.broken_msg = strdup(msg);
-    atomic_store(&p->base.broken, 1);
-  }
+  msg = ex_setbroken(&p->base, "BrokenThreadPool", msg);
   atomic_store(&p->stopping, 1);
   q = takeall(p);
   sys_cond_broadcast(&p->cond);
   sys_unlock(&p->lock);
-  fq_settle(q, "BrokenThreadPool", p->base.broken_msg ? p->base.broken_msg
-                                                      : BROKEN_MSG);
+  fq_settle(q, "BrokenThreadPool", msg);
 }
 
 /* Unlink the oldest task (caller holds p->lock, queue not empty). */
