@@ -231,6 +231,25 @@ describe("the cfut host", function ()
     it("leaves warnings off without it", function ()
       assert.are.equal("", run("-e 'warn(\"careful\")'").err)
     end)
+
+    it("obeys @on and @off, and prints a message in pieces as one line",
+       function ()
+      local r = run("-e 'warn(\"@on\") warn(\"a \", \"b\") warn(\"@off\")"
+                    .. " warn(\"hidden\")'")
+      assert.are.equal("Lua warning: a b\n", r.err)
+    end)
+
+    it("gives thread workers warnings that are off until @on", function ()
+      local r = script([[
+        local futures = require "cfut"
+        local ex <close> = futures.thread_pool(1)
+        ex:submit(function ()
+          warn("hidden"); warn("@on"); warn("shown")
+        end):result()
+      ]])
+      assert.are.equal(0, r.code)
+      assert.are.equal("Lua warning: shown\n", r.err)
+    end)
   end)
 
   describe("bad options", function ()

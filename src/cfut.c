@@ -19,6 +19,7 @@
 #include "lualib.h"
 
 #include "cfut.h"
+#include "heap.h"
 
 #define PROGNAME      "cfut"
 #define PROMPT1       "> "
@@ -469,18 +470,30 @@ static int exedir (char *buf, size_t size) {
 }
 
 /* Prepend "<dir><sub>?.lua;" to package.path if <dir><sub>cfut/errors.lua
-** exists; returns 1 if it did. */
+** exists and the path does not hold that entry already (a process
+** worker gets its parent's path, which has it); returns 1 if it exists. */
 static int trypath (lua_State *L, const char *dir, const char *sub) {
   int found;
+  const char *path, *entry, *at;
+  size_t n;
   lua_pushfstring(L, "%s%scfut/errors.lua", dir, sub);
   found = (access(lua_tostring(L, -1), R_OK) == 0);
   lua_pop(L, 1);
   if (!found) return 0;
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "path");
-  lua_pushfstring(L, "%s%s?.lua;%s", dir, sub, lua_tostring(L, -1));
-  lua_setfield(L, -3, "path");
-  lua_pop(L, 2);
+  path = lua_tostring(L, -1);
+  entry = lua_pushfstring(L, "%s%s?.lua", dir, sub);
+  n = strlen(entry);
+  for (at = path; at != NULL && (at = strstr(at, entry)) != NULL; at += n) {
+    if ((at == path || at[-1] == ';') && (at[n] == ';' || at[n] == '\0')) {
+      lua_pop(L, 3);
+      return 1;
+    }
+  }
+  lua_pushfstring(L, "%s;%s", entry, path != NULL ? path : "");
+  lua_setfield(L, -4, "path");
+  lua_pop(L, 3);
   return 1;
 }
 
@@ -577,7 +590,7 @@ int main (int argc, char **argv) {
     return EXIT_FAILURE;
   }
   mainthread = pthread_self();
-  L = luaL_newstate();
+  L = heap_newstate();
   if (L == NULL) {
     message("cannot create state: not enough memory");
     return EXIT_FAILURE;
@@ -588,7 +601,7 @@ int main (int argc, char **argv) {
   ok = (status == LUA_OK && lua_toboolean(L, -1));
   report(L, status);
   if (finish(L) != LUA_OK) ok = 0;
-  lua_close(L);
+  heap_close(L);
   return ok ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 

@@ -90,6 +90,14 @@ Future *fut_new_task (const char *msg, size_t len) {
   return f;
 }
 
+Future *fut_adopt_task (char *msg, size_t len) {
+  Future *f = alloc(0);
+  if (f == NULL) return NULL;
+  f->task.msg = msg;
+  f->task.len = len;
+  return f;
+}
+
 void fut_retain (Future *f) {
   atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
 }

@@ -29,6 +29,9 @@ Future *fut_new (void);
 /* The same, carrying a copy of the task message msg[0..len) in the same
 ** allocation (one malloc per task, freed by the thread that made it). */
 Future *fut_new_task (const char *msg, size_t len);
+/* The same, taking over 'msg' (malloc'ed; freed with the task) instead of
+** copying it. */
+Future *fut_adopt_task (char *msg, size_t len);
 void fut_retain (Future *f);
 void fut_release (Future *f);
 

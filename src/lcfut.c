@@ -124,7 +124,11 @@ int cfut_exflags (Executor *ex) {
 }
 
 Future *cfut_newtask (Executor *ex, MBuf *b) {
-  Future *f = fut_new_task(b->data, b->len);
+  Future *f;
+  if (b->cap > SCRATCH_KEEP) {  /* the scratch would be freed: adopt it */
+    if ((f = fut_adopt_task(b->data, b->len)) != NULL) mbuf_steal(b, NULL);
+  }
+  else f = fut_new_task(b->data, b->len);
   /* What comes back from another process: no handles, no code. */
   if (f != NULL && !ex->local) fut_set_flags(f, MARSHAL_NOCODE);
   return f;

@@ -3,8 +3,8 @@
 ** format (docs/wire.md; the decoder is unmarshal.c).  The encoder walks
 ** the values depth first and numbers tables and Lua functions, so that
 ** shared ones and cycles arrive shared.  It never raises: it returns
-** CFUT_E* codes (a Lua memory error is the one exception, as for any Lua
-** allocation).
+** CFUT_E* codes.  Its few Lua allocations (the module-name table, the
+** dumps of functions) run protected, so a memory error is CFUT_ENOMEM too.
 */
 
 #include <limits.h>
@@ -150,22 +150,31 @@ typedef struct Seg {
 } Seg;
 
 /*
-** The objects met so far (tables, Lua functions, upvalue ids) and their
-** numbers: an open-addressing hash on their addresses, inside Enc while it
-** is small, then in a userdata (Lua memory, opaque to the collector) in
-** the seen slot.  The objects stay alive meanwhile: the values being sent
-** reach them.
+** The objects met so far (tables, Lua functions, upvalue ids, string
+** keys) and their numbers: an open-addressing hash on their addresses,
+** inside Enc while it is small, then in C memory.  The objects stay alive
+** meanwhile: the values being sent reach them.  The encoder allocates no
+** Lua memory on its way (see pgrow), and it never raises, so the map needs
+** no Lua object to free it on an error.
+**
+** An entry is live when its generation is the map's: a big map is kept
+** by the thread for its next big encoding (the 'spare'), and a new
+** generation empties it without writing a byte.
 */
 typedef struct PEnt {
   const void *k;      /* NULL: free */
-  lua_Integer v;
+  uint64_t vg;        /* number << GENBITS | generation */
 } PEnt;
+
+#define GENBITS 16
+#define GENMASK ((1u << GENBITS) - 1)
 
 #define SMALLBITS 4
 
 typedef struct PMap {
   PEnt *e;
   unsigned bits;      /* capacity 1 << bits, at most half full */
+  unsigned gen;       /* live entries' generation, never 0 */
   size_t n;
   PEnt small[1 << SMALLBITS];
 } PMap;
@@ -176,8 +185,6 @@ typedef struct Enc {
   int flags;
   int depth;
   PMap seen;          /* object -> number, upvalue id -> where */
-  int seenslot;       /* slot: a box that frees seen.e (malloc'ed once it
-                         grows) if a memory error unwinds the encoding */
   int names;          /* slot: value -> wire bytes of its module name */
   int dumps;          /* slot: the registry's DUMPS table */
   lua_Integer nrefs;  /* tables and functions numbered so far */
@@ -352,71 +359,105 @@ static size_t phash (const void *k, unsigned bits) {
 
 static PEnt *pfind (PMap *m, const void *k) {
   size_t mask = ((size_t)1 << m->bits) - 1, i = phash(k, m->bits);
-  while (m->e[i].k != NULL && m->e[i].k != k) i = (i + 1) & mask;
+  while (m->e[i].k != NULL && (m->e[i].vg & GENMASK) == m->gen
+         && m->e[i].k != k)
+    i = (i + 1) & mask;
   return &m->e[i];
 }
 
-#define SEENBOX "cfut.seenbox"
-
-static int boxgc (lua_State *L) {
-  void **box = (void **)lua_touserdata(L, 1);
-  free(*box);
-  *box = NULL;
-  return 0;
+static int plive (PMap *m, PEnt *slot) {
+  return slot->k != NULL && (slot->vg & GENMASK) == m->gen;
 }
 
-/* Double the capacity.  The map lives in C memory, not in a Lua object:
-** growing it must not let the collector step in the middle of encoding
-** (after a big decode it would pay that decode's whole debt here).  A box
-** in the slot frees it should a memory error unwind the encoder. */
-static void pgrow (Enc *e) {
-  lua_State *L = e->L;
+/* Maps from 2^SPAREMIN up to 2^SPAREMAX entries are kept by the thread
+** for its next encoding that grows that far: a big message then costs no
+** fresh pages and no rehashing of smaller maps (8 MiB at most). */
+#define SPAREMIN 12
+#define SPAREMAX 19
+
+static _Thread_local PEnt *spare;
+static _Thread_local unsigned sparebits, sparegen;
+
+void marshal_freespare (void) {
+  free(spare);
+  spare = NULL;
+  sparebits = 0;
+}
+
+/* A map of 2^bits entries or more for a new generation: the spare if it
+** is big enough, else fresh memory (NULL when there is none). */
+static PEnt *pmapget (unsigned *bits, unsigned *gen) {
+  PEnt *e;
+  if (spare != NULL && sparebits >= *bits) {
+    e = spare;
+    spare = NULL;
+    *bits = sparebits;
+    if (++sparegen > GENMASK) {   /* generations wrapped: really empty it */
+      memset(e, 0, sizeof(PEnt) << sparebits);
+      sparegen = 1;
+    }
+    *gen = sparegen;
+    return e;
+  }
+  *gen = 1;
+  return (PEnt *)calloc((size_t)1 << *bits, sizeof(PEnt));
+}
+
+/* Give back a map: kept as the spare if it is the biggest keepable. */
+static void pmapput (PEnt *e, unsigned bits, unsigned gen) {
+  if (bits >= SPAREMIN && bits <= SPAREMAX
+      && (spare == NULL || bits >= sparebits)) {
+    free(spare);
+    spare = e;
+    sparebits = bits;
+    if (gen > sparegen) sparegen = gen;
+  }
+  else free(e);
+}
+
+/* Double the capacity (or take the kept spare, bigger still).  The map
+** lives in C memory, not in a Lua object: growing it must not let the
+** collector step in the middle of encoding (after a big decode it would
+** pay that decode's whole debt here). */
+static int pgrow (Enc *e) {
   PMap *m = &e->seen;
   size_t cap = (size_t)1 << m->bits, i;
-  PEnt *old = m->e;
-  void **box;
-  if (old == m->small) {
-    box = (void **)lua_newuserdatauv(L, sizeof(void *), 0);
-    *box = NULL;
-    if (luaL_newmetatable(L, SEENBOX)) {
-      lua_pushcfunction(L, boxgc);
-      lua_setfield(L, -2, "__gc");
+  unsigned oldgen = m->gen, bits = m->bits + 1, gen;
+  PEnt *old = m->e, *ne = pmapget(&bits, &gen);
+  if (ne == NULL) return CFUT_ENOMEM;
+  m->e = ne;
+  m->bits = bits;
+  m->gen = gen;
+  for (i = 0; i < cap; i++) {
+    if (old[i].k != NULL && (old[i].vg & GENMASK) == oldgen) {
+      PEnt *slot = pfind(m, old[i].k);
+      slot->k = old[i].k;
+      slot->vg = (old[i].vg & ~(uint64_t)GENMASK) | gen;
     }
-    lua_setmetatable(L, -2);
-    lua_replace(L, e->seenslot);
   }
-  box = (void **)lua_touserdata(L, e->seenslot);
-  if ((m->e = (PEnt *)calloc(2 * cap, sizeof(PEnt))) == NULL) {
-    m->e = old;
-    luaL_error(L, "not enough memory");   /* the box frees the old map */
-  }
-  m->bits++;
-  for (i = 0; i < cap; i++)
-    if (old[i].k != NULL) *pfind(m, old[i].k) = old[i];
-  if (old != m->small) free(old);
-  *box = m->e;
+  if (old != m->small) pmapput(old, bits - 1, oldgen);
+  return 0;
 }
 
 /* Let the map's memory go (the end of an encoding). */
 static void pfree (Enc *e) {
   if (e->seen.e != e->seen.small) {
-    void **box = (void **)lua_touserdata(e->L, e->seenslot);
-    free(e->seen.e);
-    if (box != NULL) *box = NULL;
+    pmapput(e->seen.e, e->seen.bits, e->seen.gen);
     e->seen.e = e->seen.small;
   }
 }
 
-/* The number stored for k; when there is none, store v and return 0. */
+/* The number stored for k; when there is none, store v and return 0;
+** -1 when the map cannot grow. */
 static lua_Integer pclaim (Enc *e, const void *k, lua_Integer v) {
   PMap *m = &e->seen;
   PEnt *slot;
-  if (m->n == 0) memset(m->small, 0, sizeof(m->small));
-  if ((m->n + 1) * 2 > ((size_t)1 << m->bits)) pgrow(e);
+  if (m->n == 0 && m->e == m->small) memset(m->small, 0, sizeof(m->small));
+  if ((m->n + 1) * 2 > ((size_t)1 << m->bits) && pgrow(e) != 0) return -1;
   slot = pfind(m, k);
-  if (slot->k != NULL) return slot->v;
+  if (plive(m, slot)) return (lua_Integer)(slot->vg >> GENBITS);
   slot->k = k;
-  slot->v = v;
+  slot->vg = ((uint64_t)v << GENBITS) | m->gen;
   m->n++;
   return 0;
 }
@@ -428,6 +469,10 @@ static int seen (Enc *e, const void *p, int *rc) {
   if (ref == 0) {
     e->nrefs++;
     return 0;
+  }
+  if (ref < 0) {
+    *rc = CFUT_ENOMEM;
+    return 1;
   }
   *rc = putvar(e->b, T_REF, (uint64_t)ref);
   return 1;
@@ -558,28 +603,36 @@ static void buildnames (lua_State *L, lua_Integer count) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES);
 }
 
-/* Put a name table in the names slot: the cached one while package.loaded
-** keeps its size, else a new one.  'force' rebuilds in any case. */
-static void loadnames (Enc *e, int force) {
-  lua_State *L = e->L;
+/* (force): the cached name table while package.loaded keeps its size,
+** else a new one (always a new one with 'force'). */
+static int pnames (lua_State *L) {
+  int force = lua_toboolean(L, 1);
   lua_Integer count = countloaded(L);
   if (!force && lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES) == LUA_TTABLE) {
     int same = (lua_rawgeti(L, -1, 0) == LUA_TNUMBER
                 && lua_tointeger(L, -1) == count);
     lua_pop(L, 1);
-    if (!same) {
-      lua_pop(L, 1);
-      buildnames(L, count);
-    }
+    if (same) return 1;
   }
-  else {
-    if (!force) lua_pop(L, 1);
-    buildnames(L, count);
+  buildnames(L, count);
+  return 1;
+}
+
+/* Put the name table in the names slot; run protected, so that a memory
+** error becomes CFUT_ENOMEM (the encoder never raises). */
+static int loadnames (Enc *e, int force) {
+  lua_State *L = e->L;
+  lua_pushcfunction(L, pnames);
+  lua_pushboolean(L, force);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return CFUT_ENOMEM;
   }
   lua_replace(L, e->names);
   lua_rawgeti(L, e->names, 1);
   e->filter = (const unsigned char *)lua_touserdata(L, -1);
   lua_pop(L, 1);
+  return 0;
 }
 
 /* Write the module name of the value at idx: 0, 1 if it has none, or an
@@ -589,7 +642,7 @@ static int encname (Enc *e, int idx, const void *p) {
   size_t len, bit = fbit(p);
   const char *s;
   int rc;
-  if (e->filter == NULL) loadnames(e, 0);
+  if (e->filter == NULL && (rc = loadnames(e, 0)) != 0) return rc;
   if (!(e->filter[bit >> 3] & (1u << (bit & 7)))) return 1;
   lua_pushvalue(L, idx);
   if (lua_rawget(L, e->names) != LUA_TSTRING) {
@@ -642,7 +695,7 @@ static int enckey (Enc *e, int k) {
   if (lua_type(e->L, k) != LUA_TSTRING) return encvalue(e, k);
   s = lua_tolstring(e->L, k, &len);
   if ((ref = pclaim(e, s, e->nrefs + 1)) != 0)
-    return putvar(e->b, T_REF, (uint64_t)ref);
+    return ref < 0 ? CFUT_ENOMEM : putvar(e->b, T_REF, (uint64_t)ref);
   e->nrefs++;
   return putstr(e->b, T_KSTR, s, len);
 }
@@ -745,33 +798,33 @@ static int writer (lua_State *L, const void *p, size_t size, void *ud) {
   return 0;
 }
 
-/* Dump the Lua function at idx, cache and push "bytecode id hash nups". */
-static void newdump (Enc *e, int idx) {
-  lua_State *L = e->L;
+/* (fn, dumps): dump fn, store DUMPS[fn] = "bytecode id hash nups" and
+** return it. */
+static int pdump (lua_State *L) {
   lua_Debug ar;
   Dump d;
   unsigned char tail[TRAILER];
-  lua_pushvalue(L, idx);
+  lua_settop(L, 2);
+  lua_pushvalue(L, 1);
   lua_getinfo(L, ">u", &ar);    /* pops the function */
   tail[16] = ar.nups;
   d.hash = fnv(FNVSEED, &tail[16], 1);
   d.init = 0;
-  lua_pushvalue(L, idx);        /* lua_dump takes it from the top */
+  lua_pushvalue(L, 1);          /* lua_dump takes it from the top */
   lua_dump(L, writer, &d, 0);   /* with debug info: file:line survive */
   writer(L, "", 0, &d);         /* (starts the buffer if nothing came) */
   put64(tail, newid());
   put64(tail + 8, d.hash);
   luaL_addlstring(&d.b, (const char *)tail, TRAILER);
   luaL_pushresult(&d.b);
-  lua_remove(L, -2);            /* the function copy */
-  lua_pushvalue(L, idx);
+  lua_pushvalue(L, 1);
   lua_pushvalue(L, -2);
-  lua_rawset(L, e->dumps);      /* DUMPS[fn] = dump */
+  lua_rawset(L, 2);
+  return 1;
 }
 
-/* The DUMPS table in its slot (weak keys: it never keeps a function). */
-static void loaddumps (Enc *e) {
-  lua_State *L = e->L;
+/* (): the DUMPS table (weak keys: it never keeps a function). */
+static int pdumps (lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &DUMPS) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_createtable(L, 0, 8);
@@ -782,7 +835,33 @@ static void loaddumps (Enc *e) {
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &DUMPS);
   }
-  lua_replace(L, e->dumps);
+  return 1;
+}
+
+/* Push the cached dump of the Lua function at idx, made now if there is
+** none.  The Lua allocations run protected: a memory error becomes
+** CFUT_ENOMEM (and nothing is pushed). */
+static int pushdump (Enc *e, int idx) {
+  lua_State *L = e->L;
+  if (lua_isnil(L, e->dumps)) {
+    lua_pushcfunction(L, pdumps);
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+      lua_pop(L, 1);
+      return CFUT_ENOMEM;
+    }
+    lua_replace(L, e->dumps);
+  }
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, e->dumps) == LUA_TSTRING) return 0;
+  lua_pop(L, 1);
+  lua_pushcfunction(L, pdump);
+  lua_pushvalue(L, idx);
+  lua_pushvalue(L, e->dumps);
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+    lua_pop(L, 1);
+    return CFUT_ENOMEM;
+  }
+  return 0;
 }
 
 /* Write tag, id, hash, upvalue count and bytecode of the Lua function at
@@ -792,12 +871,8 @@ static int encproto (Enc *e, int idx, int *nups) {
   const char *s;
   size_t len, n;
   unsigned char *p;
-  if (lua_isnil(L, e->dumps)) loaddumps(e);
-  lua_pushvalue(L, idx);
-  if (lua_rawget(L, e->dumps) != LUA_TSTRING) {
-    lua_pop(L, 1);
-    newdump(e, idx);
-  }
+  int rc;
+  if ((rc = pushdump(e, idx)) != 0) return rc;
   s = lua_tolstring(L, -1, &len);
   len -= TRAILER;
   *nups = (unsigned char)s[len + 16];
@@ -830,6 +905,7 @@ static int encupvalue (Enc *e, int f, lua_Integer ref, int i,
   id = lua_upvalueid(L, f, i);
   if ((where = pclaim(e, id, ref * 256 + i)) != 0) {
     unsigned char *p = room(e->b, 2 + MAXVARINT);
+    if (where < 0) return CFUT_ENOMEM;
     if (p == NULL) return CFUT_ENOMEM;
     p[0] = T_UPREF;
     p += 1 + putvarint(p + 1, (uint64_t)(where >> 8));
@@ -864,7 +940,7 @@ static int enccfunction (Enc *e, int idx) {
   int rc = encname(e, idx, p);
   if (rc == 1 && !e->rebuilt) {    /* maybe a module loaded since */
     e->rebuilt = 1;
-    loadnames(e, 1);
+    if ((rc = loadnames(e, 1)) != 0) return rc;
     rc = encname(e, idx, p);
   }
   if (rc == 1)
@@ -975,9 +1051,10 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
     return rc;
   }
   e.L = L; e.b = out; e.flags = flags; e.depth = 0;
-  lua_pushnil(L); lua_pushnil(L); lua_pushnil(L);   /* the three slots */
-  e.seenslot = base + 1; e.names = base + 2; e.dumps = base + 3;
+  lua_pushnil(L); lua_pushnil(L);     /* the two slots */
+  e.names = base + 1; e.dumps = base + 2;
   e.seen.e = e.seen.small; e.seen.bits = SMALLBITS; e.seen.n = 0;
+  e.seen.gen = 1;
   e.nrefs = 0; e.nhandles = 0; e.filter = NULL; e.rebuilt = 0;
   e.globals = NULL; e.nseg = 0;
   for (i = 0; i < n && rc == 0; i++) rc = encvalue(&e, first + i);

@@ -2,8 +2,9 @@
 ** marshal.h: Lua values <-> bytes, the one wire format of cfut (see
 ** docs/wire.md).  Uses the Lua API but never raises on bad input or an
 ** unsendable value: it returns a CFUT_E* code and writes the details in a
-** caller's buffer.  (Only a Lua memory error can escape, as from any Lua
-** allocation; callers run it where that is acceptable.)
+** caller's buffer.  The encoder never raises at all; from the decoder a
+** Lua memory error can escape, as from any Lua allocation (callers run it
+** where that is acceptable).
 */
 #ifndef CFUT_MARSHAL_H
 #define CFUT_MARSHAL_H
@@ -53,6 +54,9 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
 */
 int marshal_decode (lua_State *L, const char *data, size_t len, int flags,
                     char *err, size_t errlen);
+
+/* Free this thread's kept map of seen objects (a thread that ends). */
+void marshal_freespare (void);
 
 /* Check the structure of a message from another process without Lua
 ** (tags, lengths, nesting; no handle allowed): 0, or CFUT_EBADMSG with err

@@ -11,6 +11,7 @@
 #include "lualib.h"
 
 #include "errors.h"
+#include "heap.h"
 #include "lcfut.h"
 #include "marshal.h"
 #include "worker.h"
@@ -72,14 +73,14 @@ static int setup (lua_State *L) {
 
 lua_State *worker_newstate (const char *path, const char *cpath,
                             const char *name) {
-  lua_State *L = luaL_newstate();
+  lua_State *L = heap_newstate();
   if (L == NULL) return NULL;
   lua_pushcfunction(L, setup);
   lua_pushlightuserdata(L, (void *)path);
   lua_pushlightuserdata(L, (void *)cpath);
   lua_pushlightuserdata(L, (void *)name);
   if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
-    lua_close(L);
+    heap_close(L);
     return NULL;
   }
   return L;
@@ -276,8 +277,9 @@ int worker_init (lua_State *L, const char *msg, size_t len, int flags,
 }
 
 void worker_close (lua_State *L) {
-  if (L != NULL) lua_close(L);
+  if (L != NULL) heap_close(L);
   cfut_freescratch();
+  marshal_freespare();
 }
 
 void worker_poll (lua_State *L) {
