@@ -255,8 +255,10 @@ int worker_run (lua_State *L, Future *f, const char *msg, size_t len,
   lua_pushlightuserdata(L, &run);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
     const char *why = lua_tostring(L, -1);
+    char *t = strdup(why ? why : "not enough memory");
     tell(&run.pub);
-    fut_finish(f, 1, NULL, 0, strdup(why ? why : "not enough memory"));
+    /* It may be finished already (Ctrl-C's hook fired after finish). */
+    if (fut_finish(f, 1, NULL, 0, t) != 0) free(t);
   }
   running_L = NULL;
   lua_sethook(L, NULL, 0, 0);
