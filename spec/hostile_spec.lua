@@ -523,6 +523,15 @@ describe("helpers given hostile arguments", function ()
            "string expected, got no value")
   end)
 
+  it("futures.is returns for a metatable whose super chain is a cycle",
+     function ()
+    local mt = {}
+    mt.super = mt
+    assert.is_false(futures.is(setmetatable({}, mt), futures.Error))
+    local protected = setmetatable({}, { __metatable = "locked" })
+    assert.is_false(futures.is(protected, futures.Error))
+  end)
+
   it("futures.loads rejects what is not a string", function ()
     argerr(errof(function () futures.loads() end), 1, "loads",
            "string expected, got no value")
