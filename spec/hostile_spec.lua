@@ -548,7 +548,7 @@ describe("values nested past the C stack", function ()
 
   it("are refused by dumps with the path, whatever the way down",
      function ()
-    local e = errof(futures.dumps, deep(1000000))
+    local e = errof(futures.dumps, deep(100000))
     assert.matches("^cannot dump argument #1 %(field '%[1%]%[1%].-%[1%]': "
                    .. "nesting deeper than 200 levels%)$", e)
     local m = {}
@@ -589,7 +589,7 @@ describe("values nested past the C stack", function ()
        function ()
       local ex = make(1)
       local e = errof(function ()
-        local f = ex:submit(print, 1, deep(1000000))
+        local f = ex:submit(print, 1, deep(100000))
         return f
       end)
       assert.matches("cannot send argument #3 %(field '%[1%]%[1%].-%[1%]': "
@@ -600,11 +600,11 @@ describe("values nested past the C stack", function ()
     it("fail the future when a task returns or raises one (" .. kind
        .. " pool)", function ()
       local ex = make(1)
-      local f = ex:submit(builddeep, 1000000)
+      local f = ex:submit(builddeep, 100000)
       assert.matches("^cannot send result #1 %(field '%[1%].-%[1%]': "
                      .. "nesting deeper than 200 levels%) from a worker$",
                      errof(f.result, f, LONG))
-      f = ex:submit(builddeep, 1000000, true)
+      f = ex:submit(builddeep, 100000, true)
       assert.matches("^cannot send error value #1 %(field '%[1%].-%[1%]': "
                      .. "nesting deeper than 200 levels%) from a worker$",
                      errof(f.result, f, LONG))
@@ -651,11 +651,10 @@ describe("huge values", function ()
      function ()
     local s = unit:rep(MB * 65536)
     local ex = pool(1)
-    local n, r = ex:submit(function (x) return #x, "<" .. x .. ">" end, s)
+    local n, r = ex:submit(function (x) return #x, x end, s)
                    :result(LONG * 4)
     assert.equal(#s, n)
-    assert.equal(#s + 2, #r)
-    assert.is_true(r:sub(2, -2) == s)
+    assert.is_true(r == s)
     r = nil
     collectgarbage()
     works(ex)

@@ -176,9 +176,9 @@ end
 
 describe("a task that runs out of memory in its worker's state", function ()
 
-  -- Run in a child process: under ASan an allocation this large aborts
-  -- unless allocator_may_return_null is set, which only a new process
-  -- can get.  The child prints one line per case.
+  -- Run in a child process: under ASan or TSan an allocation this large
+  -- aborts unless allocator_may_return_null is set, which only a new
+  -- process can get.  The child prints one line per case.
   local script = [=[
     local futures = require "cfut"
     local function huge () return #io.open("/dev/zero"):read(1 << 47) end
@@ -210,10 +210,12 @@ describe("a task that runs out of memory in its worker's state", function ()
 
   it("fails the task with 'not enough memory', keeping the worker "
      .. "(thread and process pools)", function ()
-    local asan = os.getenv("ASAN_OPTIONS")
-    local r = helpers.run(script, { env = {
-      ASAN_OPTIONS = (asan and asan .. ":" or "")
-                     .. "allocator_may_return_null=1" } })
+    local env = {}
+    for _, name in ipairs{ "ASAN_OPTIONS", "TSAN_OPTIONS" } do
+      local v = os.getenv(name)
+      env[name] = (v and v .. ":" or "") .. "allocator_may_return_null=1"
+    end
+    local r = helpers.run(script, { env = env })
     assert.equal(0, r.status, r.stderr)
     local broken = {
       thread_pool = "BrokenThreadPool: A thread initializer failed, the "
