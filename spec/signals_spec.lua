@@ -170,8 +170,10 @@ for _, make in ipairs{ "thread_pool", "process_pool" } do
 
 end
 
--- helpers.spawn options that run the stock lua5.4; under a sanitizer it
--- needs the sanitizer's runtime preloaded to load the sanitized cfut.so.
+-- helpers.spawn options that run the stock lua5.4.  Under a sanitizer it
+-- needs the sanitizer's runtime preloaded to load the sanitized cfut.so,
+-- and only it (sh and timeout crash with TSan's): a wrapper script sets
+-- LD_PRELOAD and execs lua5.4, keeping the pid.
 local function lua54 ()
   if not helpers.sanitized then return { prog = "lua5.4" } end
   local cpath = os.getenv("LUA_CPATH") or ""
@@ -179,7 +181,11 @@ local function lua54 ()
   local p = assert(io.popen("gcc -print-file-name=" .. lib))
   local path = p:read("l")
   p:close()
-  return { prog = "lua5.4", env = { LD_PRELOAD = path } }
+  local wrapper = helpers.tmpdir() .. "/lua5.4"
+  helpers.write_file(wrapper, "#!/bin/sh\nLD_PRELOAD=" .. helpers.shquote(path)
+                              .. " exec lua5.4 \"$@\"\n")
+  assert(os.execute("chmod +x " .. helpers.shquote(wrapper)))
+  return { prog = wrapper }
 end
 
 describe("SIGTERM and SIGKILL to the stock lua5.4 with a process pool",
