@@ -191,6 +191,18 @@ describe("executor methods given hostile arguments", function ()
     works(ex)
   end)
 
+  it("name the bad self of the executor's metamethods", function ()
+    local ex = pool(1)
+    local mt = getmetatable(ex)
+    for _, m in ipairs{ "__tostring", "__close", "__gc" } do
+      local t = { [m] = mt[m] }
+      local e = errof(load("local t, x = ... t." .. m .. "(x)"), t,
+                      futures.future())
+      argerr(e, 1, m, "cfut.Executor expected, got cfut.Future")
+    end
+    works(ex)
+  end)
+
   it("reject shutdown options that are not booleans, naming them",
      function ()
     local ex = pool(1)
