@@ -268,7 +268,8 @@ static void encodeinit (lua_State *L, int flags, char **init,
     }
     else len = (lua_Integer)luaL_len(L, -2);
     lua_pop(L, 1);
-    luaL_argcheck(L, len >= 0 && len < (1 << 20) && lua_checkstack(L, (int)len + 1),
+    luaL_argcheck(L, len >= 0 && len < (1 << 20) &&
+                     lua_checkstack(L, (int)len + 1),
                   1, "field 'initargs' has too many values");
     for (i = 1; i <= len; i++) lua_geti(L, base + 2, i);
     lua_remove(L, base + 2);
