@@ -264,10 +264,17 @@ static void encodeinit (lua_State *L, int flags, char **init,
   if (lua_getfield(L, 1, "initargs") != LUA_TNIL) {
     lua_Integer i, len;
     luaL_argcheck(L, lua_istable(L, -1), 1, "field 'initargs' must be a table");
-    len = lua_getfield(L, -1, "n") == LUA_TNUMBER ? lua_tointeger(L, -1)
-                                                  : (lua_Integer)luaL_len(L, -2);
+    if (lua_getfield(L, -1, "n") == LUA_TNUMBER) {
+      int isint;
+      len = lua_tointegerx(L, -1, &isint);
+      luaL_argcheck(L, isint && len >= 0, 1,
+                    "field 'initargs.n' must be a non-negative integer");
+    }
+    else len = (lua_Integer)luaL_len(L, -2);
     lua_pop(L, 1);
-    luaL_checkstack(L, (int)len + 1, "too many initargs");
+    luaL_argcheck(L, len >= 0 && len < (1 << 20) &&
+                     lua_checkstack(L, (int)len + 1),
+                  1, "field 'initargs' has too many values");
     for (i = 1; i <= len; i++) lua_geti(L, base + 2, i);
     lua_remove(L, base + 2);
     n += (int)len;
@@ -450,6 +457,8 @@ static int checksignal (lua_State *L, int i) {
 static int m_kill (lua_State *L) {
   lua_Integer pid = luaL_checkinteger(L, 1);
   int sig = checksignal(L, 2);
+  /* A cast would turn 2^32 into 0 (this process group) or -1 (all). */
+  luaL_argcheck(L, pid == (pid_t)pid, 1, "pid out of range");
   return luaL_fileresult(L, kill((pid_t)pid, sig) == 0, NULL);
 }
 

@@ -34,7 +34,10 @@ typedef struct FutBox {
 } FutBox;
 
 static Future *checkfut (lua_State *L, int i) {
-  return ((FutBox *)luaL_checkudata(L, i, CFUT_FUTURE))->f;
+  FutBox *b = (FutBox *)luaL_checkudata(L, i, CFUT_FUTURE);
+  /* NULL once __gc ran: a script can call it (getmetatable(f).__gc). */
+  if (b->f == NULL) luaL_argerror(L, i, "future handle is closed");
+  return b->f;
 }
 
 /* {======================================================================
@@ -58,7 +61,7 @@ static void cacheput (lua_State *L, int idx, Future *f) {
 
 Future *cfut_tofuture (lua_State *L, int idx) {
   FutBox *b = (FutBox *)luaL_testudata(L, idx, CFUT_FUTURE);
-  if (b == NULL) return NULL;
+  if (b == NULL || b->f == NULL) return NULL;
   cacheput(L, idx, b->f);     /* it may come back: keep its identity */
   return b->f;
 }
@@ -205,7 +208,8 @@ static void callone (lua_State *L, int h) {
   lua_pushvalue(L, h);
   if (lua_pcall(L, 1, 0, -3) != LUA_OK) {
     FutBox *b = (FutBox *)lua_touserdata(L, h);
-    pushdesc(L, b->f);
+    if (b->f != NULL) pushdesc(L, b->f);
+    else lua_pushliteral(L, "<Future (closed handle)>");
     fprintf(stderr, "cfut: exception calling callback for %s\n%s\n",
             lua_tostring(L, -1), lua_tostring(L, -2));
     fflush(stderr);
@@ -590,6 +594,8 @@ static int m_future (lua_State *L) {
 ** futures.wait, as_completed, poll, sleep
 ** ======================================================================= */
 
+#define MAXLIST (1 << 26)             /* futures in one wait */
+
 typedef struct FutList {
   Future **fs;                /* not owned: the handles keep them alive */
   int n;
@@ -623,7 +629,8 @@ static FutList *checklist (lua_State *L) {
   FutList *l;
   int k = 0;
   luaL_checktype(L, 1, LUA_TTABLE);
-  n = luaL_len(L, 1);
+  n = luaL_len(L, 1);         /* __len may return anything */
+  luaL_argcheck(L, n >= 0 && n <= MAXLIST, 1, "length out of range");
   lua_createtable(L, (int)n, 0);        /* distinct handles */
   lua_createtable(L, 0, (int)n);        /* seen set */
   l = (FutList *)lua_newuserdatauv(L, sizeof *l + (size_t)n * sizeof(Future *),
@@ -633,7 +640,7 @@ static FutList *checklist (lua_State *L) {
     FutBox *b;
     lua_geti(L, 1, i);
     b = (FutBox *)luaL_testudata(L, -1, CFUT_FUTURE);
-    if (b == NULL)
+    if (b == NULL || b->f == NULL)
       luaL_argerror(L, 1, lua_pushfstring(L, "future expected at index %d, "
                     "got %s", (int)i, luaL_typename(L, -1)));
     lua_pushvalue(L, -1);
@@ -805,8 +812,8 @@ static int never (void *ud) {
 
 static int m_sleep (lua_State *L) {
   lua_Number t = luaL_checknumber(L, 1);
-  luaL_argcheck(L, t >= 0, 1, "sleep length must be non-negative");
   luaL_argcheck(L, t == t, 1, "sleep length must not be NaN");
+  luaL_argcheck(L, t >= 0, 1, "sleep length must be non-negative");
   cfut_waituntil(L, never, NULL, t > 1e9 ? -1 : sys_now() + t);
   return 0;
 }

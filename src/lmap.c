@@ -92,7 +92,7 @@ static void loadchunk (lua_State *L, MapBatch *m, int c) {
     luaL_error(L, "map: a chunk came back malformed");
   m->failed = lua_isinteger(L, 4) ? lua_tointeger(L, 4) : 0;
   if (m->failed != 0) {
-    if (m->failed < 1 || m->failed > count)
+    if (m->failed < 1 || m->failed > count || !lua_istable(L, 5))
       luaL_error(L, "map: a chunk came back malformed");
     lua_pushvalue(L, 5);
     lua_setiuservalue(L, 1, 2);             /* {error, traceback} */
@@ -283,6 +283,11 @@ static int m_runchunk (lua_State *L) {
     lua_pushvalue(L, 1);
     for (j = 1; j <= k; j++) lua_rawgeti(L, 3, (i - 1) * k + j);
     if (lua_pcall(L, (int)k, LUA_MULTRET, 6) != LUA_OK) {
+      if (!lua_istable(L, -1)) {            /* a memory error: no handler */
+        lua_createtable(L, 1, 0);
+        lua_insert(L, -2);
+        lua_rawseti(L, -2, 1);
+      }
       lua_pushvalue(L, 4);
       lua_pushvalue(L, 5);
       lua_pushinteger(L, i);

@@ -61,6 +61,7 @@ typedef struct PWorker {
   size_t inlen, incap;
   MBuf out;                   /* bytes to write */
   size_t outpos;
+  int reaped;                 /* waited for already (sigpipe) */
 } PWorker;
 
 
@@ -224,7 +225,7 @@ static void endworker (PPool *p, PWorker *w, int kill_it) {
   sys_unlock(&p->lock);
   if (kill_it) kill(w->pid, SIGKILL);
   close(w->fd);
-  while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR) {}
+  while (!w->reaped && waitpid(w->pid, &status, 0) < 0 && errno == EINTR) {}
   p->nworkers--;
   free(w->fly);
   free(w->flyid);
@@ -505,6 +506,29 @@ static void passinterrupt (PPool *p) {
     for (w = p->workers; w != NULL; w = w->next) kill(w->pid, SIGINT);
 }
 
+/*
+** A worker whose socket closed: if it died of SIGPIPE, it wrote to a pipe
+** with no reader, most likely the stdout it shares with this process.  A
+** thread worker's write would have ended the whole process with SIGPIPE
+** (quietly, as `cfut script | head -1` expects): end it the same way,
+** unless this process ignores SIGPIPE.  Waits at most 0.2 s for the
+** worker to end.
+*/
+static void passsigpipe (PWorker *w) {
+  int i, status;
+  for (i = 0; i < 200; i++) {
+    pid_t r = waitpid(w->pid, &status, WNOHANG);
+    if (r == w->pid) {
+      w->reaped = 1;
+      if (WIFSIGNALED(status) && WTERMSIG(status) == SIGPIPE)
+        kill(getpid(), SIGPIPE);
+      return;
+    }
+    if (r < 0 && errno != EINTR) return;
+    sys_sleep(0.001);
+  }
+}
+
 /* One round: dispatch, write, wait for something, read.  Returns 0 to go
 ** on, 1 when the pool is done. */
 static int step (PPool *p, struct pollfd *fds, PWorker **ws) {
@@ -545,6 +569,7 @@ static int step (PPool *p, struct pollfd *fds, PWorker **ws) {
       return 1;
     }
     if (r == 1) {             /* EOF: the worker is gone */
+      passsigpipe(ws[i]);
       breakpool(p, BROKEN_MSG);
       return 1;
     }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -235,8 +236,14 @@ static int m_procworker (lua_State *L) {
   struct sigaction sa;
   lua_State *W;
   Conn c;
+  pid_t parent = getppid();
   if (fstat(FD, &st) != 0 || !S_ISSOCK(st.st_mode))
     return luaL_error(L, "_procworker: fd 3 is not a worker socket");
+  /* A parent killed (SIGTERM, SIGKILL, SIGPIPE...) cannot end its workers:
+  ** the kernel does, even in the middle of a task.  The manager thread
+  ** that started this worker only exits once its workers have ended. */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) return 0;    /* it died before that */
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = onsigint;
   sigemptyset(&sa.sa_mask);

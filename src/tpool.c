@@ -206,13 +206,17 @@ static void exited (TPool *p, Worker *w) {
 static void *workermain (void *arg) {
   Worker *w = arg;
   TPool *p = w->pool;
-  char name[128];
-  lua_State *L;
+  size_t namelen = strlen(p->prefix) + 16;
+  char *name = malloc(namelen);   /* the prefix may be of any length */
+  lua_State *L = NULL;
   current_pool = p;
   current_worker = w;
-  snprintf(name, sizeof name, "%s_%d", p->prefix, w->index);
-  sys_thread_setname(name);
-  L = worker_newstate(p->path, p->cpath, name);
+  if (name != NULL) {
+    snprintf(name, namelen, "%s_%d", p->prefix, w->index);
+    sys_thread_setname(name);
+    L = worker_newstate(p->path, p->cpath, name);
+    free(name);
+  }
   if (L == NULL) {
     breakpool(p, "cannot create a Lua state for a worker (not enough memory)");
     ready(p, w, NULL, 0);

@@ -173,6 +173,13 @@ static void finish (lua_State *L, Future *f, int failed, int base, int n,
   }
 }
 
+/* A table (or userdata) with __call: a task too, as in the caller. */
+static int callable (lua_State *L, int i) {
+  if (luaL_getmetafield(L, i, "__call") == LUA_TNIL) return 0;
+  lua_pop(L, 1);
+  return 1;
+}
+
 /* Decode and call; leaves results (or {err, tb}) above 'base'. */
 static int call (lua_State *L, const char *msg, size_t len, int flags,
                  int base) {
@@ -188,7 +195,7 @@ static int call (lua_State *L, const char *msg, size_t len, int flags,
     lua_rawseti(L, -2, 1);
     return LUA_ERRRUN;
   }
-  if (!lua_isfunction(L, base + 2)) {
+  if (!lua_isfunction(L, base + 2) && !callable(L, base + 2)) {
     lua_settop(L, base + 1);
     lua_createtable(L, 2, 0);
     lua_pushliteral(L, "the task is not a function");
@@ -215,10 +222,14 @@ static int prun (lua_State *L) {
   if (r == LUA_OK)
     finish(L, run->f, 0, 2, lua_gettop(L) - 1, NULL, &run->pub);
   else {
-    const char *tb;
-    lua_rawgeti(L, -1, 2);
-    tb = lua_tostring(L, -1);
-    lua_rawgeti(L, -2, 1);
+    const char *tb = NULL;
+    /* The handler's {err, traceback}; a memory error or an error in the
+    ** handler leaves a bare message instead. */
+    if (lua_istable(L, -1)) {
+      lua_rawgeti(L, -1, 2);
+      tb = lua_tostring(L, -1);
+      lua_rawgeti(L, -2, 1);
+    }
     finish(L, run->f, 1, lua_gettop(L), 1, tb, &run->pub);
   }
   return 0;
@@ -245,8 +256,10 @@ int worker_run (lua_State *L, Future *f, const char *msg, size_t len,
   lua_pushlightuserdata(L, &run);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
     const char *why = lua_tostring(L, -1);
+    char *t = strdup(why ? why : "not enough memory");
     tell(&run.pub);
-    fut_finish(f, 1, NULL, 0, strdup(why ? why : "not enough memory"));
+    /* It may be finished already (Ctrl-C's hook fired after finish). */
+    if (fut_finish(f, 1, NULL, 0, t) != 0) free(t);
   }
   running_L = NULL;
   lua_sethook(L, NULL, 0, 0);
@@ -264,14 +277,14 @@ int worker_init (lua_State *L, const char *msg, size_t len, int flags,
   int base = lua_gettop(L);
   int r = call(L, msg, len, flags, base);
   *errmsg = NULL;
-  if (r != LUA_OK) {
+  if (r != LUA_OK && lua_istable(L, -1)) {   /* else a bare message */
     lua_rawgeti(L, -1, 2);
     if (lua_isnil(L, -1)) {
       lua_pop(L, 1);
       lua_rawgeti(L, -1, 1);
     }
-    *errmsg = strdup(luaL_tolstring(L, -1, NULL));
   }
+  if (r != LUA_OK) *errmsg = strdup(luaL_tolstring(L, -1, NULL));
   lua_settop(L, base);
   return r == LUA_OK ? 0 : -1;
 }

@@ -41,7 +41,9 @@ return function (M)
     end
     if type(e) ~= "table" then return false end
     local c = getmetatable(e)
-    while type(c) == "table" do
+    -- Bounded: a metatable made by hand may have a 'super' cycle.
+    for _ = 1, 100 do
+      if type(c) ~= "table" then return false end
       if c == cls then return true end
       c = rawget(c, "super")
     end

@@ -20,12 +20,27 @@ local function argerror (n, msg)
   error({ argerror = ("bad argument #%d to 'map' (%s)"):format(n, msg) })
 end
 
+-- Most items one map takes (src/lmap.c has the same bound).
+local MAXITEMS = (1 << 28) - 1
+
+-- The length of sequence table t, the iterable at argument argn: t.n when
+-- it is a number, else #t; an integer from 0 to MAXITEMS.
+local function seqlen (t, argn)
+  local n, what = t.n, "field 'n'"
+  if type(n) ~= "number" then n, what = #t, "length" end
+  local len = math.tointeger(n)
+  if not len or len < 0 or len > MAXITEMS then
+    argerror(argn, ("%s must be an integer from 0 to %d, got %s")
+                   :format(what, MAXITEMS, tostring(n)))
+  end
+  return len
+end
+
 -- An iterator over one iterable: a sequence table (1..#t, or 1..t.n) or
 -- an iterator function.  Returns a function giving (true, item) or false.
 local function items (it, n)
   if type(it) == "table" then
-    local last = it.n
-    if type(last) ~= "number" then last = #it end
+    local last = seqlen(it, n)
     local i = 0
     return function ()
       if i >= last then return false end
@@ -77,6 +92,9 @@ local function options (fn, ...)
     if t.timeout ~= nil and type(t.timeout) ~= "number" then
       argerror(1, "field 'timeout' must be a number")
     end
+    if t.timeout ~= t.timeout then
+      argerror(1, "field 'timeout' must be a number, not NaN")
+    end
     return t[1], its, t.timeout, posint(t.buffersize, "buffersize"), 1,
            posint(t.chunksize, "chunksize") or 1
   end
@@ -92,8 +110,7 @@ local function materialize (its, first)
   for k = 1, its.n do
     local it = its[k]
     if type(it) == "table" then
-      local len = it.n
-      if type(len) ~= "number" then len = #it end
+      local len = seqlen(it, first + k - 1)
       if len < n then n = len end
     else
       alltables = false
@@ -155,7 +172,15 @@ return function (M, Executor)
     local f = st.fs[i]
     st.fs[i] = nil
     st.head = i + 1
-    if st.buffersize then push(st) end
+    if st.buffersize then
+      -- An iterator that raises ends the map: cancel what it queued.
+      local ok, err = pcall(push, st)
+      if not ok then
+        f:cancel()
+        cancelrest(st)
+        error(err, 0)
+      end
+    end
     local remaining
     if st.deadline then
       remaining = st.deadline - monotonic()
@@ -194,6 +219,13 @@ return function (M, Executor)
   end
 
   function Executor.map (ex, ...)
+    local mt = getmetatable(ex)
+    if type(ex) ~= "userdata" or type(mt) ~= "table"
+       or rawget(mt, "__index") ~= Executor then
+      local name = type(mt) == "table" and rawget(mt, "__name")
+      error(("calling 'map' on bad self (cfut.Executor expected, got %s)")
+            :format(type(name) == "string" and name or type(ex)), 2)
+    end
     local ok, r = pcall(startmap, ex, ...)
     if ok then return r end
     if type(r) == "table" and getmetatable(r) == nil and r.argerror then
