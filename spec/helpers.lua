@@ -542,4 +542,25 @@ end
 
 -- }==================================================================
 
+--[[
+MARKS: the start of a child script whose tasks write marks (their pid) in
+the directory arg[1]: mark(name) writes one at once (readers see no file or
+the whole of it), marked(name) tells whether it is there.
+]]
+M.MARKS = [[
+  local futures = require "cfut"
+  local dir = arg[1]
+  local function mark (name)
+    local f = assert(io.open(dir .. "/" .. name .. ".part", "w"))
+    f:write(futures.getpid())
+    f:close()
+    os.rename(dir .. "/" .. name .. ".part", dir .. "/" .. name)
+  end
+  local function marked (name)
+    local f = io.open(dir .. "/" .. name)
+    if f then f:close() end
+    return f ~= nil
+  end
+]]
+
 return M

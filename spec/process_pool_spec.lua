@@ -1531,21 +1531,7 @@ describe("Ctrl-C with a process pool", function ()
   -- Start 'src' under cfut with a fresh directory as arg[1]; tasks write
   -- marks there with mark(name).  Returns the handle and the directory
   -- once the script has printed "ready".
-  local prelude = [[
-    local futures = require "cfut"
-    local dir = arg[1]
-    local function mark (name)
-      local f = assert(io.open(dir .. "/" .. name .. ".part", "w"))
-      f:write(futures.getpid())
-      f:close()
-      os.rename(dir .. "/" .. name .. ".part", dir .. "/" .. name)
-    end
-    local function marked (name)
-      local f = io.open(dir .. "/" .. name)
-      if f then f:close() end
-      return f ~= nil
-    end
-  ]]
+  local prelude = helpers.MARKS
   local function start (src)
     local dir = helpers.tmpdir()
     local h = helpers.spawn(prelude .. src, { args = { dir } })

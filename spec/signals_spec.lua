@@ -37,21 +37,7 @@ after_each(function ()
 end)
 
 -- Tasks write marks (their pid) in the directory arg[1].
-local prelude = [[
-  local futures = require "cfut"
-  local dir = arg[1]
-  local function mark (name)
-    local f = assert(io.open(dir .. "/" .. name .. ".part", "w"))
-    f:write(futures.getpid())
-    f:close()
-    os.rename(dir .. "/" .. name .. ".part", dir .. "/" .. name)
-  end
-  local function marked (name)
-    local f = io.open(dir .. "/" .. name)
-    if f then f:close() end
-    return f ~= nil
-  end
-]]
+local prelude = helpers.MARKS
 
 -- Start 'src' (after the prelude) with a fresh directory as arg[1];
 -- return the handle and the directory once it has printed "ready".
