@@ -68,7 +68,14 @@ end
 -- Assert that nothing counted in 'before' grew; Lua memory may grow by
 -- 'kb' kilobytes at most.  'ctx' goes into the messages.
 local function assert_no_leak (before, kb, ctx)
-  local after = snapshot()
+  local after
+  -- Managers and workers of dropped pools end on their own: wait for it.
+  helpers.wait_until(function ()
+    after = snapshot()
+    return after.threads <= before.threads
+           and #helpers.missing(after.kids, before.kids) == 0
+           and #helpers.missing(after.fds, before.fds) == 0
+  end)
   assert.equal(before.threads, after.threads, "threads left: " .. ctx)
   assert.same({}, helpers.missing(after.fds, before.fds),
               "file descriptors left: " .. ctx)
@@ -288,6 +295,183 @@ describe("a process pool under a kill storm", function ()
       assert.equal(2 * i, v)
     end
     assert.equal(3, k)
+  end)
+
+end)
+
+-- }==================================================================
+
+
+-- {==================================================================
+-- Executors by the thousand
+-- ===================================================================
+
+local function inc (x)
+  return x + 1
+end
+
+--[[
+Make and drop executor number i of a churn with 'make': each fourth one
+is dropped unused, with a future dropped before it is done, with its
+result taken then shut down, or dropped (collected) while its future is
+kept and checked later through 'kept'.
+]]
+local function churn_one (make, i, kept)
+  local ex = make()
+  local how = i % 4
+  if how == 1 then
+    ex:submit(inc, i)
+  elseif how == 2 then
+    assert.equal(i + 1, ex:submit(inc, i):result(LONG))
+    ex:shutdown()
+  elseif how == 3 then
+    kept[#kept + 1] = { i, ex:submit(inc, i) }
+  end
+end
+
+-- Churn n executors made by 'make'; check the kept futures as it goes.
+local function churn (make, n)
+  local kept = {}
+  for i = 1, n do
+    churn_one(make, i, kept)
+    if #kept >= 50 or i == n then
+      for _, k in ipairs(kept) do
+        assert.equal(k[1] + 1, k[2]:result(LONG), "executor " .. k[1])
+      end
+      kept = {}
+      collectgarbage("step")
+    end
+  end
+end
+
+local function thread_pool ()
+  return futures.thread_pool(1 + math.random(0, 1))
+end
+
+local function process_pool ()
+  return futures.process_pool(1)
+end
+
+-- A task that submits to 'ex' (the pool it runs on) depth levels deep
+-- and waits for each level: the depth.
+local function nested (ex, depth)
+  if depth == 0 then return 0 end
+  return ex:submit(nested, ex, depth - 1):result(30) + 1
+end
+
+--[[
+A done-callback that submits the next task of a chain to 'ex' and adds
+itself to its future, until 'left' reaches 0; 'done' counts the
+futures it saw, 'sum' their results.
+]]
+local function chain (ex, left, acc)
+  return function (f)
+    -- result() runs other pending callbacks (it waits, if only for 0 s):
+    -- take it before touching 'acc', or their updates would be lost.
+    local v = f:result(0)
+    acc.seen = acc.seen + 1
+    acc.sum = acc.sum + v
+    if left > 0 then
+      local g = ex:submit(inc, left)
+      g:add_done_callback(chain(ex, left - 1, acc))
+    end
+  end
+end
+
+-- Start 'nchains' chains of 'depth' tasks on 'ex'; wait (bounded) until
+-- every future of every chain has been seen by its callback.
+local function run_chains (ex, nchains, depth)
+  local acc = { seen = 0, sum = 0 }
+  for _ = 1, nchains do
+    ex:submit(inc, depth):add_done_callback(chain(ex, depth - 1, acc))
+  end
+  local total = nchains * depth
+  assert.is_truthy(helpers.wait_until(function ()
+    return acc.seen == total
+  end, LONG * 4), acc.seen .. " of " .. total .. " callbacks ran")
+  -- the chain submits inc(depth), inc(depth - 1), ..., inc(1)
+  assert.equal(nchains * (depth * (depth + 1) // 2 + depth), acc.sum)
+end
+
+
+describe("executors created and dropped by the thousand", function ()
+
+  it("leak no thread, descriptor or Lua memory: " .. CHURN_THREADS
+     .. " thread pools", function ()
+    local before = snapshot()
+    math.randomseed(SEED)
+    churn(thread_pool, CHURN_THREADS)
+    assert_no_leak(before, 256, "seed " .. SEED)
+  end)
+
+  it("leak no process, thread, descriptor or Lua memory: " .. CHURN_PROCS
+     .. " process pools", function ()
+    local before = snapshot()
+    churn(process_pool, CHURN_PROCS)
+    assert_no_leak(before, 256, "seed " .. SEED)
+  end)
+
+  it("leak nothing when the futures are dropped before and after they "
+     .. "finish", function ()
+    local before = snapshot()
+    for _, make in ipairs{ thread_pool, process_pool } do
+      local ex = make()
+      local gate = helpers.fgate()
+      -- dropped before they finish (queued behind a blocked worker)
+      ex:submit(helpers.await_file, gate.path, LONG)
+      for i = 1, 5000 do ex:submit(inc, i) end
+      collectgarbage()
+      gate.open()
+      -- dropped after they finish
+      local last
+      for i = 1, 5000 do last = ex:submit(inc, i) end
+      assert.equal(5001, last:result(LONG))
+      collectgarbage()
+      ex:shutdown()
+    end
+    assert_no_leak(before, 256, "seed " .. SEED)
+  end)
+
+  it("leak nothing when done-callbacks submit more work, chain after "
+     .. "chain", function ()
+    local before = snapshot()
+    for _, make in ipairs{ thread_pool, process_pool } do
+      local ex = make()
+      run_chains(ex, 20, helpers.sanitized and 20 or 100)
+      ex:shutdown()
+      ex = nil
+    end
+    assert_no_leak(before, 256, "seed " .. SEED)
+  end)
+
+  it("leak nothing when tasks submit to their own pool several levels "
+     .. "deep", function ()
+    local before = snapshot()
+    local depth = 6
+    for r = 1, helpers.sanitized and 10 or 100 do
+      -- each level waits for the next: depth + 1 workers never deadlock
+      local ex = futures.thread_pool(depth + 1)
+      assert.equal(depth, ex:submit(nested, ex, depth):result(LONG),
+                   "round " .. r)
+      if r % 2 == 0 then ex:shutdown() end
+    end
+    assert_no_leak(before, 256, "seed " .. SEED)
+  end)
+
+  it("leak nothing when tasks make and drop pools of their own", function ()
+    local before = snapshot()
+    local ex = futures.thread_pool(2)
+    local function inner (i)
+      local sub = futures.thread_pool(1)
+      return sub:submit(function (x) return x * 3 end, i):result(30)
+    end
+    local fs = {}
+    for i = 1, helpers.sanitized and 20 or 200 do
+      fs[i] = ex:submit(inner, i)
+    end
+    for i, f in ipairs(fs) do assert.equal(3 * i, f:result(LONG)) end
+    ex:shutdown()
+    assert_no_leak(before, 256, "seed " .. SEED)
   end)
 
 end)
