@@ -477,3 +477,39 @@ describe("executors created and dropped by the thousand", function ()
 end)
 
 -- }==================================================================
+
+
+-- {==================================================================
+-- A million tasks (stress/million.lua, which make stress runs too)
+-- ===================================================================
+
+describe("a million tasks", function ()
+
+  -- RSS means little under ASan/TSan (quarantine, shadow memory) or
+  -- valgrind: there the script runs fewer tasks and checks the results
+  -- only.
+  local measured = not helpers.sanitized and not VALGRIND
+
+  for _, kind in ipairs{ "thread", "process" } do
+    local n = measured and 1000000 or 20000
+    it("through a " .. kind .. " pool give every result right"
+       .. (measured and ", and resident memory grows by less than 10 MB "
+                        .. "after a warm-up" or ""), function ()
+      local root = assert(os.getenv("CFUT_ROOT"), "CFUT_ROOT is not set")
+      local src = assert(helpers.read_file(root .. "/stress/million.lua"))
+      local r = helpers.run(src, {
+        args = { n, kind },
+        env = { CFUT_STRESS_NORSS = measured and "" or "1" },
+        timeout = LONG * 12 })
+      assert.equal(0, r.status, r.stdout .. r.stderr)
+      assert.matches(kind .. " +pool: " .. n .. " tasks in [%d.]+ s %(%d+ "
+                     .. "tasks/s%), all results right", r.stdout)
+      if measured then assert.matches("growth after warm%-up %-?%d+ KB "
+                                      .. "%(bound 10240 KB%): PASS",
+                                      r.stdout) end
+    end)
+  end
+
+end)
+
+-- }==================================================================
