@@ -513,3 +513,29 @@ describe("a million tasks", function ()
 end)
 
 -- }==================================================================
+
+
+-- {==================================================================
+-- Found by running the suite under valgrind (./cfut as the host)
+-- ===================================================================
+
+describe("process-pool workers started by the cfut host", function ()
+
+  it("see exactly the main script's package.path and package.cpath, "
+     .. "even when the host adds its build tree's lua/", function ()
+    local r = helpers.run([[
+      local futures = require "cfut"
+      local ex = futures.process_pool(1)
+      local p, c = ex:submit(function ()
+        return package.path, package.cpath
+      end):result(30)
+      print(p == package.path, c == package.cpath)
+      if p ~= package.path then print(package.path, p) end
+    ]])
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("true\ttrue\n", r.stdout)
+  end)
+
+end)
+
+-- }==================================================================
