@@ -40,6 +40,13 @@ local SEED = math.tointeger(tonumber(os.getenv("CFUT_SEED") or ""))
 
 after_each(helpers.cleanup)
 
+-- With CFUT_STORM_REPORT set (make stress), print a figure on stderr.
+local function report (fmt, ...)
+  if os.getenv("CFUT_STORM_REPORT") then
+    io.stderr:write(string.format(fmt, ...), "\n")
+  end
+end
+
 
 -- {==================================================================
 -- What this process holds: threads, descriptors, children, Lua memory
@@ -275,12 +282,9 @@ describe("a process pool under a kill storm", function ()
     assert.is_true(stats.broken >= KILL_ROUNDS // 4, string.format(
       "only %d of %d rounds broke their pool (seed %d)", stats.broken,
       KILL_ROUNDS, SEED))
-    if os.getenv("CFUT_STORM_REPORT") then
-      io.stderr:write(string.format(
-        "kill storm: %d rounds, %d workers killed, %d pools broken with "
-        .. "work left, %.1f s (seed %d)\n", KILL_ROUNDS, stats.killed,
-        stats.broken, futures.monotonic() - t0, SEED))
-    end
+    report("kill storm: %d rounds, %d workers killed, %d pools broken "
+           .. "with work left, %.1f s (seed %d)", KILL_ROUNDS, stats.killed,
+           stats.broken, futures.monotonic() - t0, SEED)
   end)
 
   it("leaves a new pool that works normally", function ()
@@ -399,16 +403,23 @@ describe("executors created and dropped by the thousand", function ()
   it("leak no thread, descriptor or Lua memory: " .. CHURN_THREADS
      .. " thread pools", function ()
     local before = snapshot()
+    local t0 = futures.monotonic()
     math.randomseed(SEED)
     churn(thread_pool, CHURN_THREADS)
     assert_no_leak(before, 256, "seed " .. SEED)
+    report("churn: %d thread pools made and dropped in %.1f s; threads "
+           .. "%d, Lua %.0f KB before and after", CHURN_THREADS,
+           futures.monotonic() - t0, before.threads, before.kb)
   end)
 
   it("leak no process, thread, descriptor or Lua memory: " .. CHURN_PROCS
      .. " process pools", function ()
     local before = snapshot()
+    local t0 = futures.monotonic()
     churn(process_pool, CHURN_PROCS)
     assert_no_leak(before, 256, "seed " .. SEED)
+    report("churn: %d process pools made and dropped in %.1f s",
+           CHURN_PROCS, futures.monotonic() - t0)
   end)
 
   it("leak nothing when the futures are dropped before and after they "
