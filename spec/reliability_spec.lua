@@ -110,13 +110,26 @@ local function workers_of (base)
   return helpers.missing(helpers.children(), base)
 end
 
--- Kill the processes in list 'pids'; add them to set 'seen'.
+-- Is 'pid' a child of this process (so its pid cannot have been reused
+-- by another program)?
+local function ours (pid)
+  local s = helpers.read_file("/proc/" .. pid .. "/stat")
+  local ppid = s and s:match("^%d+ %b() %a (%d+)")
+  return tonumber(ppid) == futures.getpid()
+end
+
+-- Kill the processes in list 'pids' that are still our children; add
+-- them to set 'seen'.  Returns how many were killed.
 local function kill_all (pids, seen)
+  local n = 0
   for _, pid in ipairs(pids) do
-    futures.kill(pid, "SIGKILL")
+    if ours(pid) then
+      futures.kill(pid, "SIGKILL")
+      n = n + 1
+    end
     seen[pid] = true
   end
-  return #pids
+  return n
 end
 
 --[[
@@ -148,6 +161,7 @@ local function kill_at_moment (ex, fs, mode, base, seen)
       ws = workers_of(base)
       return #ws > 0
     end, LONG)
+    assert(#ws > 0, "no worker started")
     if math.random(2) == 1 then ws = { ws[math.random(#ws)] } end
     return kill_all(ws, seen)
   end
