@@ -28,5 +28,7 @@ echo "== reliability specs: $CFUT_KILL_ROUNDS kill rounds, " \
      "$CFUT_CHURN_THREADS thread pools, $CFUT_CHURN_PROCS process pools"
 timeout -k 5 3600 lua5.4 "$busted" -o utfTerminal spec/reliability_spec.lua \
   || rc=1
-echo "== stress: $(( $(date +%s) - t0 )) s, $([ $rc -eq 0 ] && echo PASS || echo FAIL)"
+verdict=PASS
+[ $rc -eq 0 ] || verdict=FAIL
+echo "== stress: $(( $(date +%s) - t0 )) s, $verdict"
 exit $rc
