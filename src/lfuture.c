@@ -49,7 +49,7 @@ static Future *checkfut (lua_State *L, int i) {
 ** each handle counts HIDDEN bytes more as debt of the collector, HIDDENKB
 ** at a time (unless the script stopped the collector).
 */
-#define HIDDEN    256
+#define HIDDEN    128
 #define HIDDENKB  16
 
 static _Thread_local size_t hidden;
