@@ -6,6 +6,8 @@
 #   make asan     the spec suite under ASan + UBSan   (build-asan/)
 #   make tsan     the spec suite under TSan           (build-tsan/)
 #   make bench    cfut next to Python and luv, same run
+#   make stress   a million tasks per pool, the long kill storm, churn
+#   make valgrind the spec suite under valgrind's memcheck
 #   make install PREFIX=/usr/local DESTDIR=   /   make uninstall
 
 PREFIX  ?= /usr/local
@@ -42,7 +44,8 @@ TESTENV  = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/spec/?.lua;;" \
            LUA_CPATH="$(CURDIR)/$(OUT)/?.so;;" \
            CFUT_BIN="$(CURDIR)/$(OUT)/cfut" CFUT_ROOT="$(CURDIR)"
 
-.PHONY: all setup setup-bench demo test spec asan tsan bench install uninstall clean
+.PHONY: all setup setup-bench demo test spec asan tsan bench install uninstall clean \
+        stress valgrind
 
 all: $(OUT)/cfut $(OUT)/cfut.so
 
@@ -105,6 +108,19 @@ sanspec:
 bench: setup-bench
 	@$(MAKE) --no-print-directory all
 	@sh bench/run.sh
+
+# The long runs of issue 4 (docs/reliability.md): stress/million.lua for
+# each pool, then the reliability specs with 2000 kill rounds and 10 000
+# executors of each kind.
+stress: setup
+	@$(MAKE) --no-print-directory all
+	@sh stress/run.sh
+
+# The spec suite under valgrind (workers too); see stress/valgrind.sh.
+valgrind: setup
+	@sh .ci/setup.sh valgrind:valgrind
+	@$(MAKE) --no-print-directory all
+	@sh stress/valgrind.sh
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LMODDIR) $(DESTDIR)$(LLUADIR)/cfut

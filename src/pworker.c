@@ -232,6 +232,7 @@ static int runinit (lua_State *L, Conn *c) {
 
 /* cfut._procworker(): serve the parent on fd 3 until it closes. */
 static int m_procworker (lua_State *L) {
+  const char *path, *cpath;
   struct stat st;
   struct sigaction sa;
   lua_State *W;
@@ -251,7 +252,11 @@ static int m_procworker (lua_State *L) {
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "path");
   lua_getfield(L, -2, "cpath");
-  W = worker_newstate(lua_tostring(L, -2), lua_tostring(L, -1), "MainThread");
+  /* The parent's paths, as it set them: this program's package.path may
+  ** have more (the cfut host adds the lua/ of its build tree). */
+  if ((path = getenv("LUA_PATH_5_4")) == NULL) path = lua_tostring(L, -2);
+  if ((cpath = getenv("LUA_CPATH_5_4")) == NULL) cpath = lua_tostring(L, -1);
+  W = worker_newstate(path, cpath, "MainThread");
   if (W == NULL) return luaL_error(L, "not enough memory");
   memset(&c, 0, sizeof c);
   mbuf_init(&c.out);

@@ -25,6 +25,7 @@
 #include "marshal.h"
 #include "sys.h"
 #include "tpool.h"
+#include "wire.h"
 #include "worker.h"
 
 #define BROKEN_MSG \
@@ -158,10 +159,13 @@ static void waiting (void *ud) {
 /* Run f if it is not cancelled (running = fut_set_running's answer). */
 static void runone (Worker *w, lua_State *L, Future *f, int running) {
   FutTask *t = fut_task(f);
-  int big = 0;
+  /* Handles a task got (its own pool, say) stay alive as garbage in L, and
+  ** a pool that one of its idle workers keeps alive never shuts down:
+  ** collect them once the task is over. */
+  int big = t->len > 3 && ((unsigned char)t->msg[3] & WIRE_HANDLES);
   if (running == 1) {
     atomic_store(&w->busy, 1);
-    big = worker_run(L, f, t->msg, t->len, MARSHAL_LOCAL, waiting, w);
+    big |= worker_run(L, f, t->msg, t->len, MARSHAL_LOCAL, waiting, w);
     atomic_store(&w->busy, 0);
   }
   fut_droptask(f);
