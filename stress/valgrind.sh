@@ -6,6 +6,9 @@
 # start are skipped, and so is what they start (the cfut children of
 # helpers.run, whose leaks the ASan suite checks).
 #
+# Lua states use the C library's allocator here (CFUT_SYSALLOC=1), not
+# cfut's slab heap, so that memcheck sees every Lua object.
+#
 # Each process writes its own log; the run fails if any log shows an error
 # or a definitely lost block, or if the suite does not finish (see the end
 # for the suite's failures).  Usage:
@@ -28,7 +31,7 @@ busted=$(command -v busted) || { echo "busted not found"; exit 2; }
 start=$(date +%s)
 { env LUA_PATH="$root/lua/?.lua;$root/spec/?.lua;;" \
     LUA_CPATH="$root/?.so;;" CFUT_BIN="$root/cfut" CFUT_ROOT="$root" \
-    CFUT_SANITIZED=1 CFUT_VALGRIND=1 \
+    CFUT_SANITIZED=1 CFUT_VALGRIND=1 CFUT_SYSALLOC=1 \
   valgrind --quiet --leak-check=full --show-leak-kinds=definite \
     --errors-for-leak-kinds=definite --error-exitcode=87 \
     --trace-children=yes \
