@@ -578,6 +578,9 @@ static const luaL_Reg funcs[] = {
   {"cpu_count", m_cpu_count},
   {"dumps", m_dumps},
   {"loads", m_loads},
+#ifdef CFUT_FAILALLOC
+  {"_failalloc", fa_lcontrol},        /* the failing-allocator build */
+#endif
   {NULL, NULL}
 };
 
