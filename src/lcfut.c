@@ -94,12 +94,28 @@ Executor *cfut_toexecutor (lua_State *L, int idx) {
   return b != NULL ? b->ex : NULL;
 }
 
-void cfut_pushexecutor (lua_State *L, Executor *ex) {
+/* Drop a handle's reference to ex. */
+static void dropex (Executor *ex) {
+  /* The last handle anywhere: like shutdown(false). */
+  if (atomic_fetch_sub(&ex->handles, 1) == 1) ex->ops->shutdown(ex, 0, 0);
+  ex_release(ex);
+}
+
+static int newexbox (lua_State *L) {
   ExBox *b = (ExBox *)lua_newuserdatauv(L, sizeof *b, 0);
   b->ex = NULL;
   luaL_setmetatable(L, CFUT_EXECUTOR);
-  b->ex = ex;
+  return 1;
+}
+
+void cfut_pushexecutor (lua_State *L, Executor *ex) {
   atomic_fetch_add(&ex->handles, 1);
+  lua_pushcfunction(L, newexbox);
+  if (lua_pcall(L, 0, 1, 0) != LUA_OK) {  /* out of memory: drop ex */
+    dropex(ex);
+    lua_error(L);
+  }
+  ((ExBox *)lua_touserdata(L, -1))->ex = ex;
 }
 
 static int e_gc (lua_State *L) {
@@ -107,9 +123,7 @@ static int e_gc (lua_State *L) {
   Executor *ex = b->ex;
   if (ex == NULL) return 0;
   b->ex = NULL;
-  /* The last handle anywhere: like shutdown(false). */
-  if (atomic_fetch_sub(&ex->handles, 1) == 1) ex->ops->shutdown(ex, 0, 0);
-  ex_release(ex);
+  dropex(ex);
   return 0;
 }
 

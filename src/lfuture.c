@@ -42,9 +42,18 @@ static Future *checkfut (lua_State *L, int i) {
 ** ======================================================================= */
 
 /* Push a new handle for f (consuming one reference), not cached. */
+static int newfutbox (lua_State *L) {
+  lua_newuserdatauv(L, sizeof(FutBox), 1);
+  return 1;
+}
+
 void cfut_pushnewfuture (lua_State *L, Future *f) {
-  FutBox *b = (FutBox *)lua_newuserdatauv(L, sizeof *b, 1);
-  b->f = f;
+  lua_pushcfunction(L, newfutbox);
+  if (lua_pcall(L, 0, 1, 0) != LUA_OK) {  /* out of memory: drop f */
+    fut_release(f);
+    lua_error(L);
+  }
+  ((FutBox *)lua_touserdata(L, -1))->f = f;
   luaL_setmetatable(L, CFUT_FUTURE);
 }
 

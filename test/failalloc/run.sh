@@ -73,13 +73,13 @@ for spec in "$@"; do
     rc=$?
     if why=$(judge "$rc"); then
       passes=$((passes + 1))
+      # Done once no process reached the failing allocation.
+      grep -q 'failing allocation [0-9]* reached' "$err" || break
     else
       fails=$((fails + 1)) bad=$((bad + 1))
       echo "FAIL $spec n=$n: $why"
       [ -n "$keep" ] && cat "$out" "$err" >"$keep/$name-$mode-$where-$n.log"
     fi
-    # Done once no process reached the failing allocation.
-    grep -q 'failing allocation [0-9]* reached' "$err" || break
   done
   echo "$spec: n = 1..$n ($tried runs, step $step), $bad failed," \
        "$(( $(date +%s) - t0 ))s"
