@@ -187,17 +187,20 @@ static int e_submit (lua_State *L) {
 static int alldown (void *ud) {
   void **a = (void **)ud;
   Executor *ex = (Executor *)a[0];
-  return ex->ops->alive(ex, (Waiter *)a[1]) == 0;
+  int n = ex->ops->alive(ex, (Waiter *)a[1]);
+  if (n < 0) luaL_error((lua_State *)a[2], "not enough memory");
+  return n == 0;
 }
 
 /* Shut ex down; with wait, wait for its workers in an interruptible wait
 ** that runs this state's callbacks, then join them. */
 static void shutdown (lua_State *L, Executor *ex, int wait, int cancel) {
-  void *a[2];
+  void *a[3];
   ex->ops->shutdown(ex, 0, cancel);
   if (!wait) return;
   a[0] = ex;
   a[1] = cfut_waiter(L);
+  a[2] = L;
   cfut_waituntil(L, alldown, a, -1);
   ex->ops->shutdown(ex, 1, 0);
 }

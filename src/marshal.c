@@ -956,16 +956,43 @@ static int encvalue (Enc *e, int idx) {
 ** =======================================================
 */
 
+/* What marshal_encode hands to the protected encoding. */
+typedef struct EncRun {
+  Enc *e;
+  int n;                      /* values: the arguments 2 .. n + 1 */
+  int rc;
+  int i;                      /* values tried */
+} EncRun;
+
+/* The encoding proper, protected: a Lua memory error (the encoder's
+** tables, a grown map) ends here. */
+static int pencode (lua_State *L) {
+  EncRun *r = (EncRun *)lua_touserdata(L, 1);
+  Enc *e = r->e;
+  int base = lua_gettop(L);
+  if (!lua_checkstack(L, 3 + STACKSTEP)) {
+    r->rc = CFUT_ENOMEM;
+    return 0;
+  }
+  lua_pushnil(L); lua_pushnil(L); lua_pushnil(L);   /* the three slots */
+  e->seenslot = base + 1; e->names = base + 2; e->dumps = base + 3;
+  for (r->i = 0; r->i < r->n && r->rc == 0; r->i++)
+    r->rc = encvalue(e, 2 + r->i);
+  pfree(e);
+  return 0;
+}
+
 int marshal_encode (lua_State *L, int first, int n, int flags,
                     const char *what, int argbase, MBuf *out,
                     char *err, size_t errlen) {
   Enc e;
+  EncRun run;
   size_t start = out->len;
   int fresh = (out->data == NULL);
   int base = lua_gettop(L), i, rc = 0;
   unsigned char head[4 + MAXVARINT];
   first = lua_absindex(L, first);
-  if (!lua_checkstack(L, 3 + STACKSTEP)) rc = CFUT_ENOMEM;
+  if (n > INT_MAX - 2 || !lua_checkstack(L, n + 2)) rc = CFUT_ENOMEM;
   memcpy(head, MAGIC, 3);
   head[3] = WIRE_VERSION;
   if (rc == 0)
@@ -975,13 +1002,17 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
     return rc;
   }
   e.L = L; e.b = out; e.flags = flags; e.depth = 0;
-  lua_pushnil(L); lua_pushnil(L); lua_pushnil(L);   /* the three slots */
-  e.seenslot = base + 1; e.names = base + 2; e.dumps = base + 3;
   e.seen.e = e.seen.small; e.seen.bits = SMALLBITS; e.seen.n = 0;
   e.nrefs = 0; e.nhandles = 0; e.filter = NULL; e.rebuilt = 0;
   e.globals = NULL; e.nseg = 0;
-  for (i = 0; i < n && rc == 0; i++) rc = encvalue(&e, first + i);
-  pfree(&e);
+  run.e = &e; run.n = n; run.rc = 0; run.i = 0;
+  lua_pushcfunction(L, pencode);
+  lua_pushlightuserdata(L, &run);
+  for (i = 0; i < n; i++) lua_pushvalue(L, first + i);
+  if (lua_pcall(L, n + 1, 0, 0) != LUA_OK)
+    run.rc = CFUT_ENOMEM;     /* the seen box, if made, frees the map */
+  rc = run.rc;
+  i = run.i;
   lua_settop(L, base);
   if (rc != 0) {
     if (fresh) mbuf_free(out);    /* exactly as it was: nothing to free */

@@ -2,8 +2,9 @@
 ** marshal.h: Lua values <-> bytes, the one wire format of cfut (see
 ** docs/wire.md).  Uses the Lua API but never raises on bad input or an
 ** unsendable value: it returns a CFUT_E* code and writes the details in a
-** caller's buffer.  (Only a Lua memory error can escape, as from any Lua
-** allocation; callers run it where that is acceptable.)
+** caller's buffer.  (Only a Lua memory error can escape marshal_decode,
+** as from any Lua allocation; marshal_encode returns CFUT_ENOMEM instead,
+** so that its caller can free the buffer.)
 */
 #ifndef CFUT_MARSHAL_H
 #define CFUT_MARSHAL_H

@@ -634,7 +634,7 @@ static int pp_alive (Executor *ex, Waiter *wt) {
   int alive;
   sys_lock(&p->lock);
   alive = p->started && !atomic_load(&p->done);
-  if (alive && wt != NULL) ex_watch(&p->watch, wt);
+  if (alive && wt != NULL && ex_watch(&p->watch, wt) != 0) alive = -1;
   sys_unlock(&p->lock);
   return alive;
 }

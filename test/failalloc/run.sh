@@ -77,7 +77,7 @@ for spec in "$@"; do
       grep -q 'failing allocation [0-9]* reached' "$err" || break
     else
       fails=$((fails + 1)) bad=$((bad + 1))
-      echo "FAIL $spec n=$n: $why"
+      [ "$bad" -le 5 ] && echo "FAIL $spec n=$n: $why"
       [ -n "$keep" ] && cat "$out" "$err" >"$keep/$name-$mode-$where-$n.log"
     fi
   done
