@@ -15,6 +15,8 @@
 ** and shrinking reallocations never fail and are not counted.  At exit a
 ** process that counted writes one line to stderr:
 **   failalloc: pid <pid> counted <c>, failing allocation <n> reached|missed
+** and the failing allocation itself writes "failalloc: pid <pid> reached
+** <n>" when it happens (a process worker may be killed before its exit).
 */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -49,6 +51,12 @@ static int fails (void) {
   if (!atomic_load_explicit(&counting, memory_order_acquire)) return 0;
   n = atomic_fetch_add(&counted, 1) + 1;
   if (failat <= 0 || n < failat || (failonce && n > failat)) return 0;
+  if (n == failat) {          /* now: a worker may be killed before exit */
+    char msg[80];
+    int k = snprintf(msg, sizeof msg, "failalloc: pid %ld reached %ld\n",
+                     (long)getpid(), n);
+    if (k > 0 && write(2, msg, (size_t)k) < 0) k = 0;
+  }
   atomic_store(&reached, 1);
   return 1;
 }

@@ -359,6 +359,7 @@ static int m_thread_pool (lua_State *L) {
     "max_workers", "initializer", "initargs", "thread_name_prefix", NULL
   };
   TPoolConfig cfg;
+  Executor *ex;
   memset(&cfg, 0, sizeof cfg);
   cfg.max_workers = default_workers();
   ex_reap();
@@ -373,8 +374,8 @@ static int m_thread_pool (lua_State *L) {
   cfg.cpath = pkgfield(L, "cpath");
   if (lua_istable(L, 1))
     encodeinit(L, MARSHAL_LOCAL, &cfg.init, &cfg.initlen);
-  return pushpool(L, tpool_new(&cfg), cfg.init, cfg.initlen,
-                  "not enough memory");
+  ex = tpool_new(&cfg);        /* first: it takes cfg.init on success */
+  return pushpool(L, ex, cfg.init, cfg.initlen, "not enough memory");
 }
 
 /* futures.process_pool([n or opts]) */
@@ -383,6 +384,7 @@ static int m_process_pool (lua_State *L) {
     "max_workers", "initializer", "initargs", "max_tasks_per_child", NULL
   };
   PPoolConfig cfg;
+  Executor *ex;
   const char *why = NULL;
   memset(&cfg, 0, sizeof cfg);
   cfg.max_workers = sys_cpu_count();
@@ -399,7 +401,8 @@ static int m_process_pool (lua_State *L) {
   cfg.path = pkgfield(L, "path");
   cfg.cpath = pkgfield(L, "cpath");
   if (lua_istable(L, 1)) encodeinit(L, 0, &cfg.init, &cfg.initlen);
-  return pushpool(L, ppool_new(&cfg, &why), cfg.init, cfg.initlen, why);
+  ex = ppool_new(&cfg, &why);   /* first: it sets why, takes cfg.init */
+  return pushpool(L, ex, cfg.init, cfg.initlen, why);
 }
 
 /* }====================================================================== */
@@ -466,6 +469,12 @@ static int m_kill (lua_State *L) {
   return luaL_fileresult(L, kill((pid_t)pid, sig) == 0, NULL);
 }
 
+static int pushbuf (lua_State *L) {
+  MBuf *b = (MBuf *)lua_touserdata(L, 1);
+  lua_pushlstring(L, b->data, b->len);
+  return 1;
+}
+
 /* futures.dumps(...): the values in the wire format (no handles). */
 static int m_dumps (lua_State *L) {
   MBuf b;
@@ -477,9 +486,11 @@ static int m_dumps (lua_State *L) {
   if (r != 0) mbuf_free(&b);
   if (r == CFUT_ENOMEM) return luaL_error(L, "not enough memory");
   if (r != 0) return luaL_error(L, "cannot dump %s", err);
-  lua_pushlstring(L, b.data, b.len);
+  lua_pushcfunction(L, pushbuf);      /* protected: b is freed anyway */
+  lua_pushlightuserdata(L, &b);
+  r = lua_pcall(L, 1, 1, 0);
   mbuf_free(&b);
-  return 1;
+  return r == LUA_OK ? 1 : lua_error(L);
 }
 
 /* futures.loads(s [, allow_code]) */

@@ -399,7 +399,9 @@ static int pushvalues (lua_State *L, Future *f, int *failed) {
   n = marshal_decode(L, data, len, fut_flags(f), err, sizeof err);
   if (n < 0) luaL_error(L, "cannot receive the outcome of a task: %s", err);
   if (*failed && n == 0) {
-    lua_pushliteral(L, "the task failed (its error value was lost)");
+    /* only a lack of memory loses it */
+    lua_pushliteral(L, "the task failed (its error value was lost: "
+                       "not enough memory)");
     n = 1;
   }
   return n;

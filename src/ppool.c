@@ -390,6 +390,7 @@ static int onframe (PWorker *w, int type, const unsigned char *b,
     uint64_t id;
     uint32_t tblen;
     char *tb = NULL, *data = NULL;
+    int failed;
     Future *f;
     if (len < 13 || inflight(w) == 0) {
       snprintf(why, whylen, "unexpected result frame");
@@ -401,7 +402,10 @@ static int onframe (PWorker *w, int type, const unsigned char *b,
       snprintf(why, whylen, "result frame does not match its task");
       return -1;
     }
-    if (marshal_check((const char *)b + 13 + tblen, len - 13 - tblen, why,
+    /* (a failure may come without its error value: the worker lacked
+    ** the memory for it) */
+    if (!(b[8] == 1 && len == 13 + tblen) &&
+        marshal_check((const char *)b + 13 + tblen, len - 13 - tblen, why,
                       whylen) != 0)
       return -1;
     f = w->fly[w->flyhead++];
@@ -410,9 +414,14 @@ static int onframe (PWorker *w, int type, const unsigned char *b,
       tb[tblen] = '\0';
     }
     len -= 13 + tblen;
+    failed = b[8];
     if (len > 0 && (data = malloc(len)) != NULL)
       memcpy(data, b + 13 + tblen, len);
-    if (fut_finish(f, b[8], data, len, tb) != 0) {
+    else if (len > 0) {       /* out of memory: the outcome is lost */
+      failed = 1;
+      len = 0;
+    }
+    if (fut_finish(f, failed, data, len, tb) != 0) {
       free(data);
       free(tb);
     }

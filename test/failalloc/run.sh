@@ -10,11 +10,13 @@
 # (only the n-th); where: host (default) or worker (process workers only).
 # Environment: FAILALLOC_STEP=k tries n = 1..200, then every k-th n;
 # FAILALLOC_TIMEOUT (seconds a run may take, default 60); FAILALLOC_MAX
-# (the largest n, default 100000); FAILALLOC_KEEP=dir keeps failing logs.
+# (the largest n, default 100000); FAILALLOC_FROM (the first n, default 1);
+# FAILALLOC_KEEP=dir keeps the logs of failing runs.
 #
 # A run passes when it exits 0 with "FAILALLOC OK" or with "FAILALLOC
-# ERROR:" and a message containing "not enough memory", and has no
-# sanitizer report, no unresolved future and no other error on stderr.
+# ERROR:" and a message containing "not enough memory" (or, failing in
+# process workers, BrokenProcessPool), and has no sanitizer report and no
+# unresolved future.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${CFUT_BIN:?CFUT_BIN: the failalloc host}
@@ -51,6 +53,9 @@ judge () {
   if [ "$rc" -ne 0 ]; then echo "exit status $rc"; return 1; fi
   if grep -q '^FAILALLOC OK' "$out"; then return 0; fi
   if grep -q '^FAILALLOC ERROR: .*not enough memory' "$out"; then return 0; fi
+  # A worker process that runs out of memory may die: its pool is broken.
+  if [ "$where" = worker ] &&
+     grep -q '^FAILALLOC ERROR: BrokenProcessPool: ' "$out"; then return 0; fi
   if grep -q '^FAILALLOC ERROR: callbacks ran' "$out" &&
      grep -q 'not enough memory' "$err"; then return 0; fi
   grep -m1 '^FAILALLOC ERROR' "$out" || echo "no outcome line"
@@ -62,7 +67,8 @@ for spec in "$@"; do
   rest=${spec#"$name"}; rest=${rest#:}
   mode=${rest%%:*}; [ -n "$mode" ] || mode=all
   where=${rest#"$mode"}; where=${where#:}; [ -n "$where" ] || where=host
-  n=0 tried=0 bad=0 t0=$(date +%s)
+  from=${FAILALLOC_FROM:-1}
+  n=$((from - 1)) tried=0 bad=0 t0=$(date +%s)
   while :; do
     if [ "$n" -lt 200 ] || [ "$step" -le 1 ]; then n=$((n + 1))
     else n=$((n + step)); fi
@@ -74,14 +80,14 @@ for spec in "$@"; do
     if why=$(judge "$rc"); then
       passes=$((passes + 1))
       # Done once no process reached the failing allocation.
-      grep -q 'failing allocation [0-9]* reached' "$err" || break
+      grep -q 'failalloc: pid [0-9]* reached\|allocation [0-9]* reached' "$err" || break
     else
       fails=$((fails + 1)) bad=$((bad + 1))
       [ "$bad" -le 5 ] && echo "FAIL $spec n=$n: $why"
       [ -n "$keep" ] && cat "$out" "$err" >"$keep/$name-$mode-$where-$n.log"
     fi
   done
-  echo "$spec: n = 1..$n ($tried runs, step $step), $bad failed," \
+  echo "$spec: n = $from..$n ($tried runs, step $step), $bad failed," \
        "$(( $(date +%s) - t0 ))s"
 done
 echo "$passes successes / $fails failures / 0 errors"
