@@ -5,6 +5,7 @@
 #   make test     install what is missing, build, run the spec suite
 #   make asan     the spec suite under ASan + UBSan   (build-asan/)
 #   make tsan     the spec suite under TSan           (build-tsan/)
+#   make failalloc  scenarios failing every n-th allocation (build-failalloc/)
 #   make bench    cfut next to Python and luv, same run
 #   make stress   a million tasks per pool, the long kill storm, churn
 #   make valgrind the spec suite under valgrind's memcheck
@@ -26,7 +27,7 @@ LDFLAGS += -pthread $(EXTRA_LDFLAGS)
 # Library objects: everything but the host's main.
 LIBSRC  = src/lcfut.c src/lfuture.c src/lmap.c src/future.c src/executor.c \
           src/tpool.c src/ppool.c src/pworker.c src/worker.c src/marshal.c src/unmarshal.c \
-          src/sys.c src/heap.c
+          src/sys.c src/heap.c src/failalloc.c
 HOSTSRC = src/cfut.c
 HDRS    = $(wildcard src/*.h)
 
@@ -44,7 +45,7 @@ TESTENV  = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/spec/?.lua;;" \
            LUA_CPATH="$(CURDIR)/$(OUT)/?.so;;" \
            CFUT_BIN="$(CURDIR)/$(OUT)/cfut" CFUT_ROOT="$(CURDIR)"
 
-.PHONY: all setup setup-bench demo test spec asan tsan bench install uninstall clean \
+.PHONY: all setup setup-bench demo test spec asan tsan failalloc bench install uninstall clean \
         stress valgrind
 
 all: $(OUT)/cfut $(OUT)/cfut.so
@@ -102,6 +103,21 @@ tsan: setup
 	TSAN_OPTIONS="halt_on_error=1 exitcode=86 second_deadlock_stack=1" \
 	  $(MAKE) --no-print-directory OUT=build-tsan sanspec
 
+# The failing-allocator build (docs/failalloc.md): ASan + UBSan, and every
+# allocation through src/failalloc.c.  FAILALLOC_STEP=k tries every k-th n
+# after the first 200 (the CI run); FAILALLOC_ARGS picks scenarios.
+FA_FLAGS = $(ASAN_FLAGS) -DCFUT_FAILALLOC -include src/failalloc.h
+
+failalloc: setup
+	@$(MAKE) --no-print-directory B=build-failalloc OUT=build-failalloc \
+	  OPT="-O1 -g" EXTRA_CFLAGS="$(FA_FLAGS)" EXTRA_LDFLAGS="$(ASAN_FLAGS)" all
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(MAKE) --no-print-directory OUT=build-failalloc farun
+
+farun:
+	$(TESTENV) sh test/failalloc/run.sh $(FAILALLOC_ARGS)
+
 sanspec:
 	$(TESTENV) CFUT_SANITIZED=1 $(OUT)/cfut $$(command -v busted) $(BUSTED_ARGS) spec
 
@@ -134,4 +150,4 @@ uninstall:
 	-rmdir $(DESTDIR)$(LLUADIR)/cfut 2>/dev/null
 
 clean:
-	rm -rf build build-asan build-tsan cfut cfut.so
+	rm -rf build build-asan build-tsan build-failalloc cfut cfut.so

@@ -245,6 +245,21 @@ describe("futures.process_pool", function ()
                    .. "%(.*initializer.*%)$", e)
   end)
 
+  it("says why it cannot be made when no file descriptor is left",
+     function ()
+    -- fds 0-2 are open: with a limit of 4 the pool's pipe cannot be made
+    local r = helpers.run([[
+      ulimit -n 4 || exit 3
+      exec "$CFUT_BIN" -e '
+        local futures = require "cfut"
+        local ok, e = pcall(futures.process_pool, {max_workers = 1,
+          initializer = function () end})
+        io.write(tostring(ok), " ", tostring(e))']], { prog = "/bin/sh" })
+    assert.equals("", r.stderr)
+    assert.matches("^false .*cannot make a pool: Too many open files$",
+                   r.stdout)
+  end)
+
   it("rejects an option it does not know, naming it", function ()
     local e = errof(function ()
       return futures.process_pool{ thread_name_prefix = "x" }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errors.h"
 #include "executor.h"
 #include "marshal.h"
 #include "sys.h"
@@ -67,14 +68,16 @@ void fq_settle (Future *f, const char *cls, const char *msg) {
   }
 }
 
-void ex_watch (ExitWatch **list, Waiter *w) {
+int ex_watch (ExitWatch **list, Waiter *w) {
   ExitWatch *x;
   for (x = *list; x != NULL && x->w != w; x = x->next) {}
-  if (x != NULL || (x = malloc(sizeof *x)) == NULL) return;
+  if (x != NULL) return 0;
+  if ((x = malloc(sizeof *x)) == NULL) return CFUT_ENOMEM;
   waiter_retain(w);
   x->w = w;
   x->next = *list;
   *list = x;
+  return 0;
 }
 
 void ex_unwatch (ExitWatch *list, int notify) {

@@ -24,7 +24,7 @@ typedef struct ExecutorOps {
   void (*interrupt) (Executor *ex);
   /* How many workers have not exited yet, not counting the calling
   ** thread; when some have not and w is given, w is notified when the
-  ** next one exits. */
+  ** next one exits (-1: some have not, but out of memory to watch them). */
   int (*alive) (Executor *ex, Waiter *w);
   /* Shut down and every worker already gone: join what is left without
   ** blocking and return 1; else return 0. */
@@ -72,8 +72,9 @@ typedef struct ExitWatch {
   struct ExitWatch *next;
 } ExitWatch;
 
-/* Add w to *list unless it is there (caller holds the executor's lock). */
-void ex_watch (ExitWatch **list, Waiter *w);
+/* Add w to *list unless it is there (caller holds the executor's lock).
+** 0, or CFUT_ENOMEM. */
+int ex_watch (ExitWatch **list, Waiter *w);
 /* Notify (if 'notify') and let go of every waiter of a list taken out of
 ** the executor. */
 void ex_unwatch (ExitWatch *list, int notify);

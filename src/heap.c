@@ -178,12 +178,16 @@ static void *heapalloc (void *ud, void *ptr, size_t osize, size_t nsize) {
 }
 
 static void *sysalloc (void *ud, void *ptr, size_t osize, size_t nsize) {
-  (void)ud; (void)osize;
+  void *p;
+  (void)ud;
   if (nsize == 0) {
     free(ptr);
     return NULL;
   }
-  return realloc(ptr, nsize);
+  p = realloc(ptr, nsize);
+  if (p == NULL && ptr != NULL && nsize <= osize)
+    return ptr;         /* a shrink never fails: keep the bigger block */
+  return p;
 }
 
 /* }====================================================== */

@@ -94,12 +94,28 @@ Executor *cfut_toexecutor (lua_State *L, int idx) {
   return b != NULL ? b->ex : NULL;
 }
 
-void cfut_pushexecutor (lua_State *L, Executor *ex) {
+/* Drop a handle's reference to ex. */
+static void dropex (Executor *ex) {
+  /* The last handle anywhere: like shutdown(false). */
+  if (atomic_fetch_sub(&ex->handles, 1) == 1) ex->ops->shutdown(ex, 0, 0);
+  ex_release(ex);
+}
+
+static int newexbox (lua_State *L) {
   ExBox *b = (ExBox *)lua_newuserdatauv(L, sizeof *b, 0);
   b->ex = NULL;
   luaL_setmetatable(L, CFUT_EXECUTOR);
-  b->ex = ex;
+  return 1;
+}
+
+void cfut_pushexecutor (lua_State *L, Executor *ex) {
   atomic_fetch_add(&ex->handles, 1);
+  lua_pushcfunction(L, newexbox);
+  if (lua_pcall(L, 0, 1, 0) != LUA_OK) {  /* out of memory: drop ex */
+    dropex(ex);
+    lua_error(L);
+  }
+  ((ExBox *)lua_touserdata(L, -1))->ex = ex;
 }
 
 static int e_gc (lua_State *L) {
@@ -107,9 +123,7 @@ static int e_gc (lua_State *L) {
   Executor *ex = b->ex;
   if (ex == NULL) return 0;
   b->ex = NULL;
-  /* The last handle anywhere: like shutdown(false). */
-  if (atomic_fetch_sub(&ex->handles, 1) == 1) ex->ops->shutdown(ex, 0, 0);
-  ex_release(ex);
+  dropex(ex);
   return 0;
 }
 
@@ -177,17 +191,20 @@ static int e_submit (lua_State *L) {
 static int alldown (void *ud) {
   void **a = (void **)ud;
   Executor *ex = (Executor *)a[0];
-  return ex->ops->alive(ex, (Waiter *)a[1]) == 0;
+  int n = ex->ops->alive(ex, (Waiter *)a[1]);
+  if (n < 0) luaL_error((lua_State *)a[2], "not enough memory");
+  return n == 0;
 }
 
 /* Shut ex down; with wait, wait for its workers in an interruptible wait
 ** that runs this state's callbacks, then join them. */
 static void shutdown (lua_State *L, Executor *ex, int wait, int cancel) {
-  void *a[2];
+  void *a[3];
   ex->ops->shutdown(ex, 0, cancel);
   if (!wait) return;
   a[0] = ex;
   a[1] = cfut_waiter(L);
+  a[2] = L;
   cfut_waituntil(L, alldown, a, -1);
   ex->ops->shutdown(ex, 1, 0);
 }
@@ -353,6 +370,7 @@ static int m_thread_pool (lua_State *L) {
     "max_workers", "initializer", "initargs", "thread_name_prefix", NULL
   };
   TPoolConfig cfg;
+  Executor *ex;
   memset(&cfg, 0, sizeof cfg);
   cfg.max_workers = default_workers();
   ex_reap();
@@ -367,8 +385,8 @@ static int m_thread_pool (lua_State *L) {
   cfg.cpath = pkgfield(L, "cpath");
   if (lua_istable(L, 1))
     encodeinit(L, MARSHAL_LOCAL, &cfg.init, &cfg.initlen);
-  return pushpool(L, tpool_new(&cfg), cfg.init, cfg.initlen,
-                  "not enough memory");
+  ex = tpool_new(&cfg);        /* first: it takes cfg.init on success */
+  return pushpool(L, ex, cfg.init, cfg.initlen, "not enough memory");
 }
 
 /* futures.process_pool([n or opts]) */
@@ -377,6 +395,7 @@ static int m_process_pool (lua_State *L) {
     "max_workers", "initializer", "initargs", "max_tasks_per_child", NULL
   };
   PPoolConfig cfg;
+  Executor *ex;
   const char *why = NULL;
   memset(&cfg, 0, sizeof cfg);
   cfg.max_workers = sys_cpu_count();
@@ -393,7 +412,8 @@ static int m_process_pool (lua_State *L) {
   cfg.path = pkgfield(L, "path");
   cfg.cpath = pkgfield(L, "cpath");
   if (lua_istable(L, 1)) encodeinit(L, 0, &cfg.init, &cfg.initlen);
-  return pushpool(L, ppool_new(&cfg, &why), cfg.init, cfg.initlen, why);
+  ex = ppool_new(&cfg, &why);   /* first: it sets why, takes cfg.init */
+  return pushpool(L, ex, cfg.init, cfg.initlen, why);
 }
 
 /* }====================================================================== */
@@ -462,6 +482,12 @@ static int m_kill (lua_State *L) {
   return luaL_fileresult(L, kill((pid_t)pid, sig) == 0, NULL);
 }
 
+static int pushbuf (lua_State *L) {
+  MBuf *b = (MBuf *)lua_touserdata(L, 1);
+  lua_pushlstring(L, b->data, b->len);
+  return 1;
+}
+
 /* futures.dumps(...): the values in the wire format (no handles). */
 static int m_dumps (lua_State *L) {
   MBuf b;
@@ -473,9 +499,11 @@ static int m_dumps (lua_State *L) {
   if (r != 0) mbuf_free(&b);
   if (r == CFUT_ENOMEM) return luaL_error(L, "not enough memory");
   if (r != 0) return luaL_error(L, "cannot dump %s", err);
-  lua_pushlstring(L, b.data, b.len);
+  lua_pushcfunction(L, pushbuf);      /* protected: b is freed anyway */
+  lua_pushlightuserdata(L, &b);
+  r = lua_pcall(L, 1, 1, 0);
   mbuf_free(&b);
-  return 1;
+  return r == LUA_OK ? 1 : lua_error(L);
 }
 
 /* futures.loads(s [, allow_code]) */
@@ -591,6 +619,9 @@ static const luaL_Reg funcs[] = {
   {"cpu_count", m_cpu_count},
   {"dumps", m_dumps},
   {"loads", m_loads},
+#ifdef CFUT_FAILALLOC
+  {"_failalloc", fa_lcontrol},        /* the failing-allocator build */
+#endif
   {NULL, NULL}
 };
 

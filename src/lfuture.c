@@ -65,9 +65,18 @@ static void hiddendebt (lua_State *L) {
 }
 
 /* Push a new handle for f (consuming one reference), not cached. */
+static int newfutbox (lua_State *L) {
+  lua_newuserdatauv(L, sizeof(FutBox), 1);
+  return 1;
+}
+
 void cfut_pushnewfuture (lua_State *L, Future *f) {
-  FutBox *b = (FutBox *)lua_newuserdatauv(L, sizeof *b, 1);
-  b->f = f;
+  lua_pushcfunction(L, newfutbox);
+  if (lua_pcall(L, 0, 1, 0) != LUA_OK) {  /* out of memory: drop f */
+    fut_release(f);
+    lua_error(L);
+  }
+  ((FutBox *)lua_touserdata(L, -1))->f = f;
   luaL_setmetatable(L, CFUT_FUTURE);
   hiddendebt(L);
 }
@@ -174,7 +183,8 @@ static void pushoutcome (lua_State *L, Future *f) {
   char err[128];
   int top = lua_gettop(L);
   int failed = fut_outcome(f, &data, &len, &tb);
-  int n = marshal_decode(L, data, len, fut_flags(f), err, sizeof err);
+  int n = (failed && len == 0) ? 0
+          : marshal_decode(L, data, len, fut_flags(f), err, sizeof err);
   if (n < 0) what = "?";
   else if (n == 0) what = failed ? "string" : "nil";
   else if (failed) what = errortype(L, top + 1);
@@ -412,10 +422,14 @@ static int pushvalues (lua_State *L, Future *f, int *failed) {
   char err[256];
   int n;
   *failed = fut_outcome(f, &data, &len, &tb);
-  n = marshal_decode(L, data, len, fut_flags(f), err, sizeof err);
+  /* a failure without data: its error value could not be made */
+  n = (*failed && len == 0) ? 0
+      : marshal_decode(L, data, len, fut_flags(f), err, sizeof err);
   if (n < 0) luaL_error(L, "cannot receive the outcome of a task: %s", err);
   if (*failed && n == 0) {
-    lua_pushliteral(L, "the task failed (its error value was lost)");
+    /* only a lack of memory loses it */
+    lua_pushliteral(L, "the task failed (its error value was lost: "
+                       "not enough memory)");
     n = 1;
   }
   return n;

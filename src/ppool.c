@@ -42,6 +42,7 @@ extern char **environ;
                      "not usable anymore"
 #define SPAWN_MSG "No worker process could be started, the process pool " \
                   "is not usable anymore"
+#define NOMEM_MSG SPAWN_MSG " (not enough memory)"
 #define MAXFLY 64             /* tasks sent ahead to one worker, at most */
 #define SENDAHEAD 16          /* queued tasks per worker before any is sent
                                  ahead to a busy worker */
@@ -185,13 +186,22 @@ static pid_t spawn (PPool *p, int childfd) {
   return r == 0 ? pid : -1;
 }
 
-/* Start one worker process; NULL if it cannot be started. */
-static PWorker *startworker (PPool *p) {
+/* Start one worker process; NULL if it cannot be started (*nomem set
+** when for lack of memory). */
+static PWorker *startworker (PPool *p, int *nomem) {
   PWorker *w = calloc(1, sizeof *w);
   int sv[2];
+  *nomem = 1;
   if (w == NULL) return NULL;
   mbuf_init(&w->out);
+  if (sendinit(p, w) != 0) {  /* first: the worker waits for it */
+    mbuf_free(&w->out);
+    free(w);
+    return NULL;
+  }
+  *nomem = 0;
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    mbuf_free(&w->out);
     free(w);
     return NULL;
   }
@@ -199,13 +209,13 @@ static PWorker *startworker (PPool *p) {
   if (sv[1] < 0 || (w->pid = spawn(p, sv[1])) < 0) {
     close(sv[0]);
     if (sv[1] >= 0) close(sv[1]);
+    mbuf_free(&w->out);
     free(w);
     return NULL;
   }
   close(sv[1]);
   w->fd = sv[0];
   fcntl(w->fd, F_SETFL, fcntl(w->fd, F_GETFL) | O_NONBLOCK);
-  sendinit(p, w);
   sys_lock(&p->lock);
   w->next = p->workers;
   p->workers = w;
@@ -325,13 +335,14 @@ static int dispatch (PPool *p) {
   for (;;) {
     Future *f;
     PWorker *w;
-    int target, nq, total = 0;
+    int target, nq, total = 0, nomem;
     sys_lock(&p->lock);
     nq = p->q.n;
     sys_unlock(&p->lock);
     if (nq == 0) return 0;
     if (busyall(p) && p->nworkers < p->max_workers) {
-      if (startworker(p) == NULL && p->nworkers == 0) return CFUT_ETHREAD;
+      if (startworker(p, &nomem) == NULL && p->nworkers == 0)
+        return nomem ? CFUT_ENOMEM : CFUT_ETHREAD;
     }
     for (w = p->workers; w != NULL; w = w->next) total += inflight(w);
     /* A task sent to a worker is running and can no longer be cancelled,
@@ -391,6 +402,7 @@ static int onframe (PWorker *w, int type, const unsigned char *b,
     uint64_t id;
     uint32_t tblen;
     char *tb = NULL, *data = NULL;
+    int failed;
     Future *f;
     if (len < 13 || inflight(w) == 0) {
       snprintf(why, whylen, "unexpected result frame");
@@ -402,7 +414,10 @@ static int onframe (PWorker *w, int type, const unsigned char *b,
       snprintf(why, whylen, "result frame does not match its task");
       return -1;
     }
-    if (marshal_check((const char *)b + 13 + tblen, len - 13 - tblen, why,
+    /* (a failure may come without its error value: the worker lacked
+    ** the memory for it) */
+    if (!(b[8] == 1 && len == 13 + tblen) &&
+        marshal_check((const char *)b + 13 + tblen, len - 13 - tblen, why,
                       whylen) != 0)
       return -1;
     f = w->fly[w->flyhead++];
@@ -411,9 +426,14 @@ static int onframe (PWorker *w, int type, const unsigned char *b,
       tb[tblen] = '\0';
     }
     len -= 13 + tblen;
+    failed = b[8];
     if (len > 0 && (data = malloc(len)) != NULL)
       memcpy(data, b + 13 + tblen, len);
-    if (fut_finish(f, b[8], data, len, tb) != 0) {
+    else if (len > 0) {       /* out of memory: the outcome is lost */
+      failed = 1;
+      len = 0;
+    }
+    if (fut_finish(f, failed, data, len, tb) != 0) {
       free(data);
       free(tb);
     }
@@ -536,8 +556,8 @@ static int step (PPool *p, struct pollfd *fds, PWorker **ws) {
   char why[160];
   int n = 1, i, r;
   passinterrupt(p);
-  if (dispatch(p) != 0) {
-    breakpool(p, SPAWN_MSG);
+  if ((r = dispatch(p)) != 0) {
+    breakpool(p, r == CFUT_ENOMEM ? NOMEM_MSG : SPAWN_MSG);
     return 1;
   }
   retire(p);
@@ -659,7 +679,7 @@ static int pp_alive (Executor *ex, Waiter *wt) {
   int alive;
   sys_lock(&p->lock);
   alive = p->started && !atomic_load(&p->done);
-  if (alive && wt != NULL) ex_watch(&p->watch, wt);
+  if (alive && wt != NULL && ex_watch(&p->watch, wt) != 0) alive = -1;
   sys_unlock(&p->lock);
   return alive;
 }

@@ -249,6 +249,9 @@ static int m_procworker (lua_State *L) {
   sa.sa_handler = onsigint;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
+#ifdef CFUT_FAILALLOC
+  fa_startworker();
+#endif
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "path");
   lua_getfield(L, -2, "cpath");

@@ -271,10 +271,10 @@ static int startworker (TPool *p) {
 
 static int tp_submit (Executor *ex, Future **fs, int n) {
   TPool *p = (TPool *)ex;
-  int k;
+  int k, r = CFUT_ETHREAD;
   sys_lock(&p->lock);
   if (p->shutdown || atomic_load(&ex->broken)) {
-    int r = atomic_load(&ex->broken) ? CFUT_EBROKEN : CFUT_ESHUTDOWN;
+    r = atomic_load(&ex->broken) ? CFUT_EBROKEN : CFUT_ESHUTDOWN;
     sys_unlock(&p->lock);
     return r;
   }
@@ -282,13 +282,13 @@ static int tp_submit (Executor *ex, Future **fs, int n) {
   atomic_fetch_add(&p->nqueued, n);
   while (atomic_load(&p->nqueued) > atomic_load(&p->nidle) &&
          p->nthreads < p->max_workers && !p->shutdown) {
-    if (startworker(p) != 0) break;
+    if ((r = startworker(p)) != 0) break;
   }
   if (p->nthreads == 0) {     /* not one worker could start: undo */
     Future *q = takeall(p);
     sys_unlock(&p->lock);
     fq_settle(q, NULL, NULL);
-    return CFUT_ETHREAD;
+    return r;                 /* why the last one could not */
   }
   k = n < p->nsleep ? n : p->nsleep;
   if (k == 1) sys_cond_signal(&p->cond);
@@ -359,7 +359,7 @@ static int tp_alive (Executor *ex, Waiter *wt) {
   sys_lock(&p->lock);
   for (w = p->workers; w != NULL; w = w->next)
     if (!atomic_load(&w->exited) && w != current_worker) n++;
-  if (n > 0 && wt != NULL) ex_watch(&p->watch, wt);
+  if (n > 0 && wt != NULL && ex_watch(&p->watch, wt) != 0) n = -1;
   sys_unlock(&p->lock);
   return n;
 }

@@ -272,21 +272,49 @@ void worker_tidy (lua_State *L) {
   lua_gc(L, LUA_GCCOLLECT);
 }
 
+typedef struct Init {
+  const char *msg;
+  size_t len;
+  int flags;
+  char *err;                  /* malloc'ed description of a failure */
+} Init;
+
+/* Run the initializer, protected: memory errors outside its own pcall
+** end here too.  Returns true if it failed. */
+static int pinit (lua_State *L) {
+  Init *in = (Init *)lua_touserdata(L, 1);
+  int r;
+  lua_settop(L, 0);
+  r = call(L, in->msg, in->len, in->flags, 0);
+  if (r != LUA_OK) {
+    if (lua_type(L, -1) == LUA_TTABLE) {  /* else a memory error */
+      lua_rawgeti(L, -1, 2);
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_rawgeti(L, -1, 1);
+      }
+    }
+    in->err = strdup(luaL_tolstring(L, -1, NULL));
+  }
+  lua_pushboolean(L, r != LUA_OK);
+  return 1;
+}
+
 int worker_init (lua_State *L, const char *msg, size_t len, int flags,
                  char **errmsg) {
-  int base = lua_gettop(L);
-  int r = call(L, msg, len, flags, base);
-  *errmsg = NULL;
-  if (r != LUA_OK && lua_istable(L, -1)) {   /* else a bare message */
-    lua_rawgeti(L, -1, 2);
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 1);
-      lua_rawgeti(L, -1, 1);
-    }
-  }
-  if (r != LUA_OK) *errmsg = strdup(luaL_tolstring(L, -1, NULL));
+  int base = lua_gettop(L), failed;
+  Init in;
+  in.msg = msg;
+  in.len = len;
+  in.flags = flags;
+  in.err = NULL;
+  lua_pushcfunction(L, pinit);
+  lua_pushlightuserdata(L, &in);
+  failed = lua_pcall(L, 1, 1, 0) != LUA_OK || lua_toboolean(L, -1);
+  if (failed && in.err == NULL) in.err = strdup("not enough memory");
   lua_settop(L, base);
-  return r == LUA_OK ? 0 : -1;
+  *errmsg = in.err;
+  return failed ? -1 : 0;
 }
 
 void worker_close (lua_State *L) {
