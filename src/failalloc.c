@@ -36,7 +36,6 @@
 #undef calloc
 #undef realloc
 #undef strdup
-#undef luaL_newstate
 
 static atomic_long counted;   /* allocations counted so far */
 static atomic_int counting;   /* 1 between start and stop */
@@ -75,25 +74,6 @@ void *fa_realloc (void *p, size_t n) {
 
 char *fa_strdup (const char *s) {
   return fails() ? NULL : strdup(s);
-}
-
-/* The lua_Alloc of every state: lauxlib's, counted. */
-static void *lalloc (void *ud, void *p, size_t osize, size_t nsize) {
-  (void)ud;
-  if (nsize == 0) {
-    free(p);
-    return NULL;
-  }
-  if ((p == NULL || nsize > osize) && fails()) return NULL;
-  return realloc(p, nsize);
-}
-
-lua_State *fa_newstate (void) {
-  lua_State *L;
-  if (fails()) return NULL;   /* stands for the state's own allocations */
-  L = luaL_newstate();        /* lauxlib's panic and warning functions */
-  if (L != NULL) lua_setallocf(L, lalloc, NULL);
-  return L;
 }
 
 static void report (void) {

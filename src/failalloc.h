@@ -2,9 +2,9 @@
 ** failalloc.h: the allocation hook of the failing-allocator test build
 ** (make failalloc; docs/failalloc.md).  Only that build includes this
 ** header: it compiles every file with -DCFUT_FAILALLOC and
-** -include src/failalloc.h, so that malloc, calloc, realloc, strdup and
-** luaL_newstate go through failalloc.c, which can make the n-th allocation
-** fail.  Every other build calls libc and lauxlib directly: the hook costs
+** -include src/failalloc.h, so that malloc, calloc, realloc and strdup go
+** through failalloc.c, which can make the n-th allocation fail (Lua states
+** allocate with realloc in this build: see heap.c).  Every other build calls libc and lauxlib directly: the hook costs
 ** nothing there.
 */
 #ifndef CFUT_FAILALLOC_H
@@ -21,10 +21,6 @@ void *fa_calloc (size_t n, size_t size);
 void *fa_realloc (void *p, size_t n);
 char *fa_strdup (const char *s);
 
-/* luaL_newstate with the counting allocator (and NULL when the count says
-** the state's first allocation fails). */
-struct lua_State *fa_newstate (void);
-
 /* Start counting in a process worker (pworker.c), when the run asks for it
 ** (CFUT_FAILIN=worker). */
 void fa_startworker (void);
@@ -37,7 +33,6 @@ int fa_lcontrol (struct lua_State *L);
 #define calloc(n, s)    fa_calloc(n, s)
 #define realloc(p, n)   fa_realloc(p, n)
 #define strdup(s)       fa_strdup(s)
-#define luaL_newstate() fa_newstate()
 
 #endif
 
