@@ -244,8 +244,9 @@ int worker_run (lua_State *L, Future *f, const char *msg, size_t len,
   lua_pushlightuserdata(L, &run);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
     const char *why = lua_tostring(L, -1);
+    char *text = strdup(why ? why : "not enough memory");
     tell(&run.pub);
-    fut_finish(f, 1, NULL, 0, strdup(why ? why : "not enough memory"));
+    if (fut_finish(f, 1, NULL, 0, text) != 0) free(text);  /* cancelled */
   }
   running_L = NULL;
   lua_sethook(L, NULL, 0, 0);
