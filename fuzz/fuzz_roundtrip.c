@@ -24,6 +24,7 @@
 #define MAXDEPTH 12       /* nesting of the generator */
 #define MAXMAP   (OBJCAP + 16)
 #define MAXUPS   (OBJCAP * 4)
+#define BIG      ((size_t)1 << 20)
 
 typedef struct Gen {
   const uint8_t *p, *end;
@@ -441,7 +442,7 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
   FzDecode z;
   lua_State *SA, *SB, *B;
   char err[256];
-  int rc, base;
+  int rc, base, nval;
   if (size < 1) return 0;
   SA = fz_newstate();
   SB = fz_newstate();
@@ -454,18 +455,36 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size) {
   g.objs = lua_gettop(SA);
   genvalue(&g, 0);
   fz_assert(lua_gettop(SA) == g.objs + 1);
-  /* one message of two values: v, then the list of objects */
+  /* one message: v, the list of objects, and one time in eight a string
+  ** of 1 MiB (a message that big is decoded with the collector stopped) */
   lua_pushvalue(SA, g.objs);
+  nval = 2;
+  if ((data[0] & 14) == 14) {
+    char *s = malloc(BIG);
+    fz_assert(s != NULL);
+    memset(s, data[0], BIG);
+    lua_pushlstring(SA, s, BIG);
+    free(s);
+    nval = 3;
+  }
   mbuf_init(&b);
-  rc = marshal_encode(SA, g.objs + 1, 2, 0, "value", 1, &b, err, sizeof err);
-  fz_assert(lua_gettop(SA) == g.objs + 2);
-  lua_pop(SA, 1);
+  rc = marshal_encode(SA, g.objs + 1, nval, 0, "value", 1, &b, err,
+                      sizeof err);
+  fz_assert(lua_gettop(SA) == g.objs + nval);
+  lua_settop(SA, g.objs + 1);
   /* everything made travels, unless nested too deep for the format */
   if (rc != 0 && rc != CFUT_EDEPTH) fz_fail(err, __FILE__, __LINE__);
   if (rc == 0) {
     base = lua_gettop(B);
     fz_assert(marshal_check(b.data, b.len, err, sizeof err) == 0);
-    fz_assert(fz_decode(B, &z, b.data, b.len, 0) == 2);
+    fz_assert(fz_decode(B, &z, b.data, b.len, 0) == nval);
+    if (nval == 3) {
+      size_t len;
+      const char *s = lua_tolstring(B, base + 3, &len);
+      fz_assert(s != NULL && len == BIG && s[0] == (char)data[0]
+                && s[BIG - 1] == (char)data[0]);
+      fz_assert(lua_gc(B, LUA_GCISRUNNING));
+    }
     compare(SA, g.objs, g.objs + 1, B, base + 2, base + 1, g.nobj);
     lua_settop(B, base);
   }
