@@ -9,6 +9,8 @@
 #   make bench    cfut next to Python and luv, same run
 #   make stress   a million tasks per pool, the long kill storm, churn
 #   make valgrind the spec suite under valgrind's memcheck
+#   make fuzz     the libFuzzer campaign, FUZZ_RUNS runs in all (build-fuzz/)
+#   make fuzz-short   every fuzz target for a bounded time (CI)
 #   make install PREFIX=/usr/local DESTDIR=   /   make uninstall
 
 PREFIX  ?= /usr/local
@@ -45,8 +47,8 @@ TESTENV  = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/spec/?.lua;;" \
            LUA_CPATH="$(CURDIR)/$(OUT)/?.so;;" \
            CFUT_BIN="$(CURDIR)/$(OUT)/cfut" CFUT_ROOT="$(CURDIR)"
 
-.PHONY: all setup setup-bench demo test spec asan tsan failalloc bench install uninstall clean \
-        stress valgrind
+.PHONY: all setup setup-bench setup-fuzz demo test spec asan tsan failalloc bench \
+        fuzz fuzz-short fuzz-build fuzz-bins stress valgrind install uninstall clean
 
 all: $(OUT)/cfut $(OUT)/cfut.so
 
@@ -73,6 +75,11 @@ setup:
 
 setup-bench: setup
 	@sh .ci/setup.sh /usr/lib/x86_64-linux-gnu/lua/5.4/luv.so:lua-luv
+
+# clang and its libFuzzer runtime, for the fuzz targets.
+setup-fuzz: setup
+	@sh .ci/setup.sh clang:clang \
+	  /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a:libclang-rt-14-dev
 
 demo: setup
 	@$(MAKE) --no-print-directory all
@@ -138,6 +145,31 @@ valgrind: setup
 	@$(MAKE) --no-print-directory all
 	@sh stress/valgrind.sh
 
+# Fuzzing (fuzz/README.md): the library objects built by clang with ASan +
+# UBSan and coverage, linked into one standalone program per target.
+FUZZ_TARGETS = decode frame roundtrip
+FUZZ_FLAGS   = -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+               -fno-omit-frame-pointer
+FUZZ_RUNS   ?= 10000000
+FUZZ_TIME   ?= 60
+
+fuzz-build: setup-fuzz
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory B=build-fuzz/obj CC=clang OPT="-O1 -g" \
+	  EXTRA_CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" \
+	  EXTRA_LDFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer" fuzz-bins
+
+fuzz-bins: $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+
+build-fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(LIBOBJ)
+	$(CC) $(CFLAGS) -Isrc -o $@ $< $(LIBOBJ) $(LDFLAGS) -llua5.4 -lm -ldl
+
+fuzz: fuzz-build
+	@sh fuzz/run.sh runs $(FUZZ_RUNS) $(FUZZ_TARGETS)
+
+fuzz-short: fuzz-build
+	@sh fuzz/run.sh time $(FUZZ_TIME) $(FUZZ_TARGETS)
+
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LMODDIR) $(DESTDIR)$(LLUADIR)/cfut
 	install -m 755 cfut $(DESTDIR)$(BINDIR)/cfut
@@ -150,4 +182,4 @@ uninstall:
 	-rmdir $(DESTDIR)$(LLUADIR)/cfut 2>/dev/null
 
 clean:
-	rm -rf build build-asan build-tsan build-failalloc cfut cfut.so
+	rm -rf build build-asan build-tsan build-failalloc build-fuzz cfut cfut.so

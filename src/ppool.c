@@ -386,6 +386,28 @@ static int flush (PWorker *w) {
   return 0;
 }
 
+int ppool_frame (const unsigned char *buf, size_t have, uint64_t *flen) {
+  *flen = 0;
+  if (have < PP_HEADER) return 0;
+  *flen = get64(buf);
+  if (*flen == 0 || *flen > PP_MAXFRAME) return -1;
+  return (have - 8 >= *flen) ? 1 : 0;
+}
+
+const char *ppool_result (const unsigned char *b, size_t len, PPResult *r) {
+  if (len < 13) return "unexpected result frame";
+  r->id = get64(b);
+  r->failed = b[8];
+  r->tblen = (uint32_t)(b[9] | b[10] << 8 | b[11] << 16
+                        | (uint32_t)b[12] << 24);
+  if (b[8] > 1 || r->tblen > len - 13)
+    return "result frame does not match its task";
+  r->tb = b + 13;
+  r->data = b + 13 + r->tblen;
+  r->dlen = len - 13 - r->tblen;
+  return NULL;
+}
+
 /* Handle one complete frame from w: 0, or -1 with 'why' set. */
 static int onframe (PWorker *w, int type, const unsigned char *b,
                     size_t len, char *why, size_t whylen) {
@@ -399,36 +421,33 @@ static int onframe (PWorker *w, int type, const unsigned char *b,
     return -1;
   }
   if (type == 'r') {
-    uint64_t id;
-    uint32_t tblen;
+    PPResult r;
+    const char *bad;
     char *tb = NULL, *data = NULL;
     int failed;
     Future *f;
-    if (len < 13 || inflight(w) == 0) {
-      snprintf(why, whylen, "unexpected result frame");
-      return -1;
-    }
-    id = get64(b);
-    tblen = (uint32_t)(b[9] | b[10] << 8 | b[11] << 16 | (uint32_t)b[12] << 24);
-    if (id != w->flyid[w->flyhead] || b[8] > 1 || tblen > len - 13) {
-      snprintf(why, whylen, "result frame does not match its task");
+    if (inflight(w) == 0) bad = "unexpected result frame";
+    else if ((bad = ppool_result(b, len, &r)) == NULL
+             && r.id != w->flyid[w->flyhead])
+      bad = "result frame does not match its task";
+    if (bad != NULL) {
+      snprintf(why, whylen, "%s", bad);
       return -1;
     }
     /* (a failure may come without its error value: the worker lacked
     ** the memory for it) */
-    if (!(b[8] == 1 && len == 13 + tblen) &&
-        marshal_check((const char *)b + 13 + tblen, len - 13 - tblen, why,
-                      whylen) != 0)
+    if (!(r.failed == 1 && r.dlen == 0) &&
+        marshal_check((const char *)r.data, r.dlen, why, whylen) != 0)
       return -1;
     f = w->fly[w->flyhead++];
-    if (tblen > 0 && (tb = malloc(tblen + 1)) != NULL) {
-      memcpy(tb, b + 13, tblen);
-      tb[tblen] = '\0';
+    if (r.tblen > 0 && (tb = malloc(r.tblen + 1)) != NULL) {
+      memcpy(tb, r.tb, r.tblen);
+      tb[r.tblen] = '\0';
     }
-    len -= 13 + tblen;
-    failed = b[8];
+    failed = r.failed;
+    len = r.dlen;
     if (len > 0 && (data = malloc(len)) != NULL)
-      memcpy(data, b + 13 + tblen, len);
+      memcpy(data, r.data, len);
     else if (len > 0) {       /* out of memory: the outcome is lost */
       failed = 1;
       len = 0;
@@ -449,7 +468,8 @@ static int onframe (PWorker *w, int type, const unsigned char *b,
 ** or -1 with 'why' set (a malformed frame). */
 static int readworker (PWorker *w, char *why, size_t whylen) {
   size_t pos = 0;
-  int eof = 0;
+  uint64_t flen;
+  int eof = 0, r;
   for (;;) {
     ssize_t n;
     if (w->incap - w->inlen < 65536) {
@@ -468,18 +488,15 @@ static int readworker (PWorker *w, char *why, size_t whylen) {
     if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) eof = 1;
     break;
   }
-  while (w->inlen - pos >= PP_HEADER) {
-    uint64_t flen = get64(w->in + pos);
-    if (flen == 0 || flen > PP_MAXFRAME) {
-      snprintf(why, whylen, "bad frame length %llu",
-               (unsigned long long)flen);
-      return -1;
-    }
-    if (w->inlen - pos - 8 < flen) break;     /* incomplete */
+  while ((r = ppool_frame(w->in + pos, w->inlen - pos, &flen)) == 1) {
     if (onframe(w, w->in[pos + 8], w->in + pos + PP_HEADER,
                 (size_t)(flen - 1), why, whylen) != 0)
       return -1;
     pos += 8 + (size_t)flen;
+  }
+  if (r < 0) {
+    snprintf(why, whylen, "bad frame length %llu", (unsigned long long)flen);
+    return -1;
   }
   memmove(w->in, w->in + pos, w->inlen - pos);
   w->inlen -= pos;

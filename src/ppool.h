@@ -31,6 +31,26 @@ typedef struct PPoolConfig {
   const char *path, *cpath;   /* package.path / cpath for the workers */
 } PPoolConfig;
 
+/*
+** The frame at buf[0 .. have): 1 when it is all there (its type is buf[8],
+** its body the *flen - 1 bytes at buf + PP_HEADER, its whole size
+** 8 + *flen), 0 when more bytes are needed (*flen is its length once the
+** header is there, else 0), -1 when its length is malformed.  Both sides
+** of a pool cut frames with it.
+*/
+int ppool_frame (const unsigned char *buf, size_t have, uint64_t *flen);
+
+/* The parts of the body of a result frame ('r'). */
+typedef struct PPResult {
+  uint64_t id;
+  int failed;
+  const unsigned char *tb, *data;    /* traceback, marshalled outcome */
+  size_t tblen, dlen;
+} PPResult;
+
+/* Split a result frame's body of 'len' bytes: NULL, or what is wrong. */
+const char *ppool_result (const unsigned char *b, size_t len, PPResult *r);
+
 /* A new pool with one reference, registered in the executor list; takes
 ** ownership of cfg->init.  NULL with *err set on failure. */
 Executor *ppool_new (PPoolConfig *cfg, const char **err);

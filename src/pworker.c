@@ -79,11 +79,12 @@ static int writeall (MBuf *b) {
 static int nextframe (Conn *c, const unsigned char **body, size_t *blen) {
   for (;;) {
     size_t have = c->len - c->start;
+    uint64_t flen = 0;
     ssize_t n;
-    if (have >= PP_HEADER) {
-      uint64_t flen = get64(c->in + c->start);
-      if (flen == 0 || flen > PP_MAXFRAME) return -1;
-      if (have - 8 >= flen) {
+    int r = (c->in != NULL) ? ppool_frame(c->in + c->start, have, &flen) : 0;
+    if (r < 0) return -1;
+    if (flen > 0) {
+      if (r == 1) {
         int type = c->in[c->start + 8];
         *body = c->in + c->start + PP_HEADER;
         *blen = (size_t)flen - 1;
