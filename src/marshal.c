@@ -350,11 +350,14 @@ static int enter (Enc *e) {
 }
 
 /* Objects allocated one after another get nearby slots (sending walks
-** them in about that order: fewer cache misses); folding in the higher
-** bits keeps regular strides from piling up. */
+** them in about that order: fewer cache misses): each 64 KiB of address
+** space maps to a run of slots that starts at a hashed place.  (Mapping
+** the addresses straight, with no hash, lets the regular strides of
+** several slabs of the Lua heap pile up into long probe runs.) */
 static size_t phash (const void *k, unsigned bits) {
-  uint64_t p = (uint64_t)(uintptr_t)k >> 4;
-  return (size_t)((p ^ (p >> bits)) & (((uint64_t)1 << bits) - 1));
+  uint64_t p = (uint64_t)(uintptr_t)k;
+  uint64_t run = ((p >> 16) * 0x9e3779b97f4a7c15ULL) >> 40;
+  return (size_t)((run + (p >> 4)) & (((uint64_t)1 << bits) - 1));
 }
 
 static PEnt *pfind (PMap *m, const void *k) {
