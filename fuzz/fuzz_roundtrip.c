@@ -98,10 +98,11 @@ static void specialfloat (Gen *g) {
 }
 
 static void pushstring (Gen *g, int longone) {
-  char buf[512];
+  char buf[40 + 220 + 256];
   size_t n, i;
-  if (longone) {
-    n = 40 + byte(g) + 2 * (size_t)byte(g) % 220;
+  if (longone) {           /* 40 .. 40 + 219 + 255 bytes of one byte */
+    n = 40 + 2 * (size_t)byte(g) % 220;
+    n += byte(g);
     memset(buf, (int)byte(g), n);
   }
   else {
