@@ -563,4 +563,22 @@ M.MARKS = [[
   end
 ]]
 
+--[[
+spawn_marked(src [, opts]): start MARKS .. src (helpers.spawn, with opts)
+with a fresh directory as arg[1], and wait (bounded) until the script
+has printed exactly "ready".  Returns the handle and the directory.
+]]
+function M.spawn_marked (src, opts)
+  local dir = M.tmpdir()
+  opts = opts or {}
+  opts.args = { dir }
+  local h = M.spawn(M.MARKS .. src, opts)
+  assert(M.wait_until(function ()
+    return h:stdout():find("ready", 1, true) or h:status()
+  end), "the script did not start")
+  assert(h:stdout() == "ready\n",
+         "the script said " .. h:stdout() .. h:stderr())
+  return h, dir
+end
+
 return M

@@ -1546,16 +1546,7 @@ describe("Ctrl-C with a process pool", function ()
   -- Start 'src' under cfut with a fresh directory as arg[1]; tasks write
   -- marks there with mark(name).  Returns the handle and the directory
   -- once the script has printed "ready".
-  local prelude = helpers.MARKS
-  local function start (src)
-    local dir = helpers.tmpdir()
-    local h = helpers.spawn(prelude .. src, { args = { dir } })
-    assert.is_truthy(helpers.wait_until(function ()
-      return h:stdout():find("ready", 1, true) or h:status()
-    end), "the script did not start")
-    assert.equal("ready\n", h:stdout(), h:stderr())
-    return h, dir
-  end
+  local start = helpers.spawn_marked
 
   -- Send SIGINT; the script must exit with status 1 at once.
   local function interrupt (h)

@@ -41,17 +41,7 @@ local prelude = helpers.MARKS
 
 -- Start 'src' (after the prelude) with a fresh directory as arg[1];
 -- return the handle and the directory once it has printed "ready".
-local function start (src, opts)
-  local dir = helpers.tmpdir()
-  opts = opts or {}
-  opts.args = { dir }
-  local h = helpers.spawn(prelude .. src, opts)
-  assert.is_truthy(helpers.wait_until(function ()
-    return h:stdout():find("ready", 1, true) or h:status()
-  end), "the script did not start")
-  assert.equal("ready\n", h:stdout(), h:stderr())
-  return h, dir
-end
+local start = helpers.spawn_marked
 
 local function pid_in (dir, name)
   return math.tointeger(tonumber(read_file(dir .. "/" .. name)))
