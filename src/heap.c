@@ -14,6 +14,7 @@
 ** so none of this takes a lock.
 */
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,7 @@ typedef struct Slab {
 #define FIRSTSLOT  ((sizeof(Slab) + 63) & ~(size_t)63)
 
 typedef struct Heap {
+  struct Heap *next, *prev;   /* in the list of live heaps */
   Slab *avail[NCLASS];        /* slabs with a free slot, by class */
   Slab *empty;                /* slabs kept for later, all slots free */
   int nempty;
@@ -243,6 +245,28 @@ static int usesystem (void) {
 #endif
 }
 
+/* Every live heap is listed, so that one whose state was closed by other
+** means than heap_close (os.exit(code, true) in the host) stays reachable
+** until the process ends, rather than lost. */
+static pthread_mutex_t heaplock = PTHREAD_MUTEX_INITIALIZER;
+static Heap *heaps;
+
+static void listheap (Heap *h, int add) {
+  pthread_mutex_lock(&heaplock);
+  if (add) {
+    h->prev = NULL;
+    h->next = heaps;
+    if (heaps != NULL) heaps->prev = h;
+    heaps = h;
+  }
+  else {
+    if (h->prev != NULL) h->prev->next = h->next;
+    else heaps = h->next;
+    if (h->next != NULL) h->next->prev = h->prev;
+  }
+  pthread_mutex_unlock(&heaplock);
+}
+
 lua_State *heap_newstate (void) {
   Heap *h = (Heap *)calloc(1, sizeof(Heap));
   lua_State *L;
@@ -254,6 +278,7 @@ lua_State *heap_newstate (void) {
     free(h);
     return NULL;
   }
+  listheap(h, 1);
   lua_atpanic(L, panicf);
   lua_setwarnf(L, warnf, h);
   return L;
@@ -263,6 +288,7 @@ void heap_close (lua_State *L) {
   void *ud;
   lua_getallocf(L, &ud);
   lua_close(L);
+  listheap((Heap *)ud, 0);
   freeslabs((Heap *)ud);
   free(ud);
 }
