@@ -109,6 +109,29 @@ describe("futures.dumps", function ()
     assert.equal(c, c.list[1])
   end)
 
+  it("keeps shared tables and cycles in big and small messages in turn",
+     function ()
+    -- A big message leaves its thread a big map of seen tables, which
+    -- later messages reuse once they grow past 4096 entries.
+    local function records (n)
+      local t, s = {}, {}
+      for i = 1, n do t[i] = {id = i, tags = {"a"}, s = s} end
+      t.self = t
+      return t
+    end
+    for _, n in ipairs{ 70000, 5000, 20, 3000, 70000, 1100, 9000 } do
+      local c = futures.loads(futures.dumps(records(n)))
+      assert.equal(n, #c)
+      assert.equal(c, c.self)
+      for i = 1, n, 97 do
+        assert.equal(i, c[i].id)
+        assert.equal("a", c[i].tags[1])
+        assert.equal(c[1].s, c[i].s)
+      end
+      assert.are_not.equal(c[1].tags, c[n].tags)
+    end
+  end)
+
   it("copies metatables, shared ones once", function ()
     local mt = {__index = {kind = "point"}}
     local r = roundtrip(setmetatable({}, mt), setmetatable({}, mt))

@@ -374,7 +374,8 @@ static int plive (PMap *m, PEnt *slot) {
 
 /* Maps from 2^SPAREMIN up to 2^SPAREMAX entries are kept by the thread
 ** for its next encoding that grows that far: a big message then costs no
-** fresh pages and no rehashing of smaller maps (8 MiB at most). */
+** fresh pages and no rehashing of maps past 2^SPAREMIN (8 MiB at most).
+** Smaller encodings keep to small maps, which stay in the cache. */
 #define SPAREMIN 12
 #define SPAREMAX 19
 
@@ -391,7 +392,7 @@ void marshal_freespare (void) {
 ** is big enough, else fresh memory (NULL when there is none). */
 static PEnt *pmapget (unsigned *bits, unsigned *gen) {
   PEnt *e;
-  if (spare != NULL && sparebits >= *bits) {
+  if (spare != NULL && *bits >= SPAREMIN && sparebits >= *bits) {
     e = spare;
     spare = NULL;
     *bits = sparebits;
@@ -425,7 +426,7 @@ static void pmapput (PEnt *e, unsigned bits, unsigned gen) {
 static int pgrow (Enc *e) {
   PMap *m = &e->seen;
   size_t cap = (size_t)1 << m->bits, i;
-  unsigned oldgen = m->gen, bits = m->bits + 1, gen;
+  unsigned oldbits = m->bits, oldgen = m->gen, bits = m->bits + 1, gen;
   PEnt *old = m->e, *ne = pmapget(&bits, &gen);
   if (ne == NULL) return CFUT_ENOMEM;
   m->e = ne;
@@ -438,7 +439,7 @@ static int pgrow (Enc *e) {
       slot->vg = (old[i].vg & ~(uint64_t)GENMASK) | gen;
     }
   }
-  if (old != m->small) pmapput(old, bits - 1, oldgen);
+  if (old != m->small) pmapput(old, oldbits, oldgen);
   return 0;
 }
 
