@@ -410,7 +410,7 @@ static void tp_destroy (Executor *ex) {
 
 static const ExecutorOps tpool_ops = {
   "ThreadPoolExecutor", tp_submit, tp_shutdown, tp_interrupt, tp_alive,
-  tp_reap, tp_destroy
+  tp_reap, tp_destroy, NULL
 };
 
 /* }====================================================================== */
