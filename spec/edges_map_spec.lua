@@ -1,6 +1,7 @@
--- spec/edges_map_spec.lua: Executor:map at its edges (issue 8, defects 2
--- and 3): the answers of a chunk that a worker sends are checked before
--- they are used, and a map iterator ends once it has raised.
+-- spec/edges_map_spec.lua: Executor:map at its edges (issue 8, defects 2, 3
+-- and 11): the answers of a chunk that a worker sends are checked before
+-- they are used, a map iterator ends once it has raised, and a timeout
+-- with buffersize cancels the item that timed out.
 --
 -- Process-pool tasks and the spec meet through files (helpers.write_file,
 -- await_file, fgate); thread-pool tasks through hand-made futures.
@@ -153,12 +154,17 @@ describe("a map iterator that has raised", function ()
 
   local kinds = {
     { "a thread pool", function () return helpers.pool(1) end, {} },
+    { "a thread pool with buffersize",
+      function () return helpers.pool(1) end, { buffersize = 2 } },
     { "a process pool", function ()
         return helpers.track(futures.process_pool(1))
       end, {} },
     { "a process pool with chunksize", function ()
         return helpers.track(futures.process_pool(1))
       end, { chunksize = 2 } },
+    { "a process pool with buffersize", function ()
+        return helpers.track(futures.process_pool(1))
+      end, { buffersize = 2 } },
   }
   for _, kind in ipairs(kinds) do
     local name, newpool, opts = kind[1], kind[2], kind[3]
@@ -192,4 +198,47 @@ describe("a map iterator that has raised", function ()
       assert.is_nil((it()))
     end)
   end
+end)
+
+
+describe("Executor:map with buffersize and a timeout", function ()
+
+  it("cancels the item that timed out on a thread pool (issue 8)",
+     function ()
+    local ex = helpers.pool(1)
+    local gate = helpers.gate()
+    helpers.block(ex, gate, 1)             -- the only worker is busy
+    local ran = futures.future()           -- set by an item that runs
+    for _, buffersize in ipairs{ 2, false } do
+      local it = ex:map{ function (x)
+        if not ran:done() then ran:set_result(x) end
+        return x
+      end, { 1, 2 }, timeout = 0.05, buffersize = buffersize or nil }
+      local e = errof(it)
+      assert.is_true(futures.is(e, futures.TimeoutError), tostring(e))
+    end
+    gate:set_result(true)
+    ex:shutdown(true)                      -- what was not cancelled ran
+    assert.is_false(ran:done(), "item " .. tostring(ran:done()
+                                and ran:result()) .. " ran")
+  end)
+
+  it("cancels the item that timed out on a process pool", function ()
+    local ex = helpers.track(futures.process_pool(1))
+    local gate = helpers.fgate()
+    local dir = helpers.tmpdir()
+    local mark = dir .. "/pid"
+    ex:submit(held, mark, gate.path)
+    assert(await_file(mark), "the blocking task did not start")
+    local it = ex:map{ function (d, x)
+      write_file(d .. "/ran" .. x, "ran")
+      return x
+    end, { dir, dir }, { 1, 2 }, timeout = 0.05, buffersize = 2 }
+    local e = errof(it)
+    assert.is_true(futures.is(e, futures.TimeoutError), tostring(e))
+    gate.open()
+    ex:shutdown(true)
+    assert.is_nil(helpers.read_file(dir .. "/ran1"), "item 1 ran")
+    assert.is_nil(helpers.read_file(dir .. "/ran2"), "item 2 ran")
+  end)
 end)
