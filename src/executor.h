@@ -30,6 +30,12 @@ typedef struct ExecutorOps {
   ** blocking and return 1; else return 0. */
   int (*reap) (Executor *ex);
   void (*destroy) (Executor *ex);    /* refcount reached 0 */
+  /* Break the pool with msg, as when it finds a malformed message itself:
+  ** for an answer whose content only the caller can check (a map chunk's
+  ** offsets).  Pending futures fail, later submits raise; if it is broken
+  ** already, the first message stands.  NULL where no such answer comes
+  ** (a thread pool: map sends it no chunks). */
+  void (*fail) (Executor *ex, const char *msg);
 } ExecutorOps;
 
 struct Executor {

@@ -8,7 +8,28 @@
 ** handler, so the iterator still raises an item's error at its own
 ** position, with its traceback.  (With
 ** buffersize, map runs in Lua on submit: see lua/cfut/iter.lua.)
+**
+** INVARIANTS: a MapBatch belongs to the state that made it; workers see
+** only its futures, through references of their own.  fs[next .. n) are
+** the futures not taken yet, one reference each (fs[0 .. next) are never
+** read again); 'next' moves up by one when the iterator has taken a
+** future's values (an item, or the answers of a chunk), and to n when the
+** map ends (endmap cancels and lets go of the rest).  'item' counts the
+** positions delivered or raised.  'state' says what the next call does:
+**   MB_WAIT   wait for fs[next] (the next item, or the next chunk);
+**   MB_CHUNK  deliver item 'at' (< size) of the chunk taken last: its
+**             answers are in user value 1 and offs[0 .. nok] are checked
+**             offsets into them; item nok, when it is < size, raised (its
+**             {error, traceback} in user value 2);
+**   MB_ENDED  every item delivered, or the map raised: calls end it.
+** A call sets MB_ENDED before anything that may raise and the next state
+** only once it delivers, so whatever it raises (an item's error, a
+** timeout, Ctrl-C, a memory error) ends the map, as a Python generator
+** ends once it has raised.  A number from a worker (a chunk's offsets and
+** error index) is checked in checkchunk before it is used; one that does
+** not fit breaks the pool (ops->fail).
 */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,38 +44,42 @@
 
 #define MAPBATCH "cfut.MapIterator"
 
+/* Most values one item may give (a Lua stack holds no more). */
+#define MAXVALUES LUAI_MAXSTACK
+
+typedef enum MapState { MB_WAIT, MB_CHUNK, MB_ENDED } MapState;
+
 typedef struct MapBatch {
-  Future **fs;                /* one reference each; malloc'ed */
+  MapState state;
+  Executor *ex;               /* one reference, for ops->fail */
+  Future **fs;                /* malloc'ed */
   int n;                      /* how many were made */
-  int next;                   /* index of the next to deliver */
+  int next;                   /* the next future to take */
   double deadline;            /* -1: none */
   int chunk;                  /* items per future (1: plain) */
-  lua_Integer nitems, item;   /* chunked: items in all, next item */
-  int cur;                    /* chunked: the future whose answers are in
-                                 the user values, -1 none */
-  lua_Integer *offs;          /* chunked: its offsets; malloc'ed */
-  lua_Integer failed;         /* chunked: its failed item, 0 none */
+  lua_Integer nitems, item;   /* items in all, positions done */
+  int at, nok, size;          /* MB_CHUNK: the next item in the chunk,
+                                 how many have values, how many in all */
+  lua_Integer offs[];         /* chunked: chunk + 1 offsets */
 } MapBatch;
 
-/* Cancel and let go of every future from index 'from' on. */
-static void droprest (MapBatch *m, int from) {
-  int i;
-  for (i = from; i < m->n; i++) {
-    if (m->fs[i] == NULL) continue;
-    fut_cancel(m->fs[i]);
-    fut_release(m->fs[i]);
-    m->fs[i] = NULL;
+/* End the map: cancel and let go of every future not taken. */
+static void endmap (MapBatch *m) {
+  m->state = MB_ENDED;
+  for (; m->next < m->n; m->next++) {
+    fut_cancel(m->fs[m->next]);
+    fut_release(m->fs[m->next]);
   }
 }
 
 static int mb_gc (lua_State *L) {
   MapBatch *m = (MapBatch *)luaL_checkudata(L, 1, MAPBATCH);
-  if (m->fs == NULL) return 0;
-  droprest(m, 0);             /* like Python's generator being closed */
+  endmap(m);                  /* like Python's generator being closed */
   free(m->fs);
   m->fs = NULL;
-  free(m->offs);
-  m->offs = NULL;
+  m->n = m->next = 0;
+  if (m->ex != NULL) ex_release(m->ex);
+  m->ex = NULL;
   return 0;
 }
 
@@ -63,102 +88,161 @@ static int mb_tostring (lua_State *L) {
   return 1;
 }
 
-/* Wait for future c, or raise TimeoutError/CancelledError (cancelling
-** the rest as Python's iterator does). */
-static Future *waitchunk (lua_State *L, MapBatch *m, int c) {
-  Future *f = m->fs[c];
+/* Wait for f = fs[next].  On a timeout or a cancel, end the map and raise
+** TimeoutError or CancelledError, as Python's iterator does; when f
+** failed, cancel the futures after it (the map raises its error). */
+static void waitnext (lua_State *L, MapBatch *m, Future *f) {
   const char *d, *tb;
   size_t len;
+  int i;
   if (!cfut_waitfuture(L, f, m->deadline)) {
-    droprest(m, c);
+    endmap(m);
     cfut_error(L, "TimeoutError", "");
   }
   if (fut_state(f) == FUT_CANCELLED) {
-    droprest(m, c);
+    endmap(m);
     cfut_error(L, "CancelledError", "");
   }
-  if (fut_outcome(f, &d, &len, &tb)) droprest(m, c + 1);
-  return f;
+  if (fut_outcome(f, &d, &len, &tb))
+    for (i = m->next + 1; i < m->n; i++) fut_cancel(m->fs[i]);
 }
 
-/* Take the answers of chunk c (out, offs [, index, {error, traceback}],
-** see m_runchunk): out goes to user value 1, the offsets to m->offs. */
-static void loadchunk (lua_State *L, MapBatch *m, int c) {
-  Future *f = waitchunk(L, m, c);
-  lua_Integer j, count = m->chunk;
-  if (c == m->n - 1) count = m->nitems - (lua_Integer)c * m->chunk;
+/* Plain: the next item's position and values (or its error). */
+static int nextplain (lua_State *L, MapBatch *m) {
+  Future *f = m->fs[m->next];
+  int n;
+  waitnext(L, m, f);
+  lua_settop(L, 0);
+  lua_pushinteger(L, ++m->item);
+  n = cfut_pushresult(L, f);  /* raises an item's error: the map ends */
+  m->next++;
+  fut_release(f);
+  if (m->next < m->n) m->state = MB_WAIT;
+  return n + 1;
+}
+
+/* {======================================================================
+** Chunks
+** ======================================================================= */
+
+/*
+** Check the answers of a chunk of 'count' items at 2 .. top (out, offs
+** [, e, {error, traceback}], see m_runchunk) and take its offsets into
+** m->offs.  Returns NULL, or what is wrong.
+*/
+static const char *checkchunk (lua_State *L, MapBatch *m, int count) {
+  int nres = lua_gettop(L) - 1, j;
+  lua_Integer e;
+  if ((nres != 2 && nres != 4) || !lua_istable(L, 2) || !lua_istable(L, 3))
+    return "answer is not out, offs [, index, error]";
+  m->nok = count;
+  if (nres == 4) {
+    if (!lua_isinteger(L, 4) || (e = lua_tointeger(L, 4)) < 1 || e > count)
+      return "error index is not one of its items";
+    if (!lua_istable(L, 5))
+      return "error is not {error, traceback}";
+    lua_rawgeti(L, 5, 2);
+    j = lua_type(L, -1);
+    lua_pop(L, 1);
+    if (j != LUA_TNIL && j != LUA_TSTRING)
+      return "error is not {error, traceback}";
+    m->nok = (int)e - 1;
+  }
+  for (j = 0; j <= m->nok; j++) {
+    int isint = (lua_rawgeti(L, 3, j + 1), lua_isinteger(L, -1));
+    lua_Integer o = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (!isint || (j == 0 ? o != 1
+                          : o < m->offs[j - 1]
+                            || o - m->offs[j - 1] > MAXVALUES))
+      return "offsets do not fit its items";
+    m->offs[j] = o;
+  }
+  return NULL;
+}
+
+/* A chunk's answer that does not check out: break the pool and raise. */
+static void badchunk (lua_State *L, MapBatch *m, const char *why) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "malformed message from a worker: map chunk %s",
+           why);
+  endmap(m);
+  if (m->ex->ops->fail != NULL) {
+    m->ex->ops->fail(m->ex, msg);
+    cfut_submiterror(L, m->ex, CFUT_EBROKEN);   /* the message that stands */
+  }
+  luaL_error(L, "%s", msg);
+}
+
+/* Take the chunk of fs[next]: wait for it and keep its checked answers
+** (or raise the error of its task, which failed as a whole). */
+static void loadchunk (lua_State *L, MapBatch *m) {
+  Future *f = m->fs[m->next];
+  lua_Integer first = (lua_Integer)m->next * m->chunk;
+  int count = (int)(m->nitems - first < m->chunk ? m->nitems - first
+                                                 : m->chunk);
+  const char *bad;
+  waitnext(L, m, f);
   lua_settop(L, 1);
-  if (cfut_pushresult(L, f) < 2 || !lua_istable(L, 2) || !lua_istable(L, 3))
-    luaL_error(L, "map: a chunk came back malformed");
-  m->failed = lua_isinteger(L, 4) ? lua_tointeger(L, 4) : 0;
-  if (m->failed != 0) {
-    if (m->failed < 1 || m->failed > count || !lua_istable(L, 5))
-      luaL_error(L, "map: a chunk came back malformed");
+  cfut_pushresult(L, f);
+  if ((bad = checkchunk(L, m, count)) != NULL) badchunk(L, m, bad);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, 1, 1);               /* out */
+  if (m->nok < count) {
     lua_pushvalue(L, 5);
     lua_setiuservalue(L, 1, 2);             /* {error, traceback} */
   }
-  else m->failed = count + 1;
-  if (m->offs == NULL &&
-      (m->offs = malloc((size_t)(m->chunk + 1) * sizeof *m->offs)) == NULL)
-    luaL_error(L, "not enough memory");
-  for (j = 1; j <= m->failed && j <= count + 1; j++) {
-    lua_Integer o = (lua_rawgeti(L, 3, j), lua_tointeger(L, -1));
-    lua_pop(L, 1);
-    if (o < 1 || (j > 1 && o < m->offs[j - 2]))
-      luaL_error(L, "map: a chunk came back malformed");
-    m->offs[j - 1] = o;
-  }
-  lua_pushvalue(L, 2);
-  lua_setiuservalue(L, 1, 1);
-  m->fs[c] = NULL;
-  m->cur = c;
+  m->at = 0;
+  m->size = count;
+  m->next++;
   fut_release(f);
 }
 
-/* Chunked: the next item, from the answers of its chunk. */
-static int mb_callchunk (lua_State *L, MapBatch *m) {
-  lua_Integer i = m->item, j, from, to;
-  int c = (int)(i / m->chunk);
-  if (i >= m->nitems || c >= m->n) return 0;
-  if (m->cur != c) loadchunk(L, m, c);
-  m->item = i + 1;
-  j = i % m->chunk + 1;
+/* Chunked: item 'at' of the chunk taken: its position and values, or the
+** error it raised. */
+static int nextitem (lua_State *L, MapBatch *m) {
+  int j = m->at++, n;
+  lua_Integer from, to;
   lua_settop(L, 1);
-  if (j == m->failed) {                     /* this item raised */
-    droprest(m, c + 1);
-    m->item = m->nitems;
-    lua_getiuservalue(L, 1, 2);             /* {err, traceback} */
+  m->item++;
+  if (j == m->nok) {                        /* this item raised */
+    endmap(m);
+    lua_getiuservalue(L, 1, 2);             /* {error, traceback} */
     lua_rawgeti(L, -1, 2);
     lua_rawgeti(L, -2, 1);
     return cfut_raisetask(L, lua_tostring(L, -2));
   }
-  from = m->offs[j - 1];
-  to = m->offs[j] - 1;
+  from = m->offs[j];
+  to = m->offs[j + 1];                      /* out[from .. to - 1] */
+  n = (int)(to - from);                     /* at most MAXVALUES */
   lua_getiuservalue(L, 1, 1);               /* 2: out */
-  lua_pushinteger(L, i + 1);
-  luaL_checkstack(L, (int)(to - from + 1), "too many results");
-  for (j = from; j <= to; j++) lua_rawgeti(L, 2, j);
-  return (int)(to - from + 2);
+  lua_pushinteger(L, m->item);
+  luaL_checkstack(L, n, "too many results");
+  for (; from < to; from++) lua_rawgeti(L, 2, from);
+  if (m->at < m->size) m->state = MB_CHUNK;   /* values, or its error */
+  else if (m->next < m->n) m->state = MB_WAIT;
+  return n + 1;
 }
 
-/* for i, ... in iterator: the next position and its values.  A future
-** stays in the array until its values are out, so an error raised on the
-** way leaves it to __gc. */
+/* }====================================================================== */
+
+/* for i, ... in iterator: the next position and its values. */
 static int mb_call (lua_State *L) {
   MapBatch *m = (MapBatch *)luaL_checkudata(L, 1, MAPBATCH);
-  Future *f;
-  int i = m->next, n;
-  if (m->fs == NULL) return 0;
-  if (m->chunk > 1) return mb_callchunk(L, m);
-  if (i >= m->n || m->fs[i] == NULL) return 0;
-  f = waitchunk(L, m, i);     /* as Python: what is left is cancelled */
-  m->next = i + 1;
-  lua_settop(L, 0);
-  lua_pushinteger(L, i + 1);
-  n = cfut_pushresult(L, f);
-  m->fs[i] = NULL;
-  fut_release(f);
-  return n + 1;
+  MapState s = m->state;
+  m->state = MB_ENDED;        /* unless this call delivers */
+  switch (s) {
+    case MB_WAIT:
+      if (m->chunk == 1) return nextplain(L, m);
+      loadchunk(L, m);
+      return nextitem(L, m);
+    case MB_CHUNK:
+      return nextitem(L, m);
+    case MB_ENDED:
+      break;
+  }
+  endmap(m);                  /* what a raise left (a Ctrl-C) */
+  return 0;
 }
 
 /* A task of the values from 'base' to the top (popped). */
@@ -226,14 +310,18 @@ static int m_mapsubmit (lua_State *L) {
   luaL_argcheck(L, chunk >= 1 && chunk < (1 << 28), 5, "bad chunksize");
   luaL_checkstack(L, k + 16, "too many iterables");
   if (ex->local || n == 0) chunk = 1;   /* threads share memory: no gain */
+  else if (chunk > n) chunk = n;        /* one chunk holds them all */
   nf = (int)((n + chunk - 1) / chunk);
-  m = (MapBatch *)lua_newuserdatauv(L, sizeof *m, 2);
+  m = (MapBatch *)lua_newuserdatauv(L, sizeof *m + (chunk > 1 ?
+                      (size_t)(chunk + 1) * sizeof m->offs[0] : 0), 2);
   memset(m, 0, sizeof *m);
+  m->state = MB_ENDED;
   luaL_setmetatable(L, MAPBATCH);
   m->deadline = deadline;
   m->chunk = (int)chunk;
   m->nitems = n;
-  m->cur = -1;
+  m->ex = ex;
+  ex_retain(ex);
   m->fs = calloc((size_t)(nf ? nf : 1), sizeof(Future *));
   if (m->fs == NULL) return luaL_error(L, "not enough memory");
   for (i = 0; i < nf; i++) {
@@ -251,6 +339,7 @@ static int m_mapsubmit (lua_State *L) {
   }
   if (m->n > 0 && (r = ex->ops->submit(ex, m->fs, m->n)) != 0)
     return cfut_submiterror(L, ex, r);
+  if (m->n > 0) m->state = MB_WAIT;
   lua_pushvalue(L, 7 + k);    /* the iterator, above the tables */
   return 1;
 }
@@ -262,7 +351,8 @@ static int m_mapsubmit (lua_State *L) {
 ** stays with its item.  Answers without a table per item: every value one
 ** after another in 'out', item i's being out[offs[i] .. offs[i + 1] - 1];
 ** on an error, also the item's index and {error, traceback} (the items
-** after it are not run: map raises there).
+** after it are not run: map raises there).  The parent believes none of
+** it before checkchunk.
 */
 static int m_runchunk (lua_State *L) {
   lua_Integer k = luaL_checkinteger(L, 2), n, count, i, j, nv = 0;

@@ -572,6 +572,10 @@ static int step (PPool *p, struct pollfd *fds, PWorker **ws) {
   PWorker *w;
   char why[160];
   int n = 1, i, r;
+  if (atomic_load(&p->base.broken)) {       /* pp_fail: its message stands */
+    breakpool(p, BROKEN_MSG);
+    return 1;
+  }
   passinterrupt(p);
   if ((r = dispatch(p)) != 0) {
     breakpool(p, r == CFUT_ENOMEM ? NOMEM_MSG : SPAWN_MSG);
@@ -716,6 +720,19 @@ static int pp_reap (Executor *ex) {
   return r;
 }
 
+/* A chunk of map came back malformed: fail what is queued now, and let
+** the manager (which owns the workers) fail the rest and kill them. */
+static void pp_fail (Executor *ex, const char *msg) {
+  PPool *p = (PPool *)ex;
+  Future *q;
+  sys_lock(&p->lock);
+  msg = ex_setbroken(ex, "BrokenProcessPool", msg);
+  q = takeall(p);
+  wakeup(p);
+  sys_unlock(&p->lock);
+  settlelist(q, msg);
+}
+
 static void pp_destroy (Executor *ex) {
   PPool *p = (PPool *)ex;
   char **e;
@@ -740,7 +757,7 @@ static void pp_destroy (Executor *ex) {
 
 static const ExecutorOps ppool_ops = {
   "ProcessPoolExecutor", pp_submit, pp_shutdown, pp_interrupt, pp_alive,
-  pp_reap, pp_destroy
+  pp_reap, pp_destroy, pp_fail
 };
 
 /* }====================================================================== */

@@ -12,6 +12,22 @@
 ** the one that claimed it.
 **
 ** Lock order: p->lock -> future lock -> waiter lock.
+**
+** INVARIANTS: p->q holds the futures not taken yet, one reference each,
+** under p->lock: submit appends at its tail, a worker pops its head (take,
+** or ready for a new worker's first task) and lets go of it once run, and
+** takeall empties it (shutdown with cancel_futures, Ctrl-C, a broken pool,
+** a submit that no worker could start for).  p->nqueued moves with q.n,
+** under p->lock; spinning workers read it without the lock, as a hint they
+** check again under it.  p->nidle counts the workers waiting for work, and
+** each worker moves only its own share (w->idle, owner only): up when take
+** finds the queue empty or when its outcome is ready (waiting), down when
+** take returns.  Submit starts threads while nqueued > nidle.  p->nsleep
+** counts the workers asleep on p->cond, moved by the sleeper under p->lock,
+** so submit wakes at most that many.  p->nthreads and p->workers only grow
+** (until destroy); p->stopping and a worker's started, exited and claimed
+** go from 0 to 1 once; a worker is joined by the one caller that claimed
+** it, which then sets joined.
 */
 #include <sched.h>
 #include <signal.h>
@@ -410,7 +426,7 @@ static void tp_destroy (Executor *ex) {
 
 static const ExecutorOps tpool_ops = {
   "ThreadPoolExecutor", tp_submit, tp_shutdown, tp_interrupt, tp_alive,
-  tp_reap, tp_destroy
+  tp_reap, tp_destroy, NULL
 };
 
 /* }====================================================================== */

@@ -141,12 +141,16 @@ return function (M, Executor)
     return ("<map iterator at %s>"):format(self.id)
   end
 
-  -- Cancel what is still queued.
-  local function cancelrest (st)
+  -- End the map: cancel what is still queued (f, the item taken, too: it
+  -- may be the one that timed out) and let later calls find nothing, as a
+  -- Python generator that raised.
+  local function endmap (st, f)
+    f:cancel()
     for k = st.head, st.tail do
-      local f = st.fs[k]
-      if f then f:cancel(); st.fs[k] = nil end
+      local g = st.fs[k]
+      if g then g:cancel(); st.fs[k] = nil end
     end
+    st.head, st.tail = 1, 0
   end
 
   local function push (st)
@@ -157,9 +161,9 @@ return function (M, Executor)
     return true
   end
 
-  local function deliver (st, i, ok, ...)
+  local function deliver (st, f, i, ok, ...)
     if not ok then
-      cancelrest(st)
+      endmap(st, f)
       error((...), 0)
     end
     return i, ...
@@ -176,8 +180,7 @@ return function (M, Executor)
       -- An iterator that raises ends the map: cancel what it queued.
       local ok, err = pcall(push, st)
       if not ok then
-        f:cancel()
-        cancelrest(st)
+        endmap(st, f)
         error(err, 0)
       end
     end
@@ -186,7 +189,7 @@ return function (M, Executor)
       remaining = st.deadline - monotonic()
       if remaining < 0 then remaining = 0 end
     end
-    return deliver(st, i, pcall(f.result, f, remaining))
+    return deliver(st, f, i, pcall(f.result, f, remaining))
   end
 
   -- ex:map(fn, iterable, ...) or ex:map{fn, iterable, ..., timeout=,
