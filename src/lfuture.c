@@ -98,7 +98,11 @@ Future *cfut_tofuture (lua_State *L, int idx) {
 
 void cfut_pushfuture (lua_State *L, Future *f) {
   lua_getfield(L, LUA_REGISTRYINDEX, FUTCACHE);
-  if (lua_rawgetp(L, -1, f) == LUA_TUSERDATA) {
+  /* A handle closed by a hand-called __gc stays cached (weak values only
+  ** go when it is collected), and a new future may have the address of
+  ** its dead one: only a live handle of f itself is f's. */
+  if (lua_rawgetp(L, -1, f) == LUA_TUSERDATA &&
+      ((FutBox *)lua_touserdata(L, -1))->f == f) {
     lua_remove(L, -2);
     fut_release(f);           /* the cached handle has its own */
     return;
@@ -249,12 +253,29 @@ static void callone (lua_State *L, int h) {
   lua_pop(L, 1);  /* handler */
 }
 
+/* Push CALLBACKS and its entry for f: 1 if there is one, else 0 (nil
+** pushed).  An entry whose handle was closed by a hand-called __gc is
+** dropped: its future may be gone, and f only shares its address. */
+static int cbentry (lua_State *L, Future *f) {
+  lua_getfield(L, LUA_REGISTRYINDEX, CALLBACKS);
+  if (lua_rawgetp(L, -1, f) != LUA_TTABLE) return 0;
+  lua_rawgeti(L, -1, 1);
+  if (((FutBox *)lua_touserdata(L, -1))->f == f) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  lua_pop(L, 2);
+  lua_pushnil(L);
+  lua_rawsetp(L, -2, f);
+  lua_pushnil(L);
+  return 0;
+}
+
 /* Run (and forget) the callbacks this state holds for f; returns how
 ** many ran. */
 static int fire (lua_State *L, Future *f) {
   int i, n, h;
-  lua_getfield(L, LUA_REGISTRYINDEX, CALLBACKS);
-  if (lua_rawgetp(L, -1, f) != LUA_TTABLE) {
+  if (!cbentry(L, f)) {
     lua_pop(L, 2);
     return 0;
   }
@@ -308,11 +329,13 @@ static int f_add_done_callback (lua_State *L) {
   luaL_argexpected(L, cfut_iscallable(L, 2), 2, "function");
   lua_settop(L, 2);
   if (fut_isdone(fut_state(f))) {
+    /* Those added before, still due here (this state has not waited
+    ** since f finished), run first: callbacks run in the order added. */
+    fire(L, f);
     callone(L, 1);
     return 0;
   }
-  lua_getfield(L, LUA_REGISTRYINDEX, CALLBACKS);
-  if (lua_rawgetp(L, -1, f) == LUA_TTABLE) {
+  if (cbentry(L, f)) {
     lua_pushvalue(L, 2);
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
     return 0;

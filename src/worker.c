@@ -71,19 +71,37 @@ static int setup (lua_State *L) {
   return 0;
 }
 
+#define NOSTATE "cannot create a Lua state for a worker"
+
+/* NOSTATE ": why" in a malloc'ed string (NULL when out of memory). */
+static char *nostate (const char *why) {
+  size_t n = strlen(NOSTATE) + strlen(why) + 3;
+  char *s = malloc(n);
+  if (s != NULL) snprintf(s, n, "%s: %s", NOSTATE, why);
+  return s;
+}
+
 lua_State *worker_newstate (const char *path, const char *cpath,
-                            const char *name) {
+                            const char *name, char **err) {
   lua_State *L = heap_newstate();
+  *err = NULL;
   if (L == NULL) return NULL;
   lua_pushcfunction(L, setup);
   lua_pushlightuserdata(L, (void *)path);
   lua_pushlightuserdata(L, (void *)cpath);
   lua_pushlightuserdata(L, (void *)name);
   if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+    /* Not only memory: the module's Lua files may not be found, say. */
+    const char *why = lua_tostring(L, -1);
+    *err = nostate(why != NULL ? why : "(error object is not a string)");
     heap_close(L);
     return NULL;
   }
   return L;
+}
+
+const char *worker_nostate (const char *err) {
+  return err != NULL ? err : NOSTATE " (not enough memory)";
 }
 
 /* Message handler: keep the error value and put the traceback beside it,
