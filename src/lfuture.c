@@ -392,7 +392,7 @@ int cfut_waituntil (lua_State *L, int (*pred) (void *ud), void *ud,
     unsigned seq;
     int r;
     /* Ctrl-C first: a task it stopped must not be reported instead. */
-    if (fut_interrupted() || waiter_interrupted(w)) cfut_raiseinterrupt(L);
+    if (fut_interrupted()) cfut_raiseinterrupt(L);
     cfut_runcallbacks(L);
     seq = waiter_seq(w);
     if (pred(ud)) return 1;
