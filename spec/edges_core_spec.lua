@@ -163,3 +163,34 @@ describe("the future cache (issue 8)", function ()
     end
   end)
 end)
+
+describe("signal handlers (issue 8)", function ()
+  -- The module as a shared object, as lua5.4 loads it.
+  local function module_path ()
+    return assert(package.searchpath("cfut", package.cpath),
+                  "cfut.so not found on package.cpath")
+  end
+
+  -- The disassembly of the function 'name' in the shared object 'so'.
+  local function disassemble (so, name)
+    local p = assert(io.popen("objdump -d --no-show-raw-insn --disassemble="
+                              .. name .. " '" .. so .. "' 2>&1"))
+    local s = p:read("a")
+    p:close()
+    return s
+  end
+
+  it("read thread-local variables without __tls_get_addr", function ()
+    -- In a dlopen'ed module the default TLS model reaches a variable
+    -- through __tls_get_addr, which may call malloc on a thread's first
+    -- access: not async-signal-safe.  The handlers run worker_sigint
+    -- (SIGURG in thread workers, SIGINT in process workers).
+    local so = module_path()
+    local s = disassemble(so, "worker_sigint")
+    assert.matches("<worker_sigint>:", s, 1, true)
+    assert.not_matches("__tls_get_addr", s, 1, true)
+    for _, handler in ipairs({ "onsignal", "onsigint" }) do
+      assert.not_matches("__tls_get_addr", disassemble(so, handler), 1, true)
+    end
+  end)
+end)

@@ -18,8 +18,15 @@
 
 #define NAMEKEY "cfut.thread_name"
 
-/* The state the current thread is running a task in (for Ctrl-C). */
-static _Thread_local lua_State *running_L;
+/* The state the current thread is running a task in (for Ctrl-C).  Signal
+** handlers read it (worker_sigint), so its model is initial-exec: in a
+** module dlopen'ed by lua5.4, the default model reads it through
+** __tls_get_addr, which allocates the module's TLS block on a thread's
+** first access (malloc in a handler can deadlock).  Initial-exec puts it
+** in the static TLS block that every thread has from its start (8 of the
+** bytes glibc keeps for modules loaded later). */
+static _Thread_local lua_State *running_L
+  __attribute__((tls_model("initial-exec")));
 
 /* print: the whole line is written with one call, so lines of concurrent
 ** tasks never mix. */
