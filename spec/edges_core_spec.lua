@@ -194,3 +194,43 @@ describe("signal handlers (issue 8)", function ()
     end
   end)
 end)
+
+describe("the Lua heap (issue 8)", function ()
+  -- A realloc that refuses every real shrink (to half the block or less),
+  -- preloaded into the host: C allows realloc to fail there.
+  local SHIM = [[
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <malloc.h>
+#include <stddef.h>
+void *realloc (void *p, size_t n) {
+  static void *(*real) (void *, size_t);
+  if (real == NULL)
+    real = (void *(*) (void *, size_t))dlsym(RTLD_NEXT, "realloc");
+  if (p != NULL && n > 0 && n <= malloc_usable_size(p) / 2) return NULL;
+  return real(p, n);
+}
+]]
+
+  it("keeps a big block whose shrink the C library refuses", function ()
+    -- Sanitizer builds give Lua the C library's allocator (and ASan must
+    -- come first among the libraries): the slab heap is not in play.
+    if helpers.sanitized then return end
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/shim.c", SHIM)
+    assert(os.execute("cc -shared -fPIC -o '" .. dir .. "/shim.so' '"
+                      .. dir .. "/shim.c' -ldl"), "cannot build the shim")
+    -- A table's array part shrinks from 64 KiB to 2 KiB when it rehashes.
+    local r = helpers.run([[
+      local t = {}
+      for i = 1, 4096 do t[i] = i end
+      for i = 129, 4096 do t[i] = nil end
+      for i = 1, 200 do t["k" .. i] = i end
+      local n = 0
+      for _ in pairs(t) do n = n + 1 end
+      print(n)
+    ]], { env = { LD_PRELOAD = dir .. "/shim.so", CFUT_SYSALLOC = "0" } })
+    assert.equal(0, r.status, r.stderr)
+    assert.equal("328\n", r.stdout)
+  end)
+end)
