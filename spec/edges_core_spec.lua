@@ -49,6 +49,21 @@ describe("done-callbacks (issue 8, defect 8)", function ()
   end)
 end)
 
+describe("done-callbacks added through a handle closed by hand", function ()
+  it("never run for another future at the same address", function ()
+    local ran = 0
+    for i = 1, 20 do
+      local old = futures.future()
+      old:add_done_callback(function () ran = ran + 1 end)
+      getmetatable(old).__gc(old)     -- its C future is freed here
+      local new = futures.future()
+      new:set_result(i)
+      assert.equal(i, new:result(0))
+    end
+    assert.equal(0, ran)
+  end)
+end)
+
 describe("pools made while `package` is not a table (issue 8, defect 10)",
          function ()
   -- Call fn with the global `package` set to v, then put it back.
