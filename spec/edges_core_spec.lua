@@ -145,8 +145,16 @@ describe("a worker state that cannot be set up (issue 8, defect 12)",
     ]])
     assert.equal(0, r.status, r.stderr)
     assert.equal("false\ttrue\n", r.stdout)
-    assert.matches("cannot create a Lua state for a worker", r.stderr, 1,
-                   true)
+    -- A host that finds the Lua files beside it (./cfut, not the one in
+    -- build-asan/) loads cfut in the worker program: setting up the
+    -- worker's own state is what fails then.
+    local beside = io.open(helpers.cfut_bin():match("^(.*)/")
+                           .. "/lua/cfut/errors.lua")
+    if beside then
+      beside:close()
+      assert.matches("cannot create a Lua state for a worker", r.stderr, 1,
+                     true)
+    end
     assert.matches("cfut.errors", r.stderr, 1, true)
     assert.not_matches("not enough memory", r.stderr, 1, true)
   end)
