@@ -49,7 +49,6 @@ struct Waiter {
   atomic_uint seq;            /* bumped by every notification */
   atomic_int sleeping;        /* the owner is (about to be) in cond wait */
   atomic_int refs;
-  atomic_int interrupted;
   Future **ready;             /* guarded by lock */
   int nready, cap;            /* guarded by lock */
 };
@@ -337,13 +336,12 @@ static void notify (Waiter *w, Future *f, int kind) {
 
 static int checkwake (Waiter *w, unsigned seq) {
   if (atomic_load(&w->seq) != seq) return 0;
-  if (atomic_load_explicit(&g_interrupt, memory_order_relaxed) ||
-      atomic_load_explicit(&w->interrupted, memory_order_relaxed))
+  if (atomic_load_explicit(&g_interrupt, memory_order_relaxed))
     return CFUT_EINTR;
   return 1;
 }
 
-/* The longest a sleep lasts before the interrupt flags are looked at
+/* The longest a sleep lasts before the Ctrl-C flag is looked at
 ** again: signal handlers cannot signal a condition variable. */
 #define WAIT_SLICE 0.02
 /* How long a waiter spins before sleeping (seconds): about the cost of a
@@ -392,24 +390,6 @@ int waiter_take_ready (Waiter *w, Future ***list) {
 
 void waiter_notify (Waiter *w) {
   notify(w, NULL, FUT_LISTEN_WAIT);
-}
-
-void waiter_interrupt (Waiter *w) {
-  atomic_store(&w->interrupted, 1);
-  atomic_fetch_add(&w->seq, 1);
-  if (atomic_load(&w->sleeping)) {
-    sys_lock(&w->lock);
-    sys_cond_signal(&w->cond);
-    sys_unlock(&w->lock);
-  }
-}
-
-int waiter_interrupted (Waiter *w) {
-  return atomic_load(&w->interrupted);
-}
-
-void waiter_clear_interrupt (Waiter *w) {
-  atomic_store(&w->interrupted, 0);
 }
 
 void fut_set_interrupt (int on) {

@@ -114,8 +114,8 @@ void waiter_release (Waiter *w);
 unsigned waiter_seq (Waiter *w);
 
 /*
-** Wait until w's sequence number differs from 'seq', the interrupt flag
-** (global or w's own) is set, or 'deadline' (sys_now seconds, <0 = none)
+** Wait until w's sequence number differs from 'seq', the Ctrl-C flag
+** (fut_set_interrupt) is set, or 'deadline' (sys_now seconds, <0 = none)
 ** passes.  Spins briefly before sleeping.  Returns 0 when notified,
 ** CFUT_ETIMEDOUT, or CFUT_EINTR.
 */
@@ -127,11 +127,6 @@ void waiter_notify (Waiter *w);
 /* Take the futures whose callbacks are due (each holds one reference the
 ** caller must release).  Returns how many, stores an array the caller frees. */
 int waiter_take_ready (Waiter *w, Future ***list);
-
-/* Interrupt only this waiter's state (a worker whose task must stop). */
-void waiter_interrupt (Waiter *w);
-int waiter_interrupted (Waiter *w);
-void waiter_clear_interrupt (Waiter *w);
 
 /* The process-wide Ctrl-C flag (cfut_interrupt sets it). */
 void fut_set_interrupt (int on);

@@ -156,6 +156,15 @@ static void freeslabs (Heap *h) {
 ** The lua_Alloc functions
 ** ======================================================= */
 
+/*
+** A shrink may fail: Lua 5.4 no longer assumes it cannot (5.3 did).  Where
+** it shrinks, it either can raise a memory error anyway (a table's rehash,
+** the parser's final vectors) or keeps the old block (the collector's
+** string table and stacks).  Still, most shrinks keep the block rather
+** than fail: a small block in a bigger slot is fine, since a slot is freed
+** by its slab's size, not by the size Lua passes.  Only a big block
+** becoming small needs a slot, as Lua frees it as a small one later.
+*/
 static void *heapalloc (void *ud, void *ptr, size_t osize, size_t nsize) {
   Heap *h = (Heap *)ud;
   void *p;
@@ -165,12 +174,16 @@ static void *heapalloc (void *ud, void *ptr, size_t osize, size_t nsize) {
     else if (ptr != NULL) smallfree(h, ptr);
     return NULL;
   }
-  if (osize > MAXSMALL && nsize > MAXSMALL) return realloc(ptr, nsize);
+  if (osize > MAXSMALL && nsize > MAXSMALL) {
+    p = realloc(ptr, nsize);
+    return (p == NULL && nsize <= osize) ? ptr : p;
+  }
   if (osize > 0 && nsize <= MAXSMALL
       && (osize + QUANT - 1) / QUANT == (nsize + QUANT - 1) / QUANT)
     return ptr;                 /* the same class */
   p = (nsize <= MAXSMALL) ? smallalloc(h, nsize) : malloc(nsize);
-  if (p == NULL) return NULL;   /* Lua keeps the old block */
+  if (p == NULL)     /* a small block keeps its slot, else Lua its block */
+    return (osize > 0 && osize <= MAXSMALL && nsize <= osize) ? ptr : NULL;
   if (ptr != NULL) {
     memcpy(p, ptr, osize < nsize ? osize : nsize);
     if (osize > MAXSMALL) free(ptr);

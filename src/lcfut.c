@@ -322,12 +322,20 @@ static void checkoptions (lua_State *L, const char *const known[]) {
   }
 }
 
+/* package[k] for the workers, or NULL when it is not a string (or
+** `package` is not a table): they then keep their own default.  The
+** string is kept alive in the registry; the stack is left as it was. */
 static const char *pkgfield (lua_State *L, const char *k) {
   const char *s = NULL;
-  if (lua_getglobal(L, "package") == LUA_TTABLE &&
-      lua_getfield(L, -1, k) == LUA_TSTRING)
-    s = lua_tostring(L, -1);
-  lua_setfield(L, LUA_REGISTRYINDEX, k[0] == 'p' ? "cfut.path" : "cfut.cpath");
+  if (lua_getglobal(L, "package") == LUA_TTABLE) {
+    if (lua_getfield(L, -1, k) == LUA_TSTRING) s = lua_tostring(L, -1);
+    else {
+      lua_pop(L, 1);
+      lua_pushnil(L);
+    }
+    lua_setfield(L, LUA_REGISTRYINDEX,
+                 k[0] == 'p' ? "cfut.path" : "cfut.cpath");
+  }
   lua_pop(L, 1);
   return s;
 }

@@ -98,7 +98,11 @@ Future *cfut_tofuture (lua_State *L, int idx) {
 
 void cfut_pushfuture (lua_State *L, Future *f) {
   lua_getfield(L, LUA_REGISTRYINDEX, FUTCACHE);
-  if (lua_rawgetp(L, -1, f) == LUA_TUSERDATA) {
+  /* A handle closed by a hand-called __gc stays cached (weak values only
+  ** go when it is collected), and a new future may have the address of
+  ** its dead one: only a live handle of f itself is f's. */
+  if (lua_rawgetp(L, -1, f) == LUA_TUSERDATA &&
+      ((FutBox *)lua_touserdata(L, -1))->f == f) {
     lua_remove(L, -2);
     fut_release(f);           /* the cached handle has its own */
     return;
@@ -232,29 +236,64 @@ static int cbhandler (lua_State *L) {
   return 1;
 }
 
-/* Call fn (at -1) with the handle at index h; report an error on stderr. */
+/* Write a callback's error (the traceback at 2) for the handle at 1. */
+static int report (lua_State *L) {
+  FutBox *b = (FutBox *)lua_touserdata(L, 1);
+  if (b->f != NULL) pushdesc(L, b->f);
+  else lua_pushliteral(L, "<Future (closed handle)>");
+  fprintf(stderr, "cfut: exception calling callback for %s\n%s\n",
+          lua_tostring(L, -1), lua_tostring(L, 2));
+  fflush(stderr);
+  return 0;
+}
+
+/* Call fn (at -1) with the handle at index h; report an error on stderr.
+** Never raises: the report is protected too (describing the future may
+** run out of memory), so a wait that runs callbacks cannot be unwound by
+** them. */
 static void callone (lua_State *L, int h) {
   lua_pushcfunction(L, cbhandler);
   lua_insert(L, -2);
   lua_pushvalue(L, h);
   if (lua_pcall(L, 1, 0, -3) != LUA_OK) {
-    FutBox *b = (FutBox *)lua_touserdata(L, h);
-    if (b->f != NULL) pushdesc(L, b->f);
-    else lua_pushliteral(L, "<Future (closed handle)>");
-    fprintf(stderr, "cfut: exception calling callback for %s\n%s\n",
-            lua_tostring(L, -1), lua_tostring(L, -2));
-    fflush(stderr);
-    lua_pop(L, 2);
+    const char *tb = lua_tostring(L, -1);   /* a string: no allocation */
+    lua_pushcfunction(L, report);
+    lua_pushvalue(L, h);
+    lua_pushvalue(L, -3);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+      fprintf(stderr, "cfut: exception calling callback for a future\n%s\n",
+              tb != NULL ? tb : "(no message: not enough memory)");
+      fflush(stderr);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
   }
   lua_pop(L, 1);  /* handler */
+}
+
+/* Push CALLBACKS and its entry for f: 1 if there is one, else 0 (nil
+** pushed).  An entry whose handle was closed by a hand-called __gc is
+** dropped: its future may be gone, and f only shares its address. */
+static int cbentry (lua_State *L, Future *f) {
+  lua_getfield(L, LUA_REGISTRYINDEX, CALLBACKS);
+  if (lua_rawgetp(L, -1, f) != LUA_TTABLE) return 0;
+  lua_rawgeti(L, -1, 1);
+  if (((FutBox *)lua_touserdata(L, -1))->f == f) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  lua_pop(L, 2);
+  lua_pushnil(L);
+  lua_rawsetp(L, -2, f);
+  lua_pushnil(L);
+  return 0;
 }
 
 /* Run (and forget) the callbacks this state holds for f; returns how
 ** many ran. */
 static int fire (lua_State *L, Future *f) {
   int i, n, h;
-  lua_getfield(L, LUA_REGISTRYINDEX, CALLBACKS);
-  if (lua_rawgetp(L, -1, f) != LUA_TTABLE) {
+  if (!cbentry(L, f)) {
     lua_pop(L, 2);
     return 0;
   }
@@ -308,11 +347,13 @@ static int f_add_done_callback (lua_State *L) {
   luaL_argexpected(L, cfut_iscallable(L, 2), 2, "function");
   lua_settop(L, 2);
   if (fut_isdone(fut_state(f))) {
+    /* Those added before, still due here (this state has not waited
+    ** since f finished), run first: callbacks run in the order added. */
+    fire(L, f);
     callone(L, 1);
     return 0;
   }
-  lua_getfield(L, LUA_REGISTRYINDEX, CALLBACKS);
-  if (lua_rawgetp(L, -1, f) == LUA_TTABLE) {
+  if (cbentry(L, f)) {
     lua_pushvalue(L, 2);
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
     return 0;
@@ -362,14 +403,20 @@ double cfut_deadline (lua_State *L, int i) {
   return sys_now() + t;
 }
 
-int cfut_waituntil (lua_State *L, int (*pred) (void *ud), void *ud,
-                    double deadline) {
-  Waiter *w = cfut_waiter(L);
+/*
+** cfut_waituntil without raising for Ctrl-C: returns CFUT_EINTR instead,
+** so that a caller that registered listeners removes them before it
+** raises (else each interrupted wait left one on a pending future).
+** Raises only what 'pred' raises: callbacks never do (callone).  w is
+** this state's waiter.
+*/
+static int waitfor (lua_State *L, Waiter *w, int (*pred) (void *ud),
+                    void *ud, double deadline) {
   for (;;) {
     unsigned seq;
     int r;
     /* Ctrl-C first: a task it stopped must not be reported instead. */
-    if (fut_interrupted() || waiter_interrupted(w)) cfut_raiseinterrupt(L);
+    if (fut_interrupted()) return CFUT_EINTR;
     cfut_runcallbacks(L);
     seq = waiter_seq(w);
     if (pred(ud)) return 1;
@@ -378,8 +425,15 @@ int cfut_waituntil (lua_State *L, int (*pred) (void *ud), void *ud,
       cfut_runcallbacks(L);
       return pred(ud);
     }
-    if (r == CFUT_EINTR) cfut_raiseinterrupt(L);
+    if (r == CFUT_EINTR) return CFUT_EINTR;
   }
+}
+
+int cfut_waituntil (lua_State *L, int (*pred) (void *ud), void *ud,
+                    double deadline) {
+  int r = waitfor(L, cfut_waiter(L), pred, ud, deadline);
+  if (r == CFUT_EINTR) cfut_raiseinterrupt(L);
+  return r;
 }
 
 static int isdone (void *ud) {
@@ -388,6 +442,7 @@ static int isdone (void *ud) {
 
 /* Wait for one future; 1 when done, 0 on timeout. */
 static int waitone (lua_State *L, Future *f, double deadline) {
+  Waiter *w;
   int r;
   if (fut_interrupted()) cfut_raiseinterrupt(L);
   if (fut_isdone(fut_state(f))) {
@@ -395,11 +450,13 @@ static int waitone (lua_State *L, Future *f, double deadline) {
     fire(L, f);
     return 1;
   }
-  r = fut_listen(f, cfut_waiter(L), FUT_LISTEN_WAIT);
+  w = cfut_waiter(L);
+  r = fut_listen(f, w, FUT_LISTEN_WAIT);
   if (r == CFUT_ENOMEM) return luaL_error(L, "not enough memory");
   if (r == 0) {
-    r = cfut_waituntil(L, isdone, f, deadline);
-    fut_unlisten(f, cfut_waiter(L), FUT_LISTEN_WAIT);
+    r = waitfor(L, w, isdone, f, deadline);
+    fut_unlisten(f, w, FUT_LISTEN_WAIT);
+    if (r == CFUT_EINTR) cfut_raiseinterrupt(L);
   }
   /* Its callbacks here are due: run them even if the wake-up that queues
   ** them is still on its way. */
@@ -721,8 +778,9 @@ static int m_wait (lua_State *L) {
   l->mode = mode;
   if (!listready(l)) {
     listenall(L, l, 1);
-    cfut_waituntil(L, listready, l, deadline);
+    i = waitfor(L, cfut_waiter(L), listready, l, deadline);
     listenall(L, l, 0);
+    if (i == CFUT_EINTR) cfut_raiseinterrupt(L);
   }
   else cfut_runcallbacks(L);
   lua_createtable(L, l->n, 0);          /* 4: done */
@@ -791,8 +849,13 @@ static int ac_next (lua_State *L) {
       return 0;
     }
     if (!a->listening) {
-      for (i = 0; i < a->l.n; i++)
-        fut_listen(a->l.fs[i], a->w, FUT_LISTEN_WAIT);
+      /* A listener lost for lack of memory would wait past its future. */
+      for (i = 0; i < a->l.n; i++) {
+        if (fut_listen(a->l.fs[i], a->w, FUT_LISTEN_WAIT) == CFUT_ENOMEM) {
+          while (i-- > 0) fut_unlisten(a->l.fs[i], a->w, FUT_LISTEN_WAIT);
+          return luaL_error(L, "not enough memory");
+        }
+      }
       a->listening = 1;
     }
     if (!cfut_waituntil(L, anyready, a, a->deadline)) {

@@ -774,11 +774,15 @@ static char *envvar (const char *name, const char *value) {
 }
 
 /* The workers' environment: ours, with package.path and cpath as
-** LUA_PATH_5_4 / LUA_CPATH_5_4 and LUA_INIT_5_4 emptied (the worker
-** program must not run the user's init code). */
+** LUA_PATH_5_4 / LUA_CPATH_5_4 (a NULL one keeps our variable, if any:
+** the worker then has the default path, as we had) and LUA_INIT_5_4
+** emptied (the worker program must not run the user's init code).  Every
+** LUA_*_5_4 entry is a copy of ours (ppool_destroy frees them). */
 static char **workerenv (const char *path, const char *cpath) {
-  size_t n = 0, k = 0;
+  size_t n = 0, k = 0, mine;
   char **env, **e;
+  if (path == NULL) path = getenv("LUA_PATH_5_4");
+  if (cpath == NULL) cpath = getenv("LUA_CPATH_5_4");
   for (e = environ; *e != NULL; e++) n++;
   if ((env = calloc(n + 4, sizeof *env)) == NULL) return NULL;
   for (e = environ; *e != NULL; e++) {
@@ -787,12 +791,15 @@ static char **workerenv (const char *path, const char *cpath) {
         strncmp(*e, "LUA_INIT_5_4=", 13) == 0) continue;
     env[k++] = *e;
   }
-  env[k++] = envvar("LUA_PATH_5_4", path ? path : "");
-  env[k++] = envvar("LUA_CPATH_5_4", cpath ? cpath : "");
+  mine = k;
   env[k++] = envvar("LUA_INIT_5_4", "");
+  if (env[k - 1] != NULL && path != NULL)
+    env[k++] = envvar("LUA_PATH_5_4", path);
+  if (env[k - 1] != NULL && cpath != NULL)
+    env[k++] = envvar("LUA_CPATH_5_4", cpath);
   env[k] = NULL;
-  if (env[k - 1] == NULL || env[k - 2] == NULL || env[k - 3] == NULL) {
-    free(env[k - 1]); free(env[k - 2]); free(env[k - 3]);
+  if (env[k - 1] == NULL) {
+    while (k-- > mine) free(env[k]);
     free(env);
     return NULL;
   }

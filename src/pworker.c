@@ -237,6 +237,7 @@ static int m_procworker (lua_State *L) {
   struct stat st;
   struct sigaction sa;
   lua_State *W;
+  char *err;
   Conn c;
   pid_t parent = getppid();
   if (fstat(FD, &st) != 0 || !S_ISSOCK(st.st_mode))
@@ -260,8 +261,13 @@ static int m_procworker (lua_State *L) {
   ** have more (the cfut host adds the lua/ of its build tree). */
   if ((path = getenv("LUA_PATH_5_4")) == NULL) path = lua_tostring(L, -2);
   if ((cpath = getenv("LUA_CPATH_5_4")) == NULL) cpath = lua_tostring(L, -1);
-  W = worker_newstate(path, cpath, "MainThread");
-  if (W == NULL) return luaL_error(L, "not enough memory");
+  W = worker_newstate(path, cpath, "MainThread", &err);
+  if (W == NULL) {
+    char why[2048];             /* err is freed before raising */
+    snprintf(why, sizeof why, "%s", worker_nostate(err));
+    free(err);
+    return luaL_error(L, "%s", why);
+  }
   memset(&c, 0, sizeof c);
   mbuf_init(&c.out);
   if (runinit(W, &c) == 0) {

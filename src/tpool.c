@@ -229,16 +229,18 @@ static void *workermain (void *arg) {
   size_t namelen = strlen(p->prefix) + 16;
   char *name = malloc(namelen);   /* the prefix may be of any length */
   lua_State *L = NULL;
+  char *why = NULL;
   current_pool = p;
   current_worker = w;
   if (name != NULL) {
     snprintf(name, namelen, "%s_%d", p->prefix, w->index);
     sys_thread_setname(name);
-    L = worker_newstate(p->path, p->cpath, name);
+    L = worker_newstate(p->path, p->cpath, name, &why);
     free(name);
   }
   if (L == NULL) {
-    breakpool(p, "cannot create a Lua state for a worker (not enough memory)");
+    breakpool(p, worker_nostate(why));
+    free(why);
     ready(p, w, NULL, 0);
   }
   else {

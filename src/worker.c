@@ -18,8 +18,15 @@
 
 #define NAMEKEY "cfut.thread_name"
 
-/* The state the current thread is running a task in (for Ctrl-C). */
-static _Thread_local lua_State *running_L;
+/* The state the current thread is running a task in (for Ctrl-C).  Signal
+** handlers read it (worker_sigint), so its model is initial-exec: in a
+** module dlopen'ed by lua5.4, the default model reads it through
+** __tls_get_addr, which allocates the module's TLS block on a thread's
+** first access (malloc in a handler can deadlock).  Initial-exec puts it
+** in the static TLS block that every thread has from its start (8 of the
+** bytes glibc keeps for modules loaded later). */
+static _Thread_local lua_State *running_L
+  __attribute__((tls_model("initial-exec")));
 
 /* print: the whole line is written with one call, so lines of concurrent
 ** tasks never mix. */
@@ -71,19 +78,37 @@ static int setup (lua_State *L) {
   return 0;
 }
 
+#define NOSTATE "cannot create a Lua state for a worker"
+
+/* NOSTATE ": why" in a malloc'ed string (NULL when out of memory). */
+static char *nostate (const char *why) {
+  size_t n = strlen(NOSTATE) + strlen(why) + 3;
+  char *s = malloc(n);
+  if (s != NULL) snprintf(s, n, "%s: %s", NOSTATE, why);
+  return s;
+}
+
 lua_State *worker_newstate (const char *path, const char *cpath,
-                            const char *name) {
+                            const char *name, char **err) {
   lua_State *L = heap_newstate();
+  *err = NULL;
   if (L == NULL) return NULL;
   lua_pushcfunction(L, setup);
   lua_pushlightuserdata(L, (void *)path);
   lua_pushlightuserdata(L, (void *)cpath);
   lua_pushlightuserdata(L, (void *)name);
   if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+    /* Not only memory: the module's Lua files may not be found, say. */
+    const char *why = lua_tostring(L, -1);
+    *err = nostate(why != NULL ? why : "(error object is not a string)");
     heap_close(L);
     return NULL;
   }
   return L;
+}
+
+const char *worker_nostate (const char *err) {
+  return err != NULL ? err : NOSTATE " (not enough memory)";
 }
 
 /* Message handler: keep the error value and put the traceback beside it,

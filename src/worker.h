@@ -12,9 +12,15 @@
 
 /* A fresh state with the standard libraries, cfut preloaded, the given
 ** package.path/cpath, whole-line print and a task-ending os.exit; 'name'
-** is what futures.thread_name() returns there.  NULL when out of memory. */
+** is what futures.thread_name() returns there.  NULL when it cannot be
+** made: *err is then a malloc'ed message saying why (the module's Lua files
+** not found, say), or NULL when memory ran out; else *err is NULL. */
 lua_State *worker_newstate (const char *path, const char *cpath,
-                            const char *name);
+                            const char *name, char **err);
+
+/* The message for a failed worker_newstate: its *err, or the one for
+** memory when that is NULL. */
+const char *worker_nostate (const char *err);
 
 /* Run the task whose marshalled function and arguments are msg[0..len)
 ** and finish f with its outcome (results, or error value and traceback).
