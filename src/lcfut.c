@@ -17,6 +17,7 @@
 #include "errors.h"
 #include "lbar.h"
 #include "lcfut.h"
+#include "lloop.h"
 #include "marshal.h"
 #include "sys.h"
 #include "ppool.h"
@@ -684,6 +685,8 @@ int luaopen_cfut (lua_State *L) {
   lua_pushvalue(L, -1);
   luapart(L, "cfut.progress", m, 1);  /* gets the bar's C functions */
   luapart(L, "cfut.iter", m, 2);      /* the executor methods, the bars */
+  cfut_openloop(L, m);
+  luapart(L, "cfut.loop", m, 1);      /* gets the loop's C functions */
   cfut_waiter(L);     /* before the sentinel: finalized after it */
   if (lua_getfield(L, LUA_REGISTRYINDEX, WORKERKEY) == LUA_TNIL &&
       lua_getfield(L, LUA_REGISTRYINDEX, "cfut.sentinel") == LUA_TNIL) {

@@ -21,6 +21,7 @@
 #include "cfut.h"
 #include "lbar.h"
 #include "lcfut.h"
+#include "lloop.h"
 #include "marshal.h"
 #include "sys.h"
 
@@ -80,6 +81,7 @@ void cfut_pushnewfuture (lua_State *L, Future *f) {
   ((FutBox *)lua_touserdata(L, -1))->f = f;
   luaL_setmetatable(L, CFUT_FUTURE);
   hiddendebt(L);
+  cfut_loopwatch(L, f);       /* an event loop waits on fileno() */
 }
 
 static void cacheput (lua_State *L, int idx, Future *f) {
@@ -1018,7 +1020,10 @@ static int m_as_completed (lua_State *L) {
 }
 
 static int m_poll (lua_State *L) {
-  lua_pushinteger(L, cfut_runcallbacks(L));
+  int n;
+  cfut_loopdrain(L);          /* fileno() is readable again only later */
+  n = cfut_runcallbacks(L);
+  lua_pushinteger(L, n + cfut_loopexpire(L));
   return 1;
 }
 
