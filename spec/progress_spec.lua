@@ -58,7 +58,7 @@ describe("map{..., progress = fn}", function ()
   end)
 
   it("counts from the loop's view when map runs in chunks", function ()
-    local ex = pool(2)
+    local ex = helpers.track(futures.process_pool(2))
     local fn, calls = recorder()
     local xs = {}
     for i = 1, 20 do xs[i] = i end

@@ -136,27 +136,25 @@ static int b_terminal (lua_State *L) {
   return 1;
 }
 
+static int b_monotonic (lua_State *L) {
+  lua_pushnumber(L, sys_now());
+  return 1;
+}
+
 static const luaL_Reg barfuncs[] = {
   {"show", b_show},
   {"hide", b_hide},
   {"activate", b_activate},
   {"current", b_current},
   {"terminal", b_terminal},
-  {"monotonic", NULL},
+  {"monotonic", b_monotonic},
   {NULL, NULL}
 };
-
-static int b_monotonic (lua_State *L) {
-  lua_pushnumber(L, sys_now());
-  return 1;
-}
 
 /* Push the table of the bar's C functions, the argument of the Lua part
 ** lua/cfut/progress.lua (which adds 'newbar' and 'wrap' to it). */
 void cfut_openbar (lua_State *L) {
   luaL_newlib(L, barfuncs);
-  lua_pushcfunction(L, b_monotonic);
-  lua_setfield(L, -2, "monotonic");
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, BARLIB);
 }

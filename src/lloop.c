@@ -36,6 +36,7 @@ typedef struct Loop {
   int ep;                     /* the epoll descriptor fileno() returns */
   int tf;                     /* timerfd for await timeouts */
   int ev;                     /* the waiter's eventfd (the waiter owns it) */
+  int counted;                /* counted in 'loops' until closed */
 } Loop;
 
 static _Thread_local int loops;   /* states of this thread with a Loop */
@@ -45,7 +46,8 @@ static int loop_gc (lua_State *L) {
   if (lp->ep >= 0) close(lp->ep);
   if (lp->tf >= 0) close(lp->tf);
   lp->ep = lp->tf = -1;
-  if (loops > 0) loops--;
+  if (lp->counted) loops--;
+  lp->counted = 0;
   return 0;
 }
 
@@ -94,11 +96,13 @@ static int m_fileno (lua_State *L) {
   }
   lp = (Loop *)lua_newuserdatauv(L, sizeof *lp, 0);
   lp->ep = lp->tf = lp->ev = -1;
+  lp->counted = 0;
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, loop_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
-  loops++;                    /* loop_gc takes it back */
+  lp->counted = 1;            /* loop_gc takes it back */
+  loops++;
   if ((failed = openloop(lp, cfut_waiter(L))) != NULL) {
     int e = errno;
     loop_gc(L);
