@@ -27,7 +27,8 @@ end
 local function plainpos (k) return k end
 local function fieldpos (k) return ("field [%d]"):format(k) end
 
--- The names map{...} takes besides its sequence part.
+-- The names map{...} takes besides its sequence part.  (API.md's
+-- unordered = true is not implemented yet: it is rejected, not ignored.)
 local OPTIONS = { timeout = true, chunksize = true, buffersize = true,
                   progress = true }
 
