@@ -29,7 +29,7 @@ LDFLAGS += -pthread $(EXTRA_LDFLAGS)
 # Library objects: everything but the host's main.
 LIBSRC  = src/lcfut.c src/lfuture.c src/lmap.c src/future.c src/executor.c \
           src/tpool.c src/ppool.c src/pworker.c src/worker.c src/marshal.c src/unmarshal.c \
-          src/sys.c src/heap.c src/failalloc.c
+          src/sys.c src/heap.c src/failalloc.c src/lbar.c src/lloop.c
 HOSTSRC = src/cfut.c
 HDRS    = $(wildcard src/*.h)
 
@@ -71,7 +71,8 @@ $(OUT)/cfut: $(HOSTOBJ) $(LIBOBJ)
 
 # Install what is missing from Debian's packages (through sudo when not root).
 setup:
-	@sh .ci/setup.sh lua5.4:lua5.4 /usr/include/lua5.4/lua.h:liblua5.4-dev busted:lua-busted pkg-config:pkg-config /usr/bin/python3:python3
+	@sh .ci/setup.sh lua5.4:lua5.4 /usr/include/lua5.4/lua.h:liblua5.4-dev busted:lua-busted pkg-config:pkg-config /usr/bin/python3:python3 \
+	  /usr/lib/x86_64-linux-gnu/lua/5.4/luv.so:lua-luv
 
 setup-bench: setup
 	@sh .ci/setup.sh /usr/lib/x86_64-linux-gnu/lua/5.4/luv.so:lua-luv

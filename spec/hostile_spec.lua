@@ -255,8 +255,10 @@ describe("map given hostile arguments", function ()
           else it = ex:map(print, { 1 }, { n = bad }) end
           return it
         end)
-        argerr(e, opts and 2 or 3, "map",
-               "field 'n' must be an integer from 0 to 268435455, got "
+        -- map{...} is one argument: #1, and the field names the iterable.
+        argerr(e, opts and 1 or 3, "map",
+               (opts and "field [3]: " or "")
+               .. "field 'n' must be an integer from 0 to 268435455, got "
                .. tostring(bad))
       end
     end

@@ -68,6 +68,27 @@ local function assert_broken (e, message)
   if message then assert.equal(message, e.message) end
 end
 
+-- The same helpers, for a body run by helpers.in_child.
+local CHILD_PRELUDE = [[
+    local function pool (arg)
+      return helpers.track(futures.process_pool(arg))
+    end
+    local function getpid () return futures.getpid() end
+    local function assert_broken (e, message)
+      assert.is_true(futures.is(e, futures.BrokenProcessPool), tostring(e))
+      assert.is_true(futures.is(e, futures.BrokenExecutor))
+      assert.equal("BrokenProcessPool", e.name)
+      assert.equal("BrokenProcessPool: " .. e.message, tostring(e))
+      if message then assert.equal(message, e.message) end
+    end
+]]
+
+-- What a failing initializer writes to stderr: its error and traceback.
+local function assert_init_report (err)
+  assert.matches("cfut: exception in initializer:\n[^\n]*: init failed\n"
+                 .. "stack traceback:\n", err)
+end
+
 -- What this process has open and runs: the file descriptors and the
 -- child processes.
 local function snapshot ()
@@ -345,8 +366,12 @@ describe("futures.process_pool", function ()
     end
   end)
 
+  -- A failing initializer reports itself on stderr (the worker's): these
+  -- run in a child (helpers.in_child), which keeps the report out of
+  -- busted's output and lets the spec check it.
   it("fails the futures with BrokenProcessPool when the initializer fails",
      function ()
+    local err = helpers.in_child(CHILD_PRELUDE .. [[
     local ex = pool{
       max_workers = 1,
       initializer = function () error("init failed") end,
@@ -360,10 +385,13 @@ describe("futures.process_pool", function ()
     assert.is_false(f:cancelled())
     local e2 = errof(g.result, g, LONG)
     assert_broken(e2, e.message)
+    ]])
+    assert_init_report(err)
   end)
 
   it("raises the initializer's BrokenProcessPool at submit once broken",
      function ()
+    local err = helpers.in_child(CHILD_PRELUDE .. [[
     local ex = pool{
       max_workers = 1,
       initializer = function () error("init failed") end,
@@ -373,6 +401,8 @@ describe("futures.process_pool", function ()
     local e2 = errof(ex.submit, ex, getpid)
     assert_broken(e2, e1.message)
     assert.equal(tostring(e1), tostring(e2))
+    ]])
+    assert_init_report(err)
   end)
 
   it("replaces a worker after max_tasks_per_child tasks and uses the "

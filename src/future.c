@@ -14,8 +14,10 @@
 */
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "errors.h"
 #include "future.h"
@@ -51,6 +53,9 @@ struct Waiter {
   atomic_int refs;
   Future **ready;             /* guarded by lock */
   int nready, cap;            /* guarded by lock */
+  atomic_int efd;             /* eventfd written by each notification, or
+                                 -1; set once by the owner, closed by the
+                                 last release */
 };
 
 static atomic_int g_interrupt;
@@ -162,8 +167,10 @@ static void settle (Future *f, int state) {
   /* Callback listeners first: a state woken by the other kind then finds
   ** the callbacks already queued. */
   for (pass = FUT_LISTEN_CALLBACK; pass >= FUT_LISTEN_WAIT; pass--) {
-    for (next = l; next != NULL; next = next->next)
-      if (next->kind == pass) notify(next->w, f, pass);
+    for (next = l; next != NULL; next = next->next) {
+      int kind = next->kind == FUT_LISTEN_WAKE ? FUT_LISTEN_WAIT : next->kind;
+      if (kind == pass) notify(next->w, f, pass);
+    }
   }
   for (; l != NULL; l = next) {
     next = l->next;
@@ -282,6 +289,7 @@ Waiter *waiter_new (void) {
   sys_mutex_init(&w->lock);
   sys_cond_init(&w->cond);
   atomic_init(&w->refs, 1);
+  atomic_init(&w->efd, -1);
   return w;
 }
 
@@ -295,6 +303,7 @@ void waiter_release (Waiter *w) {
     return;
   for (i = 0; i < w->nready; i++) fut_release(w->ready[i]);
   free(w->ready);
+  if (atomic_load(&w->efd) >= 0) close(atomic_load(&w->efd));
   sys_cond_destroy(&w->cond);
   sys_mutex_destroy(&w->lock);
   free(w);
@@ -302,6 +311,17 @@ void waiter_release (Waiter *w) {
 
 unsigned waiter_seq (Waiter *w) {
   return atomic_load(&w->seq);
+}
+
+/* Make w's eventfd readable, if it has one: after f is queued, so that the
+** loop's futures.poll() finds it. */
+static void wakefd (Waiter *w) {
+  int efd = atomic_load(&w->efd);
+  if (efd >= 0) {
+    uint64_t one = 1;
+    ssize_t r = write(efd, &one, sizeof one);
+    (void)r;                  /* EAGAIN: the counter is readable anyway */
+  }
 }
 
 /* Wake w's owner; with a callback listener also queue f on w's ready list.
@@ -322,16 +342,18 @@ static void notify (Waiter *w, Future *f, int kind) {
     atomic_fetch_add(&w->seq, 1);
     sys_cond_signal(&w->cond);
     sys_unlock(&w->lock);
-    return;
   }
-  atomic_fetch_add(&w->seq, 1);
-  /* Pairs with the owner's store of 'sleeping' before its last check of
-  ** 'seq' (both sequentially consistent): one of us sees the other. */
-  if (atomic_load(&w->sleeping)) {
-    sys_lock(&w->lock);
-    sys_cond_signal(&w->cond);
-    sys_unlock(&w->lock);
+  else {
+    atomic_fetch_add(&w->seq, 1);
+    /* Pairs with the owner's store of 'sleeping' before its last check of
+    ** 'seq' (both sequentially consistent): one of us sees the other. */
+    if (atomic_load(&w->sleeping)) {
+      sys_lock(&w->lock);
+      sys_cond_signal(&w->cond);
+      sys_unlock(&w->lock);
+    }
   }
+  wakefd(w);
 }
 
 static int checkwake (Waiter *w, unsigned seq) {
@@ -386,6 +408,15 @@ int waiter_take_ready (Waiter *w, Future ***list) {
   w->nready = w->cap = 0;
   sys_unlock(&w->lock);
   return n;
+}
+
+int waiter_setfd (Waiter *w, int fd) {
+  int none = -1;
+  return atomic_compare_exchange_strong(&w->efd, &none, fd) ? 0 : CFUT_ESTATE;
+}
+
+int waiter_fd (Waiter *w) {
+  return atomic_load(&w->efd);
 }
 
 void waiter_notify (Waiter *w) {

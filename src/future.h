@@ -92,7 +92,9 @@ void fut_set_discard (void (*hook) (const char *data, size_t len));
 
 /* ---- listeners ---- */
 
-enum { FUT_LISTEN_WAIT = 1, FUT_LISTEN_CALLBACK = 2 };
+/* WAKE: like WAIT, but left in place until the future finishes (what
+** makes an event loop's descriptor readable for a handle, lloop.c). */
+enum { FUT_LISTEN_WAIT = 1, FUT_LISTEN_CALLBACK = 2, FUT_LISTEN_WAKE = 4 };
 
 /*
 ** Ask future f to notify waiter w when it finishes or is cancelled; with
@@ -127,6 +129,13 @@ void waiter_notify (Waiter *w);
 /* Take the futures whose callbacks are due (each holds one reference the
 ** caller must release).  Returns how many, stores an array the caller frees. */
 int waiter_take_ready (Waiter *w, Future ***list);
+
+/* Give w an eventfd that every later notification writes 1 to (for an
+** event loop to poll); w closes it when it is freed.  Returns CFUT_ESTATE
+** (taking nothing) if w has one already. */
+int waiter_setfd (Waiter *w, int fd);
+/* w's eventfd, or -1. */
+int waiter_fd (Waiter *w);
 
 /* The process-wide Ctrl-C flag (cfut_interrupt sets it). */
 void fut_set_interrupt (int on);

@@ -15,7 +15,9 @@
 
 #include "cfut.h"
 #include "errors.h"
+#include "lbar.h"
 #include "lcfut.h"
+#include "lloop.h"
 #include "marshal.h"
 #include "sys.h"
 #include "ppool.h"
@@ -224,6 +226,15 @@ static int e_shutdown (lua_State *L) {
   Executor *ex = checkex(L, 1);
   int wait, cancel;
   if (lua_istable(L, 2)) {
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
+                                                     : "";
+      lua_pop(L, 1);
+      if (strcmp(k, "wait") != 0 && strcmp(k, "cancel_futures") != 0)
+        luaL_argerror(L, 2, lua_pushfstring(L, "unknown option '%s'",
+                                            luaL_tolstring(L, -1, NULL)));
+    }
     wait = getflag(L, 2, "wait", 1);
     cancel = getflag(L, 2, "cancel_futures", 0);
   }
@@ -487,6 +498,11 @@ static int m_kill (lua_State *L) {
   int sig = checksignal(L, 2);
   /* A cast would turn 2^32 into 0 (this process group) or -1 (all). */
   luaL_argcheck(L, pid == (pid_t)pid, 1, "pid out of range");
+  /* 0, -1 and -pgid name many processes: kill(-1, 9) would end every
+  ** process of the user. */
+  if (pid <= 0)
+    luaL_argerror(L, 1, lua_pushfstring(L, "pid must name one process "
+                  "(a positive integer), got %I", pid));
   return luaL_fileresult(L, kill((pid_t)pid, sig) == 0, NULL);
 }
 
@@ -673,7 +689,12 @@ int luaopen_cfut (lua_State *L) {
   lua_setfield(L, -3, "__index");
   lua_remove(L, -2);                  /* methods table on top */
   luapart(L, "cfut.errors", m, 0);
-  luapart(L, "cfut.iter", m, 1);      /* gets the executor methods */
+  cfut_openbar(L);
+  lua_pushvalue(L, -1);
+  luapart(L, "cfut.progress", m, 1);  /* gets the bar's C functions */
+  luapart(L, "cfut.iter", m, 2);      /* the executor methods, the bars */
+  cfut_openloop(L, m);
+  luapart(L, "cfut.loop", m, 1);      /* gets the loop's C functions */
   cfut_waiter(L);     /* before the sentinel: finalized after it */
   if (lua_getfield(L, LUA_REGISTRYINDEX, WORKERKEY) == LUA_TNIL &&
       lua_getfield(L, LUA_REGISTRYINDEX, "cfut.sentinel") == LUA_TNIL) {

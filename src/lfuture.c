@@ -19,7 +19,9 @@
 
 #include "errors.h"
 #include "cfut.h"
+#include "lbar.h"
 #include "lcfut.h"
+#include "lloop.h"
 #include "marshal.h"
 #include "sys.h"
 
@@ -79,6 +81,7 @@ void cfut_pushnewfuture (lua_State *L, Future *f) {
   ((FutBox *)lua_touserdata(L, -1))->f = f;
   luaL_setmetatable(L, CFUT_FUTURE);
   hiddendebt(L);
+  cfut_loopwatch(L, f);       /* an event loop waits on fileno() */
 }
 
 static void cacheput (lua_State *L, int idx, Future *f) {
@@ -255,6 +258,7 @@ static void callone (lua_State *L, int h) {
   lua_pushcfunction(L, cbhandler);
   lua_insert(L, -2);
   lua_pushvalue(L, h);
+  cfut_barhide();             /* what it prints must not land on a bar */
   if (lua_pcall(L, 1, 0, -3) != LUA_OK) {
     const char *tb = lua_tostring(L, -1);   /* a string: no allocation */
     lua_pushcfunction(L, report);
@@ -414,13 +418,16 @@ static int waitfor (lua_State *L, Waiter *w, int (*pred) (void *ud),
                     void *ud, double deadline) {
   for (;;) {
     unsigned seq;
+    double until;
     int r;
     /* Ctrl-C first: a task it stopped must not be reported instead. */
     if (fut_interrupted()) return CFUT_EINTR;
     cfut_runcallbacks(L);
     seq = waiter_seq(w);
     if (pred(ud)) return 1;
-    r = waiter_wait(w, seq, deadline);
+    until = cfut_barslice(L, deadline);   /* a progress line to redraw */
+    r = waiter_wait(w, seq, until);
+    if (r == CFUT_ETIMEDOUT && until != deadline) continue;
     if (r == CFUT_ETIMEDOUT) {
       cfut_runcallbacks(L);
       return pred(ud);
@@ -693,6 +700,7 @@ typedef struct FutList {
   int n;
   int mode;                   /* 0 first completed, 1 first exception,
                                  2 all completed */
+  int isset;                  /* fs was a set {[f] = true}: answer sets */
 } FutList;
 
 static int failedfut (Future *f) {
@@ -713,9 +721,73 @@ static int listready (void *ud) {
   return ndone == l->n;
 }
 
-/* Collect the distinct futures of the sequence at index 1 into a list
-** (kept in a userdata at the top) and their handles into a table at the
-** top - 1.  Returns the list. */
+/* The future of handle h (an index), or NULL when h is no open handle. */
+static Future *tofut (lua_State *L, int h) {
+  FutBox *b = (FutBox *)luaL_testudata(L, h, CFUT_FUTURE);
+  return b != NULL ? b->f : NULL;
+}
+
+/* Raise the argument error 'fmt' for the table at 1: its first %s is
+** the key at k, its second the type of the value at v (v = 0: none). */
+static int badkey (lua_State *L, const char *fmt, int k, int v) {
+  const char *key, *type = v ? luaL_typename(L, v) : "";
+  k = lua_absindex(L, k);
+  key = lua_type(L, k) == LUA_TSTRING
+    ? lua_pushfstring(L, "'%s'", lua_tostring(L, k))
+    : luaL_tolstring(L, k, NULL);
+  return luaL_argerror(L, 1, lua_pushfstring(L, fmt, key, type));
+}
+
+/* A plain table (no metatable) used as a sequence of n futures must have
+** no other keys. */
+static void onlyseq (lua_State *L, lua_Integer n) {
+  if (lua_getmetatable(L, 1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_Integer i;
+    int isint;
+    lua_pop(L, 1);
+    i = lua_tointegerx(L, -1, &isint);
+    if (!(lua_type(L, -1) == LUA_TNUMBER && isint && i >= 1 && i <= n))
+      badkey(L, "unexpected key %s in a sequence of futures%s", -1, 0);
+  }
+}
+
+/* Collect the futures of the set at index 1 ({[f] = true, ...}) into the
+** handles table at -2 and the list at -1. */
+static FutList *checkset (lua_State *L) {
+  FutList *l;
+  int k = 0, n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pop(L, 1);
+    n++;
+  }
+  l = (FutList *)lua_newuserdatauv(L, sizeof *l + (size_t)n * sizeof(Future *),
+                                   0);
+  l->fs = (Future **)(l + 1);
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    Future *f = tofut(L, -2);
+    if (f == NULL) badkey(L, "future expected as key %s, got %s", -2, -2);
+    if (!(lua_type(L, -1) == LUA_TBOOLEAN && lua_toboolean(L, -1)))
+      badkey(L, "value true expected at key %s, got %s", -2, -1);
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -4, ++k);            /* handles[k] = h */
+    l->fs[k - 1] = f;
+  }
+  l->n = k;
+  l->isset = 1;
+  return l;
+}
+
+/* Collect the distinct futures of the sequence or set at index 1 into a
+** list (kept in a userdata at the top) and their handles into a table at
+** the top - 1.  Returns the list. */
 static FutList *checklist (lua_State *L) {
   lua_Integer i, n;
   FutList *l;
@@ -723,6 +795,15 @@ static FutList *checklist (lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   n = luaL_len(L, 1);         /* __len may return anything */
   luaL_argcheck(L, n >= 0 && n <= MAXLIST, 1, "length out of range");
+  if (n == 0) {               /* a set, or empty */
+    lua_pushnil(L);
+    if (lua_next(L, 1)) {
+      lua_pop(L, 2);
+      lua_newtable(L);
+      return checkset(L);
+    }
+  }
+  onlyseq(L, n);
   lua_createtable(L, (int)n, 0);        /* distinct handles */
   lua_createtable(L, 0, (int)n);        /* seen set */
   l = (FutList *)lua_newuserdatauv(L, sizeof *l + (size_t)n * sizeof(Future *),
@@ -747,6 +828,7 @@ static FutList *checklist (lua_State *L) {
     else lua_pop(L, 2);
   }
   l->n = k;
+  l->isset = 0;
   lua_remove(L, -2);                    /* seen set */
   return l;
 }
@@ -765,6 +847,86 @@ static void listenall (lua_State *L, FutList *l, int on) {
   }
 }
 
+/* Push the progress option of the options table at index i of wait or
+** as_completed ({progress = p}); nil when there is none. */
+static void pushprogress (lua_State *L, int i) {
+  int t;
+  if (lua_isnoneornil(L, i)) {
+    lua_pushnil(L);
+    return;
+  }
+  luaL_checktype(L, i, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, i)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING ||
+        strcmp(lua_tostring(L, -1), "progress") != 0)
+      luaL_argerror(L, i, lua_pushfstring(L, "unknown option '%s'",
+                                          luaL_tolstring(L, -1, NULL)));
+  }
+  t = lua_getfield(L, i, "progress");
+  luaL_argcheck(L, t == LUA_TNIL || t == LUA_TBOOLEAN ||
+                   cfut_iscallable(L, -1), i,
+                "field 'progress' must be a boolean or a function");
+}
+
+typedef struct BarWait {
+  FutList *l;
+  lua_State *L;
+  int bar;                    /* stack index of the bar */
+} BarWait;
+
+/* listready, telling the bar how many are done. */
+static int barready (void *ud) {
+  BarWait *b = (BarWait *)ud;
+  int i, ndone = 0;
+  for (i = 0; i < b->l->n; i++) ndone += fut_isdone(fut_state(b->l->fs[i]));
+  lua_getfield(b->L, b->bar, "update");
+  lua_pushvalue(b->L, b->bar);
+  lua_pushinteger(b->L, ndone);
+  lua_call(b->L, 2, 0);
+  return listready(b->l);
+}
+
+/* Call bar:name() for the bar at index i. */
+static void barcall (lua_State *L, int i, const char *name) {
+  lua_getfield(L, i, name);
+  lua_pushvalue(L, i);
+  lua_call(L, 1, 0);
+}
+
+/* Protected: the wait of futures.wait with a progress bar (list, bar,
+** deadline). */
+static int pwait (lua_State *L) {
+  BarWait b;
+  b.l = (FutList *)lua_touserdata(L, 1);
+  b.L = L;
+  b.bar = 2;
+  barcall(L, 2, "waiting");
+  listenall(L, b.l, 1);
+  cfut_waituntil(L, barready, &b, lua_tonumber(L, 3));
+  return 0;
+}
+
+/* futures.wait's wait with progress option p (at 2), the list at 4. */
+static void barwait (lua_State *L, FutList *l, double deadline) {
+  int r;
+  cfut_pushbarfunc(L, "newbar");
+  lua_pushvalue(L, 2);
+  lua_pushinteger(L, l->n);
+  lua_call(L, 2, 1);                    /* 5: the bar */
+  lua_pushcfunction(L, pwait);
+  lua_pushlightuserdata(L, l);
+  lua_pushvalue(L, 5);
+  lua_pushnumber(L, deadline);
+  r = lua_pcall(L, 3, 0, 0);
+  listenall(L, l, 0);
+  barcall(L, 5, "close");               /* erased, even on error */
+  if (r != LUA_OK) lua_error(L);
+  lua_settop(L, 4);
+}
+
+/* futures.wait(fs [, timeout [, return_when [, {progress = p}]]]) */
 static int m_wait (lua_State *L) {
   static const char *const modes[] = {
     "FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED", NULL
@@ -773,23 +935,31 @@ static int m_wait (lua_State *L) {
   int mode = luaL_checkoption(L, 3, "ALL_COMPLETED", modes);
   FutList *l;
   int i, nd = 0, nn = 0;
-  lua_settop(L, 1);
-  l = checklist(L);                     /* 2: handles, 3: list */
+  pushprogress(L, 4);
+  lua_replace(L, 2);
+  lua_settop(L, 2);                     /* 1: fs, 2: progress */
+  l = checklist(L);                     /* 3: handles, 4: list */
   l->mode = mode;
-  if (!listready(l)) {
+  if (lua_toboolean(L, 2)) barwait(L, l, deadline);
+  else if (!listready(l)) {
     listenall(L, l, 1);
     i = waitfor(L, cfut_waiter(L), listready, l, deadline);
     listenall(L, l, 0);
     if (i == CFUT_EINTR) cfut_raiseinterrupt(L);
   }
   else cfut_runcallbacks(L);
-  lua_createtable(L, l->n, 0);          /* 4: done */
-  lua_createtable(L, 0, 0);             /* 5: not done */
+  lua_createtable(L, l->isset ? 0 : l->n, l->isset ? l->n : 0); /* done */
+  lua_createtable(L, 0, 0);             /* not done */
   for (i = 0; i < l->n; i++) {
     int done = fut_isdone(fut_state(l->fs[i]));
+    int t = done ? -3 : -2;
     if (done) fire(L, l->fs[i]);
-    lua_rawgeti(L, 2, i + 1);
-    lua_rawseti(L, done ? 4 : 5, done ? ++nd : ++nn);
+    lua_rawgeti(L, 3, i + 1);
+    if (l->isset) {
+      lua_pushboolean(L, 1);
+      lua_rawset(L, t - 1);             /* set[h] = true */
+    }
+    else lua_rawseti(L, t, done ? ++nd : ++nn);
   }
   return 2;
 }
@@ -870,13 +1040,16 @@ static int ac_tostring (lua_State *L) {
   return 1;
 }
 
+/* futures.as_completed(fs [, timeout [, {progress = p}]]) */
 static int m_as_completed (lua_State *L) {
   double deadline = cfut_deadline(L, 2);
   FutList *l;
   AsComp *a;
   int i;
-  lua_settop(L, 1);
-  l = checklist(L);                     /* 2: handles, 3: list */
+  pushprogress(L, 3);
+  lua_replace(L, 2);
+  lua_settop(L, 2);                     /* 1: fs, 2: progress */
+  l = checklist(L);                     /* 3: handles, 4: list */
   a = (AsComp *)lua_newuserdatauv(L, sizeof *a + (size_t)l->n, 1);
   memset(a, 0, sizeof *a);
   luaL_setmetatable(L, ASCOMP);
@@ -892,14 +1065,28 @@ static int m_as_completed (lua_State *L) {
     fut_retain(l->fs[i]);
   }
   a->l.n = a->left = l->n;
-  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
   lua_setiuservalue(L, -2, 1);          /* keep the handles */
   lua_pushcclosure(L, ac_next, 1);
-  return 1;
+  if (!lua_toboolean(L, 2)) return 1;
+  /* With progress: iterator, nil, nil, the bar as the loop's closing
+  ** value (a loop left by break erases it). */
+  cfut_pushbarfunc(L, "wrap");
+  lua_insert(L, -2);
+  lua_pushvalue(L, 2);
+  lua_pushinteger(L, l->n);
+  lua_call(L, 3, 2);
+  lua_pushnil(L);
+  lua_pushnil(L);
+  lua_rotate(L, -3, -1);                /* iter, nil, nil, bar */
+  return 4;
 }
 
 static int m_poll (lua_State *L) {
-  lua_pushinteger(L, cfut_runcallbacks(L));
+  int n;
+  cfut_loopdrain(L);          /* fileno() is readable again only later */
+  n = cfut_runcallbacks(L);
+  lua_pushinteger(L, n + cfut_loopexpire(L));
   return 1;
 }
 

@@ -12,6 +12,7 @@
 
 #include "errors.h"
 #include "heap.h"
+#include "lbar.h"
 #include "lcfut.h"
 #include "marshal.h"
 #include "worker.h"
@@ -29,7 +30,7 @@ static _Thread_local lua_State *running_L
   __attribute__((tls_model("initial-exec")));
 
 /* print: the whole line is written with one call, so lines of concurrent
-** tasks never mix. */
+** tasks never mix, nor with a progress line of the main script. */
 static int w_print (lua_State *L) {
   int i, n = lua_gettop(L);
   luaL_Buffer b;
@@ -44,7 +45,7 @@ static int w_print (lua_State *L) {
   luaL_addchar(&b, '\n');
   luaL_pushresult(&b);
   s = lua_tolstring(L, -1, &len);
-  fwrite(s, 1, len, stdout);
+  cfut_barwrite(stdout, s, len);
   return 0;
 }
 

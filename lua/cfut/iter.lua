@@ -16,8 +16,33 @@ end
 
 -- Argument errors travel as {argerror = text} up to Executor.map, which
 -- raises them at its caller's line whatever the depth they came from.
+-- 'n' is the argument's number, or in the map{...} form the label of the
+-- table's field ("field [2]"), the table being argument #1.
 local function argerror (n, msg)
+  if type(n) == "string" then n, msg = 1, n .. ": " .. msg end
   error({ argerror = ("bad argument #%d to 'map' (%s)"):format(n, msg) })
+end
+
+-- Where the k-th of fn, iterable, ... is, as argerror takes it.
+local function plainpos (k) return k end
+local function fieldpos (k) return ("field [%d]"):format(k) end
+
+-- The names map{...} takes besides its sequence part.  (API.md's
+-- unordered = true is not implemented yet: it is rejected, not ignored.)
+local OPTIONS = { timeout = true, chunksize = true, buffersize = true,
+                  progress = true }
+
+-- Reject a key of map{...} that is neither in 1..#t nor a known name.
+local function checkkeys (t)
+  local n = #t
+  for k in pairs(t) do
+    if type(k) == "string" then
+      if not OPTIONS[k] then argerror(1, ("unknown option '%s'"):format(k)) end
+    elseif math.type(k) ~= "integer" or k < 1 or k > n then
+      argerror(1, ("unexpected key %s (map{fn, iterable, ..., name = value})")
+                  :format(tostring(k)))
+    end
+  end
 end
 
 -- Most items one map takes (src/lmap.c has the same bound).
@@ -60,10 +85,10 @@ local function items (it, n)
 end
 
 -- Zip the iterables: each call gives an argument pack, or nil at the end
--- of the shortest.
-local function zip (iterables, first)
+-- of the shortest.  pos(k + 1) says where iterable k is.
+local function zip (iterables, pos)
   local its = {}
-  for k = 1, iterables.n do its[k] = items(iterables[k], first + k - 1) end
+  for k = 1, iterables.n do its[k] = items(iterables[k], pos(k + 1)) end
   local n = #its
   return function ()
     local args = { n = n }
@@ -84,40 +109,46 @@ local function posint (v, name)
   return v
 end
 
--- Read the two call forms into fn, iterables, timeout, buffersize.
+-- Read the two call forms into fn, iterables, timeout, buffersize, pos
+-- (where the k-th of fn, iterable, ... is), chunksize, progress.
 local function options (fn, ...)
   if select("#", ...) == 0 and type(fn) == "table" and not callable(fn) then
     local t = fn
+    checkkeys(t)
     local its = pack(unpack(t, 2, #t))
+    local p = t.progress
+    if p ~= nil and type(p) ~= "boolean" and not callable(p) then
+      argerror(1, "field 'progress' must be a boolean or a function")
+    end
     if t.timeout ~= nil and type(t.timeout) ~= "number" then
       argerror(1, "field 'timeout' must be a number")
     end
     if t.timeout ~= t.timeout then
       argerror(1, "field 'timeout' must be a number, not NaN")
     end
-    return t[1], its, t.timeout, posint(t.buffersize, "buffersize"), 1,
-           posint(t.chunksize, "chunksize") or 1
+    return t[1], its, t.timeout, posint(t.buffersize, "buffersize"),
+           fieldpos, posint(t.chunksize, "chunksize") or 1, p
   end
-  return fn, pack(...), nil, nil, 2, 1
+  return fn, pack(...), nil, nil, plainpos, 1
 end
 
 -- Every item known up front.  When all iterables are tables they are
 -- passed as they are with the length of the shortest; otherwise the items
 -- are pulled in lockstep, as Python's zip does (an endless iterator next to
 -- a short table stops with it), into one table per iterable.
-local function materialize (its, first)
+local function materialize (its, pos)
   local n, alltables = math.huge, true
   for k = 1, its.n do
     local it = its[k]
     if type(it) == "table" then
-      local len = seqlen(it, first + k - 1)
+      local len = seqlen(it, pos(k + 1))
       if len < n then n = len end
     else
       alltables = false
     end
   end
   if alltables then return n, its end
-  local nextargs = zip(its, first)
+  local nextargs = zip(its, pos)
   local tables, count = {}, 0
   for k = 1, its.n do tables[k] = {} end
   while true do
@@ -129,7 +160,18 @@ local function materialize (its, first)
   return count, tables
 end
 
-return function (M, Executor)
+-- How many items map over 'its' will yield, when every iterable is a
+-- table (nil when an iterator function makes it unknown).
+local function total (its)
+  local n = math.huge
+  for k = 1, its.n do
+    if type(its[k]) ~= "table" then return nil end
+    n = math.min(n, seqlen(its[k], 1))
+  end
+  return n
+end
+
+return function (M, Executor, bars)
   local submit = Executor.submit
   local mapsubmit = M._mapsubmit
   M._mapsubmit = nil
@@ -195,19 +237,20 @@ return function (M, Executor)
   -- ex:map(fn, iterable, ...) or ex:map{fn, iterable, ..., timeout=,
   -- chunksize=, buffersize=}
   local function startmap (ex, ...)
-    local fn, its, timeout, buffersize, fnarg, chunksize = options(...)
+    local fn, its, timeout, buffersize, pos, chunksize, progress =
+      options(...)
     if not callable(fn) then
-      argerror(fnarg - 1, "function expected, got " .. type(fn))
+      argerror(pos(1), "function expected, got " .. type(fn))
     end
-    if its.n == 0 then argerror(fnarg, "iterable expected, got no value") end
+    if its.n == 0 then argerror(pos(2), "iterable expected, got no value") end
     if not buffersize then
-      local n, tables = materialize(its, fnarg)
+      local n, tables = materialize(its, pos)
       return mapsubmit(ex, fn, timeout, n, chunksize, M._runchunk,
-                       unpack(tables, 1, its.n))
+                       unpack(tables, 1, its.n)), progress, n
     end
     local st = { ex = ex, fn = fn, fs = {}, head = 1, tail = 0,
                  buffersize = buffersize,
-                 nextargs = zip(its, fnarg) }
+                 nextargs = zip(its, pos) }
     if timeout then st.deadline = monotonic() + timeout end
     if buffersize then
       for _ = 1, buffersize do
@@ -218,7 +261,7 @@ return function (M, Executor)
     end
     local self = setmetatable({ st = st }, MapIter)
     self.id = tostring(st):match("0x%x+") or tostring(st)
-    return self
+    return self, progress, progress and total(its)
   end
 
   function Executor.map (ex, ...)
@@ -229,7 +272,12 @@ return function (M, Executor)
       error(("calling 'map' on bad self (cfut.Executor expected, got %s)")
             :format(type(name) == "string" and name or type(ex)), 2)
     end
-    local ok, r = pcall(startmap, ex, ...)
+    local ok, r, progress, n = pcall(startmap, ex, ...)
+    if ok and progress then
+      -- iterator, nil, nil, and the bar as the loop's closing value.
+      local iter, bar = bars.wrap(r, progress, n)
+      return iter, nil, nil, bar
+    end
     if ok then return r end
     if type(r) == "table" and getmetatable(r) == nil and r.argerror then
       error(r.argerror, 2)
