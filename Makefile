@@ -18,6 +18,8 @@ DESTDIR ?=
 BINDIR   = $(PREFIX)/bin
 LMODDIR  = $(PREFIX)/lib/lua/5.4
 LLUADIR  = $(PREFIX)/share/lua/5.4
+MANDIR   = $(PREFIX)/share/man/man1
+DATADIR  = $(PREFIX)/share/cfut
 
 CC      ?= gcc
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
@@ -34,11 +36,25 @@ HOSTSRC = src/cfut.c
 HDRS    = $(wildcard src/*.h)
 
 B      ?= build
-LIBOBJ  = $(LIBSRC:src/%.c=$(B)/%.o)
-HOSTOBJ = $(HOSTSRC:src/%.c=$(B)/%.o)
+LIBOBJ  = $(LIBSRC:src/%.c=$(B)/%.o) $(B)/luaparts.o
+
+# GNU readline for the REPL (line editing, history) when its header is
+# found; READLINE=no builds the plain fallback.  Each kind has its own
+# object, so both can be built from one tree.
+ifndef READLINE
+READLINE := $(shell printf '\#include <stdio.h>\n\#include <readline/readline.h>\n' \
+              | $(CC) -E -x c - >/dev/null 2>&1 && echo yes || echo no)
+endif
+ifeq ($(READLINE),yes)
+HOSTOBJ  = $(B)/cfut-readline.o
+HOSTLIBS = -lreadline
+else
+HOSTOBJ  = $(HOSTSRC:src/%.c=$(B)/%.o)
+HOSTLIBS =
+endif
 OUT    ?= .
 
-LUAFILES = $(wildcard lua/cfut/*.lua)
+LUAFILES = $(sort $(wildcard lua/cfut/*.lua))
 EXAMPLES = $(sort $(wildcard examples/*.lua))
 
 # Run busted with the 5.4 interpreter whatever the `lua` alternative says.
@@ -58,6 +74,13 @@ $(B)/%.o: src/%.c $(HDRS) | $(B)
 $(B):
 	mkdir -p $(B)
 
+# The Lua parts of the module, compiled in (src/luaparts.h).
+$(B)/luaparts.c: src/embed.sh $(LUAFILES) | $(B)
+	sh src/embed.sh $@ $(LUAFILES)
+
+$(B)/luaparts.o: $(B)/luaparts.c src/luaparts.h
+	$(CC) $(CFLAGS) -Isrc -c $< -o $@
+
 # The module takes the Lua API from whichever program loads it: never link
 # -llua5.4 here (Debian's lua5.4 has the core built in; a second core in one
 # process corrupts memory).
@@ -67,11 +90,15 @@ $(OUT)/cfut.so: $(LIBOBJ)
 # The host exports the Lua API (-Wl,-E) so C modules loaded by scripts bind
 # to the same core.
 $(OUT)/cfut: $(HOSTOBJ) $(LIBOBJ)
-	$(CC) -o $@ $(HOSTOBJ) $(LIBOBJ) -Wl,-E $(LDFLAGS) -llua5.4 -lm -ldl
+	$(CC) -o $@ $(HOSTOBJ) $(LIBOBJ) -Wl,-E $(LDFLAGS) -llua5.4 $(HOSTLIBS) -lm -ldl
+
+$(B)/cfut-readline.o: src/cfut.c $(HDRS) | $(B)
+	$(CC) $(CFLAGS) -DCFUT_READLINE -c $< -o $@
 
 # Install what is missing from Debian's packages (through sudo when not root).
 setup:
-	@sh .ci/setup.sh lua5.4:lua5.4 /usr/include/lua5.4/lua.h:liblua5.4-dev busted:lua-busted pkg-config:pkg-config /usr/bin/python3:python3
+	@sh .ci/setup.sh lua5.4:lua5.4 /usr/include/lua5.4/lua.h:liblua5.4-dev busted:lua-busted pkg-config:pkg-config /usr/bin/python3:python3 \
+	  /usr/include/readline/readline.h:libreadline-dev groff:groff-base man:man-db
 
 setup-bench: setup
 	@sh .ci/setup.sh /usr/lib/x86_64-linux-gnu/lua/5.4/luv.so:lua-luv
@@ -170,16 +197,37 @@ fuzz: fuzz-build
 fuzz-short: fuzz-build
 	@sh fuzz/run.sh time $(FUZZ_TIME) $(FUZZ_TARGETS)
 
+# install records in $(DATADIR)/installed-dirs the directories it had to
+# make, so that uninstall removes those (once empty) and no others.
+INSTDIRS = $(BINDIR) $(LMODDIR) $(MANDIR) $(DATADIR)
+MANIFEST = $(DESTDIR)$(DATADIR)/installed-dirs
+
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LMODDIR) $(DESTDIR)$(LLUADIR)/cfut
+	@set -e; made=""; \
+	for d in $(INSTDIRS); do \
+	  p=""; \
+	  for c in $$(echo "$$d" | tr / ' '); do \
+	    p="$$p/$$c"; \
+	    if [ ! -d "$(DESTDIR)$$p" ]; then \
+	      mkdir -p "$(DESTDIR)$$p"; made="$$made $$p"; \
+	    fi; \
+	  done; \
+	done; \
+	for p in $$made; do echo "$$p"; done >>"$(MANIFEST)"
 	install -m 755 cfut $(DESTDIR)$(BINDIR)/cfut
 	install -m 755 cfut.so $(DESTDIR)$(LMODDIR)/cfut.so
-	install -m 644 $(LUAFILES) $(DESTDIR)$(LLUADIR)/cfut/
+	install -m 644 docs/cfut.1 $(DESTDIR)$(MANDIR)/cfut.1
 
+# (The Lua files of earlier versions, which installed them, go too.)
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/cfut $(DESTDIR)$(LMODDIR)/cfut.so
+	rm -f $(DESTDIR)$(BINDIR)/cfut $(DESTDIR)$(LMODDIR)/cfut.so \
+	  $(DESTDIR)$(MANDIR)/cfut.1
 	rm -f $(addprefix $(DESTDIR)$(LLUADIR)/cfut/,$(notdir $(LUAFILES)))
-	-rmdir $(DESTDIR)$(LLUADIR)/cfut 2>/dev/null
+	@rmdir $(DESTDIR)$(LLUADIR)/cfut 2>/dev/null || true
+	@if [ -f "$(MANIFEST)" ]; then \
+	  dirs=$$(sort -r "$(MANIFEST)"); rm -f "$(MANIFEST)"; \
+	  for d in $$dirs; do rmdir "$(DESTDIR)$$d" 2>/dev/null || true; done; \
+	fi
 
 clean:
 	rm -rf build build-asan build-tsan build-failalloc build-fuzz cfut cfut.so
