@@ -63,7 +63,7 @@ TESTENV  = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/spec/?.lua;;" \
            LUA_CPATH="$(CURDIR)/$(OUT)/?.so;;" \
            CFUT_BIN="$(CURDIR)/$(OUT)/cfut" CFUT_ROOT="$(CURDIR)"
 
-.PHONY: all setup setup-bench setup-fuzz demo test spec asan tsan failalloc bench \
+.PHONY: FORCE all setup setup-bench setup-fuzz demo test spec asan tsan failalloc bench \
         fuzz fuzz-short fuzz-build fuzz-bins stress valgrind install uninstall clean
 
 all: $(OUT)/cfut $(OUT)/cfut.so
@@ -89,11 +89,17 @@ $(OUT)/cfut.so: $(LIBOBJ)
 
 # The host exports the Lua API (-Wl,-E) so C modules loaded by scripts bind
 # to the same core.
-$(OUT)/cfut: $(HOSTOBJ) $(LIBOBJ)
+$(OUT)/cfut: $(HOSTOBJ) $(LIBOBJ) $(B)/readline.stamp
 	$(CC) -o $@ $(HOSTOBJ) $(LIBOBJ) -Wl,-E $(LDFLAGS) -llua5.4 $(HOSTLIBS) -lm -ldl
 
 $(B)/cfut-readline.o: src/cfut.c $(HDRS) | $(B)
 	$(CC) $(CFLAGS) -DCFUT_READLINE -c $< -o $@
+
+# Changes (and so relinks the host) only when READLINE does.
+$(B)/readline.stamp: FORCE | $(B)
+	@echo $(READLINE) | cmp -s - $@ || echo $(READLINE) >$@
+
+FORCE:
 
 # Install what is missing from Debian's packages (through sudo when not root).
 setup:
