@@ -63,7 +63,7 @@ TESTENV  = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/spec/?.lua;;" \
            LUA_CPATH="$(CURDIR)/$(OUT)/?.so;;" \
            CFUT_BIN="$(CURDIR)/$(OUT)/cfut" CFUT_ROOT="$(CURDIR)"
 
-.PHONY: FORCE all setup setup-bench setup-fuzz demo test spec asan tsan failalloc bench \
+.PHONY: FORCE all setup setup-rocks setup-bench setup-fuzz demo test spec asan tsan failalloc bench \
         fuzz fuzz-short fuzz-build fuzz-bins stress valgrind install uninstall clean
 
 all: $(OUT)/cfut $(OUT)/cfut.so
@@ -106,6 +106,21 @@ setup:
 	@sh .ci/setup.sh lua5.4:lua5.4 /usr/include/lua5.4/lua.h:liblua5.4-dev busted:lua-busted pkg-config:pkg-config /usr/bin/python3:python3 \
 	  /usr/include/readline/readline.h:libreadline-dev groff:groff-base man:man-db
 
+# luarocks, for spec/rock_spec.lua (make test and the other spec suites).
+# Debian's luarocks pulls lua5.1 in, which takes the `lua` and `luac`
+# alternatives over: put back the ones that were there (5.4 if none).
+setup-rocks:
+	@command -v luarocks >/dev/null 2>&1 || { \
+	  lua=$$(readlink -f /usr/bin/lua 2>/dev/null || true); \
+	  luac=$$(readlink -f /usr/bin/luac 2>/dev/null || true); \
+	  sh .ci/setup.sh luarocks:luarocks || exit 1; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  [ "$$(readlink -f /usr/bin/lua)" = "$${lua:=/usr/bin/lua5.4}" ] || \
+	    $$sudo update-alternatives --set lua-interpreter "$$lua"; \
+	  [ "$$(readlink -f /usr/bin/luac)" = "$${luac:=/usr/bin/luac5.4}" ] || \
+	    $$sudo update-alternatives --set lua-compiler "$$luac"; \
+	}
+
 setup-bench: setup
 	@sh .ci/setup.sh /usr/lib/x86_64-linux-gnu/lua/5.4/luv.so:lua-luv
 
@@ -122,7 +137,7 @@ demo: setup
 spec: all
 	$(TESTENV) $(BUSTED) $(BUSTED_ARGS) spec
 
-test: setup
+test: setup setup-rocks
 	@$(MAKE) --no-print-directory spec
 
 # Sanitizer suites: the whole spec suite run by the sanitized host (busted is
@@ -130,14 +145,14 @@ test: setup
 ASAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 TSAN_FLAGS = -fsanitize=thread -fno-omit-frame-pointer
 
-asan: setup
+asan: setup setup-rocks
 	@$(MAKE) --no-print-directory B=build-asan OUT=build-asan OPT="-O1 -g" \
 	  EXTRA_CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="$(ASAN_FLAGS)" all
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(MAKE) --no-print-directory OUT=build-asan sanspec
 
-tsan: setup
+tsan: setup setup-rocks
 	@$(MAKE) --no-print-directory B=build-tsan OUT=build-tsan OPT="-O1 -g" \
 	  EXTRA_CFLAGS="$(TSAN_FLAGS)" EXTRA_LDFLAGS="$(TSAN_FLAGS)" all
 	TSAN_OPTIONS="halt_on_error=1 exitcode=86 second_deadlock_stack=1" \
@@ -173,7 +188,7 @@ stress: setup
 	@sh stress/run.sh
 
 # The spec suite under valgrind (workers too); see stress/valgrind.sh.
-valgrind: setup
+valgrind: setup setup-rocks
 	@sh .ci/setup.sh valgrind:valgrind
 	@$(MAKE) --no-print-directory all
 	@sh stress/valgrind.sh
