@@ -54,9 +54,12 @@ end
 -- come N times in all (10 s at most); both with Python escapes (\r, \x1b).
 -- Writes everything read (until the program ends) on stdout.
 local driver = writefile(tmp .. "/ptydrive.py", [==[
-import codecs, os, pty, select, sys, time
+import codecs, fcntl, os, pty, select, struct, sys, termios, time
 pid, fd = pty.fork()
 if pid == 0:
+    # A wide terminal: readline scrolls no line sideways, so what it
+    # shows does not depend on how the typed bytes are batched.
+    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 200, 0, 0))
     os.environ["TERM"] = "dumb"
     os.execv(sys.argv[1], [sys.argv[1]])
 out = b""
@@ -83,10 +86,15 @@ for step in sys.argv[2:]:
         n, _, what = arg.partition(":")
         readuntil(unescape(what), int(n))
 readuntil(b"never", 1, 10)
-if os.waitpid(pid, os.WNOHANG) == (0, 0):   # still running: report it
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    out += b"\n[the program did not end]\n"
+# The terminal is closed; the program ends within 10 s, or is reported.
+end = time.time() + 10
+while os.waitpid(pid, os.WNOHANG) == (0, 0):
+    if time.time() > end:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        out += b"\n[the program did not end]\n"
+        break
+    time.sleep(0.01)
 sys.stdout.write(out.decode("latin-1"))
 ]==])
 
@@ -153,8 +161,9 @@ describe("the REPL with readline", function ()
     if not need_readline() then return end
     -- (No typed text contains the prompt "T$ ", so it can be counted.)
     local steps = {
-      "expect:1:> ", "send:_PROMPT = setmetatable({}, { __tostring = " ..
-        "function () return 'T' .. '$ ' end })\\r",
+      "expect:1:> ", "send:mt = { __tostring = function () " ..
+        "return 'T' .. '$ ' end }\\r",
+      "expect:2:> ", "send:_PROMPT = setmetatable({}, mt)\\r",
       "expect:1:T$ ", "send:1 + 1\\r",
       "expect:2:T$ ", "send:\\x1b[A\\x7f2\\r",
       "expect:3:T$ ", "send:error('x')\\r",
