@@ -18,6 +18,8 @@ DESTDIR ?=
 BINDIR   = $(PREFIX)/bin
 LMODDIR  = $(PREFIX)/lib/lua/5.4
 LLUADIR  = $(PREFIX)/share/lua/5.4
+MANDIR   = $(PREFIX)/share/man/man1
+DATADIR  = $(PREFIX)/share/cfut
 
 CC      ?= gcc
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
@@ -34,11 +36,25 @@ HOSTSRC = src/cfut.c
 HDRS    = $(wildcard src/*.h)
 
 B      ?= build
-LIBOBJ  = $(LIBSRC:src/%.c=$(B)/%.o)
-HOSTOBJ = $(HOSTSRC:src/%.c=$(B)/%.o)
+LIBOBJ  = $(LIBSRC:src/%.c=$(B)/%.o) $(B)/luaparts.o
+
+# GNU readline for the REPL (line editing, history) when its header is
+# found; READLINE=no builds the plain fallback.  Each kind has its own
+# object, so both can be built from one tree.
+ifndef READLINE
+READLINE := $(shell printf '\#include <stdio.h>\n\#include <readline/readline.h>\n' \
+              | $(CC) -E -x c - >/dev/null 2>&1 && echo yes || echo no)
+endif
+ifeq ($(READLINE),yes)
+HOSTOBJ  = $(B)/cfut-readline.o
+HOSTLIBS = -lreadline
+else
+HOSTOBJ  = $(HOSTSRC:src/%.c=$(B)/%.o)
+HOSTLIBS =
+endif
 OUT    ?= .
 
-LUAFILES = $(wildcard lua/cfut/*.lua)
+LUAFILES = $(sort $(wildcard lua/cfut/*.lua))
 EXAMPLES = $(sort $(wildcard examples/*.lua))
 
 # Run busted with the 5.4 interpreter whatever the `lua` alternative says.
@@ -47,7 +63,7 @@ TESTENV  = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/spec/?.lua;;" \
            LUA_CPATH="$(CURDIR)/$(OUT)/?.so;;" \
            CFUT_BIN="$(CURDIR)/$(OUT)/cfut" CFUT_ROOT="$(CURDIR)"
 
-.PHONY: all setup setup-bench setup-fuzz demo test spec asan tsan failalloc bench \
+.PHONY: FORCE all setup setup-rocks setup-bench setup-fuzz demo test spec asan tsan failalloc bench \
         fuzz fuzz-short fuzz-build fuzz-bins stress valgrind install uninstall clean
 
 all: $(OUT)/cfut $(OUT)/cfut.so
@@ -58,6 +74,13 @@ $(B)/%.o: src/%.c $(HDRS) | $(B)
 $(B):
 	mkdir -p $(B)
 
+# The Lua parts of the module, compiled in (src/luaparts.h).
+$(B)/luaparts.c: src/embed.sh $(LUAFILES) | $(B)
+	sh src/embed.sh $@ $(LUAFILES)
+
+$(B)/luaparts.o: $(B)/luaparts.c src/luaparts.h
+	$(CC) $(CFLAGS) -Isrc -c $< -o $@
+
 # The module takes the Lua API from whichever program loads it: never link
 # -llua5.4 here (Debian's lua5.4 has the core built in; a second core in one
 # process corrupts memory).
@@ -66,13 +89,38 @@ $(OUT)/cfut.so: $(LIBOBJ)
 
 # The host exports the Lua API (-Wl,-E) so C modules loaded by scripts bind
 # to the same core.
-$(OUT)/cfut: $(HOSTOBJ) $(LIBOBJ)
-	$(CC) -o $@ $(HOSTOBJ) $(LIBOBJ) -Wl,-E $(LDFLAGS) -llua5.4 -lm -ldl
+$(OUT)/cfut: $(HOSTOBJ) $(LIBOBJ) $(B)/readline.stamp
+	$(CC) -o $@ $(HOSTOBJ) $(LIBOBJ) -Wl,-E $(LDFLAGS) -llua5.4 $(HOSTLIBS) -lm -ldl
+
+$(B)/cfut-readline.o: src/cfut.c $(HDRS) | $(B)
+	$(CC) $(CFLAGS) -DCFUT_READLINE -c $< -o $@
+
+# Changes (and so relinks the host) only when READLINE does.
+$(B)/readline.stamp: FORCE | $(B)
+	@echo $(READLINE) | cmp -s - $@ || echo $(READLINE) >$@
+
+FORCE:
 
 # Install what is missing from Debian's packages (through sudo when not root).
 setup:
 	@sh .ci/setup.sh lua5.4:lua5.4 /usr/include/lua5.4/lua.h:liblua5.4-dev busted:lua-busted pkg-config:pkg-config /usr/bin/python3:python3 \
+	  /usr/include/readline/readline.h:libreadline-dev groff:groff-base man:man-db \
 	  /usr/lib/x86_64-linux-gnu/lua/5.4/luv.so:lua-luv
+
+# luarocks, for spec/rock_spec.lua (make test and the other spec suites).
+# Debian's luarocks pulls lua5.1 in, which takes the `lua` and `luac`
+# alternatives over: put back the ones that were there (5.4 if none).
+setup-rocks:
+	@command -v luarocks >/dev/null 2>&1 || { \
+	  lua=$$(readlink -f /usr/bin/lua 2>/dev/null || true); \
+	  luac=$$(readlink -f /usr/bin/luac 2>/dev/null || true); \
+	  sh .ci/setup.sh luarocks:luarocks || exit 1; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  [ "$$(readlink -f /usr/bin/lua)" = "$${lua:=/usr/bin/lua5.4}" ] || \
+	    $$sudo update-alternatives --set lua-interpreter "$$lua"; \
+	  [ "$$(readlink -f /usr/bin/luac)" = "$${luac:=/usr/bin/luac5.4}" ] || \
+	    $$sudo update-alternatives --set lua-compiler "$$luac"; \
+	}
 
 setup-bench: setup
 	@sh .ci/setup.sh /usr/lib/x86_64-linux-gnu/lua/5.4/luv.so:lua-luv
@@ -90,7 +138,7 @@ demo: setup
 spec: all
 	$(TESTENV) $(BUSTED) $(BUSTED_ARGS) spec
 
-test: setup
+test: setup setup-rocks
 	@$(MAKE) --no-print-directory spec
 
 # Sanitizer suites: the whole spec suite run by the sanitized host (busted is
@@ -98,14 +146,14 @@ test: setup
 ASAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 TSAN_FLAGS = -fsanitize=thread -fno-omit-frame-pointer
 
-asan: setup
+asan: setup setup-rocks
 	@$(MAKE) --no-print-directory B=build-asan OUT=build-asan OPT="-O1 -g" \
 	  EXTRA_CFLAGS="$(ASAN_FLAGS)" EXTRA_LDFLAGS="$(ASAN_FLAGS)" all
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=86 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(MAKE) --no-print-directory OUT=build-asan sanspec
 
-tsan: setup
+tsan: setup setup-rocks
 	@$(MAKE) --no-print-directory B=build-tsan OUT=build-tsan OPT="-O1 -g" \
 	  EXTRA_CFLAGS="$(TSAN_FLAGS)" EXTRA_LDFLAGS="$(TSAN_FLAGS)" all
 	TSAN_OPTIONS="halt_on_error=1 exitcode=86 second_deadlock_stack=1" \
@@ -141,7 +189,7 @@ stress: setup
 	@sh stress/run.sh
 
 # The spec suite under valgrind (workers too); see stress/valgrind.sh.
-valgrind: setup
+valgrind: setup setup-rocks
 	@sh .ci/setup.sh valgrind:valgrind
 	@$(MAKE) --no-print-directory all
 	@sh stress/valgrind.sh
@@ -171,16 +219,37 @@ fuzz: fuzz-build
 fuzz-short: fuzz-build
 	@sh fuzz/run.sh time $(FUZZ_TIME) $(FUZZ_TARGETS)
 
+# install records in $(DATADIR)/installed-dirs the directories it had to
+# make, so that uninstall removes those (once empty) and no others.
+INSTDIRS = $(BINDIR) $(LMODDIR) $(MANDIR) $(DATADIR)
+MANIFEST = $(DESTDIR)$(DATADIR)/installed-dirs
+
 install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LMODDIR) $(DESTDIR)$(LLUADIR)/cfut
+	@set -e; made=""; \
+	for d in $(INSTDIRS); do \
+	  p=""; \
+	  for c in $$(echo "$$d" | tr / ' '); do \
+	    p="$$p/$$c"; \
+	    if [ ! -d "$(DESTDIR)$$p" ]; then \
+	      mkdir -p "$(DESTDIR)$$p"; made="$$made $$p"; \
+	    fi; \
+	  done; \
+	done; \
+	for p in $$made; do echo "$$p"; done >>"$(MANIFEST)"
 	install -m 755 cfut $(DESTDIR)$(BINDIR)/cfut
 	install -m 755 cfut.so $(DESTDIR)$(LMODDIR)/cfut.so
-	install -m 644 $(LUAFILES) $(DESTDIR)$(LLUADIR)/cfut/
+	install -m 644 docs/cfut.1 $(DESTDIR)$(MANDIR)/cfut.1
 
+# (The Lua files of earlier versions, which installed them, go too.)
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/cfut $(DESTDIR)$(LMODDIR)/cfut.so
+	rm -f $(DESTDIR)$(BINDIR)/cfut $(DESTDIR)$(LMODDIR)/cfut.so \
+	  $(DESTDIR)$(MANDIR)/cfut.1
 	rm -f $(addprefix $(DESTDIR)$(LLUADIR)/cfut/,$(notdir $(LUAFILES)))
-	-rmdir $(DESTDIR)$(LLUADIR)/cfut 2>/dev/null
+	@rmdir $(DESTDIR)$(LLUADIR)/cfut 2>/dev/null || true
+	@if [ -f "$(MANIFEST)" ]; then \
+	  dirs=$$(sort -r "$(MANIFEST)"); rm -f "$(MANIFEST)"; \
+	  for d in $$dirs; do rmdir "$(DESTDIR)$$d" 2>/dev/null || true; done; \
+	fi
 
 clean:
 	rm -rf build build-asan build-tsan build-failalloc build-fuzz cfut cfut.so

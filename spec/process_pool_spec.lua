@@ -1563,7 +1563,7 @@ describe("a process pool under each host", function ()
       ex:submit(function () inner() end):result(30)
     ]])
     assert.equal(1, r.status)
-    assert.matches("^cfut: [^\n]*:3: deep\nstack traceback:\n", r.stderr)
+    assert.matches("^%S*cfut: [^\n]*:3: deep\nstack traceback:\n", r.stderr)
     assert.matches("\n[^\n]*worker[^\n]*\n[^\n]*:3: deep\nstack traceback:"
                    .. "\n%s*%[C%]: in function 'error'\n[^\n]*:3: in "
                    .. "upvalue 'inner'", r.stderr)
@@ -1586,7 +1586,7 @@ describe("Ctrl-C with a process pool", function ()
     local took = futures.monotonic() - t0
     assert.equal(1, status, h:stderr())
     assert.is_true(took < 2 * QUICK + 1, "took " .. took .. " s")
-    assert.matches("^cfut: [^\n]*interrupted!\n", h:stderr())
+    assert.matches("^%S*cfut: [^\n]*interrupted!\n", h:stderr())
   end
 
   local function pid_in (dir, name)

@@ -6,7 +6,6 @@
 ** the module.
 */
 
-#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,7 +27,8 @@
 #define EOFMARK       "<eof>"
 #define WORKERBANNER  "worker traceback (the error was raised in a worker):"
 
-/* Prefix of error messages; NULL inside the REPL (as in lua.c). */
+/* Prefix of error messages: argv[0] (PROGNAME if empty), NULL inside the
+** REPL, as in lua.c. */
 static const char *progname = PROGNAME;
 
 
@@ -42,6 +42,8 @@ static const char *progname = PROGNAME;
 #define OPT_I   2     /* -i: REPL after the script */
 #define OPT_V   4     /* -v (also set by -i) */
 #define OPT_X   8     /* at least one -e */
+#define OPT_H   16    /* -h or --help: the help, nothing else */
+#define OPT_VER 32    /* --version: the version, nothing else */
 
 typedef struct Options {
   int argc;
@@ -56,19 +58,25 @@ typedef struct Options {
 static int checkoption (Options *o, int *i) {
   const char *a = o->argv[*i];
   switch (a[1]) {
-    case '-':  /* '--' */
-      if (a[2] != '\0') return -1;
-      (*i)++;  /* the script is the next argument */
-      return 0;
+    case '-':  /* '--', '--help', '--version' */
+      if (strcmp(a, "--help") == 0) o->flags |= OPT_H;
+      else if (strcmp(a, "--version") == 0) o->flags |= OPT_VER;
+      else if (a[2] != '\0') return -1;
+      else {
+        (*i)++;  /* the script is the next argument */
+        return 0;
+      }
+      return 1;
     case '\0':  /* '-': the script is stdin */
       return 0;
     case 'i':
       o->flags |= OPT_I;  /* -i implies -v */
       /* FALLTHROUGH */
-    case 'v': case 'E': case 'W':
+    case 'v': case 'E': case 'W': case 'h':
       if (a[2] != '\0') return -1;
       if (a[1] == 'v' || a[1] == 'i') o->flags |= OPT_V;
       if (a[1] == 'E') o->flags |= OPT_E;
+      if (a[1] == 'h') o->flags |= OPT_H;
       return 1;
     case 'e':
       o->flags |= OPT_X;  /* FALLTHROUGH */
@@ -98,30 +106,49 @@ static int parseargs (Options *o) {
   return 0;
 }
 
-/* What is wrong with argument 'badoption', and the usage, on stderr. */
+/* lua.c's list of options, for the usage and the help. */
+#define OPTIONS \
+  "  -e stat   execute string 'stat'\n" \
+  "  -i        enter interactive mode after executing 'script'\n" \
+  "  -l mod    require library 'mod' into global 'mod'\n" \
+  "  -l g=mod  require library 'mod' into global 'g'\n" \
+  "  -v        show version information\n" \
+  "  -E        ignore environment variables\n" \
+  "  -W        turn warnings on\n" \
+  "  --        stop handling options\n" \
+  "  -         stop handling options and execute stdin\n"
+
+/* What is wrong with argument 'badoption', and lua.c's usage, on stderr. */
 static void usage (const char *badoption) {
   if (badoption[1] == 'e' || badoption[1] == 'l')
-    fprintf(stderr, "%s: '%s' needs argument\n", PROGNAME, badoption);
+    fprintf(stderr, "%s: '%s' needs argument\n", progname, badoption);
   else
-    fprintf(stderr, "%s: unrecognized option '%s'\n", PROGNAME, badoption);
-  fprintf(stderr,
-    "usage: %s [options] [script [args]]\n"
-    "Available options are:\n"
-    "  -e stat   execute string 'stat'\n"
-    "  -i        enter interactive mode after executing 'script'\n"
-    "  -l mod    require library 'mod' into global 'mod'\n"
-    "  -l g=mod  require library 'mod' into global 'g'\n"
-    "  -v        show version information\n"
-    "  -E        ignore environment variables\n"
-    "  -W        turn warnings on\n"
-    "  --        stop handling options\n"
-    "  -         stop handling options and execute stdin\n",
-    PROGNAME);
+    fprintf(stderr, "%s: unrecognized option '%s'\n", progname, badoption);
+  fprintf(stderr, "usage: %s [options] [script [args]]\n"
+                  "Available options are:\n" OPTIONS, progname);
+  fflush(stderr);
 }
 
-/* "cfut x.y.z (Lua 5.4.n  Copyright ...)" */
+/* cfut -h, --help: on stdout, as GNU programs do. */
+static void help (void) {
+  printf("usage: %s [options] [script [args]]\n"
+    "Run a Lua 5.4 script as lua5.4 does, with the module cfut built in\n"
+    "(require \"cfut\": concurrent.futures for Lua).  With no arguments, an\n"
+    "interactive prompt on a terminal, else the script on stdin.\n"
+    "Available options are:\n" OPTIONS
+    "cfut adds:\n"
+    "  -h, --help  show this help and exit\n"
+    "  --version   show version information and exit\n"
+    "Environment: LUA_INIT_5_4 or LUA_INIT (code or @file, run first),\n"
+    "LUA_PATH_5_4 or LUA_PATH, LUA_CPATH_5_4 or LUA_CPATH, as lua5.4.\n"
+    "See the manual page cfut(1).\n", progname);
+  fflush(stdout);
+}
+
+/* "cfut x.y.z  Lua 5.4.n  Copyright (C) ... Lua.org, PUC-Rio": lua.c's line
+** intact after cfut's version (tools match on its end). */
 static void printversion (void) {
-  printf("%s (%s)\n", CFUT_VERSION, LUA_COPYRIGHT);
+  printf("%s  %s\n", CFUT_VERSION, LUA_COPYRIGHT);
   fflush(stdout);
 }
 
@@ -178,7 +205,7 @@ static void onsigint (int sig) {
 ** ===================================================================
 */
 
-/* "cfut: msg" on stderr ("msg" alone inside the REPL). */
+/* "progname: msg" on stderr ("msg" alone inside the REPL). */
 static void message (const char *msg) {
   if (progname != NULL) fprintf(stderr, "%s: ", progname);
   fprintf(stderr, "%s\n", msg);
@@ -335,28 +362,59 @@ static int runscript (lua_State *L, const Options *o) {
 
 /*
 ** {==================================================================
-** Read-eval-print loop (no readline: plain lines from stdin)
+** Read-eval-print loop, as lua.c's: with GNU readline (line editing and
+** history) when the Makefile found it (CFUT_READLINE), else plain lines
+** from stdin
 ** ===================================================================
 */
 
-/* The prompt is _PROMPT or _PROMPT2 (through tostring) if set. */
-static void showprompt (lua_State *L, int first) {
-  int top = lua_gettop(L);
-  const char *p = first ? PROMPT1 : PROMPT2;
-  if (lua_getglobal(L, first ? "_PROMPT" : "_PROMPT2") != LUA_TNIL)
-    p = luaL_tolstring(L, -1, NULL);
-  fputs(p, stdout);
-  fflush(stdout);
-  lua_settop(L, top);
+#if defined(CFUT_READLINE)
+
+#include <readline/readline.h>
+#include <readline/history.h>
+
+static void initreadline (void) {
+  rl_readline_name = PROGNAME;  /* for $if cfut in ~/.inputrc */
 }
 
-/* Push the next line without its newline ("=x" on a first line becomes
-** "return x"); returns 0 at end of input. */
-static int pushline (lua_State *L, int first) {
+static int pushmalloced (lua_State *L) {
+  lua_pushstring(L, (const char *)lua_touserdata(L, 1));
+  return 1;
+}
+
+/* Read a line after 'prompt' and push it without its newline; returns 0
+** at end of input.  readline echoes the line (also when stdin is not a
+** terminal, as in lua5.4). */
+static int readline_push (lua_State *L, const char *prompt) {
+  char *line = readline(prompt);
+  int status;
+  if (line == NULL) return 0;
+  lua_pushcfunction(L, pushmalloced);  /* so that 'line' is freed always */
+  lua_pushlightuserdata(L, line);
+  status = lua_pcall(L, 1, 1, 0);
+  free(line);
+  if (status != LUA_OK) lua_error(L);
+  return 1;
+}
+
+/* Keep a chunk in the history (up-arrow recalls it). */
+static void saveline (const char *line) {
+  add_history(line);
+}
+
+#else
+
+static void initreadline (void) {
+}
+
+/* Print 'prompt', read a line of any length and push it without its
+** newline; returns 0 at end of input. */
+static int readline_push (lua_State *L, const char *prompt) {
   char buf[512];
   int got = 0;
   luaL_Buffer b;
-  showprompt(L, first);
+  fputs(prompt, stdout);
+  fflush(stdout);
   luaL_buffinit(L, &b);
   while (fgets(buf, sizeof(buf), stdin) != NULL) {
     size_t len = strlen(buf);
@@ -366,10 +424,34 @@ static int pushline (lua_State *L, int first) {
     if (eol) break;
   }
   luaL_pushresult(&b);
-  if (!got) {
+  if (!got) lua_pop(L, 1);
+  return got;
+}
+
+static void saveline (const char *line) {
+  (void)line;
+}
+
+#endif
+
+/* Push the prompt: _PROMPT or _PROMPT2 through tostring if set (a table
+** with __tostring too, as in lua.c), else the default. */
+static const char *pushprompt (lua_State *L, int first) {
+  if (lua_getglobal(L, first ? "_PROMPT" : "_PROMPT2") == LUA_TNIL) {
     lua_pop(L, 1);
-    return 0;
+    return lua_pushstring(L, first ? PROMPT1 : PROMPT2);
   }
+  luaL_tolstring(L, -1, NULL);
+  lua_remove(L, -2);  /* the value */
+  return lua_tostring(L, -1);
+}
+
+/* Push the next line without its newline ("=x" on a first line becomes
+** "return x"); returns 0 at end of input. */
+static int pushline (lua_State *L, int first) {
+  int got = readline_push(L, pushprompt(L, first));
+  lua_remove(L, got ? -2 : -1);  /* the prompt */
+  if (!got) return 0;
   if (first && lua_tostring(L, -1)[0] == '=') {
     lua_pushfstring(L, "return %s", lua_tostring(L, -1) + 1);
     lua_remove(L, -2);
@@ -377,14 +459,17 @@ static int pushline (lua_State *L, int first) {
   return 1;
 }
 
-/* Compile the line on top as an expression; on success it is replaced
-** by the function. */
+/* Compile the line at 1 as an expression: on success push the function
+** and keep a non-empty line in the history. */
 static int tryexpr (lua_State *L) {
-  const char *code = lua_pushfstring(L, "return %s;", lua_tostring(L, -1));
+  const char *line = lua_tostring(L, 1);
+  const char *code = lua_pushfstring(L, "return %s;", line);
   int status = luaL_loadbuffer(L, code, strlen(code), REPLCHUNK);
-  if (status == LUA_OK)
-    lua_rotate(L, -3, 1);  /* function under the two strings */
-  lua_pop(L, 2);
+  lua_remove(L, -2);  /* the code */
+  if (status == LUA_OK) {
+    if (line[0] != '\0') saveline(line);
+  }
+  else lua_pop(L, 1);  /* the error */
   return status;
 }
 
@@ -397,23 +482,32 @@ static int incomplete (lua_State *L, int status) {
   return len >= mlen && strcmp(msg + len - mlen, EOFMARK) == 0;
 }
 
+/* Compile the code at 1 as a statement, reading more lines while it is
+** incomplete; push the function or the error, keep the chunk (all its
+** lines) in the history. */
+static int multiline (lua_State *L) {
+  for (;;) {
+    size_t len;
+    const char *code = lua_tolstring(L, 1, &len);
+    int status = luaL_loadbuffer(L, code, len, REPLCHUNK);
+    if (!incomplete(L, status) || !pushline(L, 0)) {
+      saveline(code);
+      return status;
+    }
+    lua_remove(L, -2);  /* the error message */
+    lua_pushliteral(L, "\n");
+    lua_insert(L, -2);
+    lua_concat(L, 3);  /* code .. "\n" .. next line */
+  }
+}
+
 /* Read and compile one chunk onto an empty stack: function or error;
 ** returns its status, -1 at end of input. */
 static int readchunk (lua_State *L) {
   int status;
   lua_settop(L, 0);
   if (!pushline(L, 1)) return -1;
-  if (tryexpr(L) == LUA_OK) return LUA_OK;
-  for (;;) {  /* a statement, perhaps over several lines */
-    size_t len;
-    const char *code = lua_tolstring(L, 1, &len);
-    status = luaL_loadbuffer(L, code, len, REPLCHUNK);
-    if (!incomplete(L, status) || !pushline(L, 0)) break;
-    lua_remove(L, -2);  /* the error message */
-    lua_pushliteral(L, "\n");
-    lua_insert(L, -2);
-    lua_concat(L, 3);  /* code .. "\n" .. next line */
-  }
+  if ((status = tryexpr(L)) != LUA_OK) status = multiline(L);
   lua_remove(L, 1);  /* the code */
   return status;
 }
@@ -435,7 +529,9 @@ static void printresults (lua_State *L) {
 /* Read, run and print lines until the end of stdin. */
 static void repl (lua_State *L) {
   int status;
+  const char *oldprogname = progname;
   progname = NULL;
+  initreadline();
   while ((status = readchunk(L)) != -1) {
     cfut_clear_interrupt();  /* forget a Ctrl-C of an earlier line */
     if (status == LUA_OK) status = docall(L, 0, LUA_MULTRET);
@@ -445,7 +541,7 @@ static void repl (lua_State *L) {
   lua_settop(L, 0);
   fputs("\n", stdout);
   fflush(stdout);
-  progname = PROGNAME;
+  progname = oldprogname;
 }
 
 /* }================================================================== */
@@ -457,55 +553,8 @@ static void repl (lua_State *L) {
 ** ===================================================================
 */
 
-/* The directory of the executable into buf (no trailing '/'), or 0. */
-static int exedir (char *buf, size_t size) {
-  ssize_t n = readlink("/proc/self/exe", buf, size - 1);
-  char *slash;
-  if (n <= 0) return 0;
-  buf[n] = '\0';
-  slash = strrchr(buf, '/');
-  if (slash == NULL) return 0;
-  *slash = '\0';
-  return 1;
-}
-
-/* Prepend "<dir><sub>?.lua;" to package.path if <dir><sub>cfut/errors.lua
-** exists and the path does not hold that entry already (a process
-** worker gets its parent's path, which has it); returns 1 if it exists. */
-static int trypath (lua_State *L, const char *dir, const char *sub) {
-  int found;
-  const char *path, *entry, *at;
-  size_t n;
-  lua_pushfstring(L, "%s%scfut/errors.lua", dir, sub);
-  found = (access(lua_tostring(L, -1), R_OK) == 0);
-  lua_pop(L, 1);
-  if (!found) return 0;
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "path");
-  path = lua_tostring(L, -1);
-  entry = lua_pushfstring(L, "%s%s?.lua", dir, sub);
-  n = strlen(entry);
-  for (at = path; at != NULL && (at = strstr(at, entry)) != NULL; at += n) {
-    if ((at == path || at[-1] == ';') && (at[n] == ';' || at[n] == '\0')) {
-      lua_pop(L, 3);
-      return 1;
-    }
-  }
-  lua_pushfstring(L, "%s;%s", entry, path != NULL ? path : "");
-  lua_setfield(L, -4, "path");
-  lua_pop(L, 3);
-  return 1;
-}
-
-/* The module's Lua files from a build tree or an unusual PREFIX. */
-static void addbuildpath (lua_State *L) {
-  char dir[PATH_MAX];
-  if (!exedir(dir, sizeof(dir))) return;
-  if (!trypath(L, dir, "/lua/"))
-    trypath(L, dir, "/../share/lua/5.4/");
-}
-
-/* Standard libraries, the built-in cfut module, the build-tree path. */
+/* Standard libraries and the built-in cfut module; package.path and
+** cpath stay as the package library made them from the environment. */
 static void openlibs (lua_State *L) {
   lua_gc(L, LUA_GCSTOP);
   luaL_openlibs(L);  /* the package library reads LUA_PATH here */
@@ -513,7 +562,6 @@ static void openlibs (lua_State *L) {
   lua_pushcfunction(L, luaopen_cfut);
   lua_setfield(L, -2, CFUT_MODNAME);
   lua_pop(L, 1);
-  addbuildpath(L);
   lua_gc(L, LUA_GCRESTART);
   lua_gc(L, LUA_GCGEN, 0, 0);
 }
@@ -585,9 +633,15 @@ int main (int argc, char **argv) {
   o.argc = argc;
   o.argv = argv;
   o.flags = 0;
+  if (argv[0] != NULL && argv[0][0] != '\0') progname = argv[0];
   if (parseargs(&o) != 0) {
     usage(argv[o.bad]);
     return EXIT_FAILURE;
+  }
+  if (o.flags & (OPT_H | OPT_VER)) {  /* and nothing else */
+    if (o.flags & OPT_H) help();
+    else printversion();
+    return EXIT_SUCCESS;
   }
   mainthread = pthread_self();
   L = heap_newstate();

@@ -220,23 +220,23 @@ static int panicf (lua_State *L) {
   return 0;   /* Lua aborts */
 }
 
-/* Warnings: off until "@on", back off with "@off"; a message in pieces
-** ('tocont') is one line. */
+/* Warnings as lua.c's (lauxlib's warnf): off until "@on", back off with
+** "@off"; a message in pieces ('tocont') is one line.  A control message
+** is a whole message starting with '@' (a piece of one is text, and an
+** unknown control is ignored); 'warncont' is set only while warnings are
+** on, so while off every last piece is checked, as lauxlib does. */
 static void warnf (void *ud, const char *msg, int tocont) {
   Heap *h = (Heap *)ud;
-  if (!h->warncont && msg[0] == '@') {    /* a control message */
+  if (!h->warncont && !tocont && msg[0] == '@') {
     if (strcmp(msg, "@on") == 0) h->warnon = 1;
     else if (strcmp(msg, "@off") == 0) h->warnon = 0;
     return;
   }
-  if (h->warnon) {
-    if (!h->warncont) fputs("Lua warning: ", stderr);
-    fputs(msg, stderr);
-    if (!tocont) {
-      fputc('\n', stderr);
-      fflush(stderr);
-    }
-  }
+  if (!h->warnon) return;
+  if (!h->warncont) fputs("Lua warning: ", stderr);
+  fputs(msg, stderr);
+  if (!tocont) fputc('\n', stderr);
+  fflush(stderr);
   h->warncont = tocont;
 }
 

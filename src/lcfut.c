@@ -2,7 +2,8 @@
 ** lcfut.c: the cfut module: luaopen_cfut, executors and their methods, the
 ** helpers (monotonic, thread_name, getpid, kill, cpu_count, dumps, loads)
 ** and what a host calls at the end of the script.  Futures and waiting are
-** in lfuture.c; the Lua side (error classes, map) in lua/cfut/.
+** in lfuture.c; the Lua side (error classes, map) in lua/cfut/, built in
+** (src/embed.sh).
 */
 #include <errno.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include "lbar.h"
 #include "lcfut.h"
 #include "lloop.h"
+#include "luaparts.h"
 #include "marshal.h"
 #include "sys.h"
 #include "ppool.h"
@@ -649,13 +651,18 @@ static const luaL_Reg funcs[] = {
   {NULL, NULL}
 };
 
-/* Run require(name)(M, ...) for a Lua part of the module: the 'nargs'
-** values above M are passed along. */
+/* Run part(M, ...) for the built-in Lua part 'name' of the module (never
+** through package.path, which is the user's): the 'nargs' values above M
+** are passed along. */
 static void luapart (lua_State *L, const char *name, int m, int nargs) {
   int i, top = lua_gettop(L);
-  lua_getglobal(L, "require");
-  lua_pushstring(L, name);
-  lua_call(L, 1, 1);
+  const LuaPart *p = cfut_luaparts;
+  while (p->name != NULL && strcmp(p->name, name) != 0) p++;
+  if (p->name == NULL)
+    luaL_error(L, "Lua part '%s' of cfut is not built in", name);
+  if (luaL_loadbufferx(L, p->code, p->len, p->chunkname, "t") != LUA_OK)
+    lua_error(L);
+  lua_call(L, 0, 1);
   lua_pushvalue(L, m);
   for (i = 0; i < nargs; i++) lua_pushvalue(L, top - nargs + 1 + i);
   lua_call(L, 1 + nargs, 0);
