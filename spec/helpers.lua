@@ -254,6 +254,22 @@ function M.cfut_bin ()
   return bin
 end
 
+-- Options for M.run/M.spawn that run the stock lua5.4 on the module under
+-- test; nil and a reason when it cannot run here.  A sanitized cfut.so
+-- needs the sanitizer's runtime loaded first.
+function M.stock_lua ()
+  if not M.sanitized then return { prog = "lua5.4" } end
+  local cpath = os.getenv("LUA_CPATH") or ""
+  local lib = cpath:find("tsan", 1, true) and "libtsan.so" or "libasan.so"
+  local p = io.popen("gcc -print-file-name=" .. lib .. " 2>/dev/null")
+  local path = p and p:read("l")
+  if p then p:close() end
+  if not path or not path:find("/", 1, true) then
+    return nil, "no " .. lib .. " to preload into lua5.4"
+  end
+  return { prog = "lua5.4", env = { LD_PRELOAD = path } }
+end
+
 --[[
 Run the Lua source 'src' as a script in a child process and return a table
 { status = <exit code>, stdout = <text>, stderr = <text> }.

@@ -1410,20 +1410,7 @@ local HOSTS = { "cfut", "lua5.4" }
 -- cannot run here.
 local function host_opts (host)
   if host == "cfut" then return { prog = helpers.cfut_bin() } end
-  if helpers.sanitized then
-    -- The stock interpreter cannot load a sanitized cfut.so unless the
-    -- sanitizer's runtime is loaded first.
-    local cpath = os.getenv("LUA_CPATH") or ""
-    local lib = cpath:find("tsan", 1, true) and "libtsan.so" or "libasan.so"
-    local p = io.popen("gcc -print-file-name=" .. lib .. " 2>/dev/null")
-    local path = p and p:read("l")
-    if p then p:close() end
-    if not path or not path:find("/", 1, true) then
-      return nil, "no " .. lib .. " to preload into lua5.4"
-    end
-    return { prog = "lua5.4", env = { LD_PRELOAD = path } }
-  end
-  return { prog = "lua5.4" }
+  return helpers.stock_lua()
 end
 
 local function run_on (host, src, extra)
