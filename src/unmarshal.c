@@ -582,13 +582,14 @@ static int decstring (Dec *d, int tag) {
 }
 
 static int decvalue (Dec *d) {
+  lua_State *L = d->L;
   const unsigned char *at = d->p;
   int tag;
   if (d->p >= d->end) return fail(d, at, "truncated message");
   switch (tag = *d->p++) {
-    case T_NIL: if (d->L) lua_pushnil(d->L); return 0;
-    case T_FALSE: if (d->L) lua_pushboolean(d->L, 0); return 0;
-    case T_TRUE: if (d->L) lua_pushboolean(d->L, 1); return 0;
+    case T_NIL: if (L) lua_pushnil(L); return 0;
+    case T_FALSE: if (L) lua_pushboolean(L, 0); return 0;
+    case T_TRUE: if (L) lua_pushboolean(L, 1); return 0;
     case T_INT: case T_FLOAT: return decword(d, tag);
     case T_STR: case T_KSTR: return decstring(d, tag);
     case T_TABLE: return dectable(d, at);
