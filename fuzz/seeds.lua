@@ -92,6 +92,7 @@ checks.meta1m = message("\1", ("\6\0\0"):rep(1000000) .. "\0")
 checks.upref = message("\2", func(1, "\3" .. ("\0"):rep(8))
                        .. func(2, "\1\9\1\1"))
 checks.badupref = message("\1", func(1, "\9\1\2"))
+checks.uprefdata = message("\2", "\6\0\0\0" .. func(1, "\9\1\1"))
 checks.metastring = message("\1", "\6\0\1\14\1a\2\7\2")
 checks.handle = "\27CF\129\1\12" .. ("\0"):rep(8)
 for name, bytes in pairs(checks) do write("check", name, bytes) end

@@ -495,7 +495,8 @@ static int decupvalue (Dec *d, int f, int i) {
     if ((rc = getvarint(d, &ref)) != 0 || (rc = need(d, 1)) != 0) return rc;
     n = *d->p++;
     if (ref < 1 || ref > (uint64_t)d->nrefs || n < 1
-        || (d->walk == W_CHECK && d->kinds[ref - 1] < (unsigned)n))
+        || (d->walk == W_CHECK && (d->kinds[ref - 1] >= K_KSTR
+                                   || d->kinds[ref - 1] < (unsigned)n)))
       return fail(d, at, "bad upvalue reference");
     if (L == NULL) return 0;
     pushref(d, ref);
