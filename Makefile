@@ -31,6 +31,7 @@ LDFLAGS += -pthread $(EXTRA_LDFLAGS)
 # Library objects: everything but the host's main.
 LIBSRC  = src/lcfut.c src/lfuture.c src/lmap.c src/future.c src/executor.c \
           src/tpool.c src/ppool.c src/pworker.c src/worker.c src/marshal.c src/unmarshal.c \
+          src/seenmap.c src/mnames.c \
           src/sys.c src/heap.c src/failalloc.c src/lbar.c src/lloop.c
 HOSTSRC = src/cfut.c
 HDRS    = $(wildcard src/*.h)
@@ -196,7 +197,7 @@ valgrind: setup setup-rocks
 
 # Fuzzing (fuzz/README.md): the library objects built by clang with ASan +
 # UBSan and coverage, linked into one standalone program per target.
-FUZZ_TARGETS = decode frame roundtrip
+FUZZ_TARGETS = decode frame roundtrip check
 FUZZ_FLAGS   = -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                -fno-omit-frame-pointer
 FUZZ_RUNS   ?= 10000000

@@ -1,7 +1,9 @@
 -- seeds.lua: the seed corpus, made by the encoder (cfut.dumps) from
 -- varied values.  Run by the host: ./cfut fuzz/seeds.lua DIR
--- Writes DIR/decode/* (messages), DIR/frame/* (worker -> parent streams)
--- and DIR/roundtrip/* (generator programs for fuzz_roundtrip.c).
+-- Writes DIR/decode/* (messages), DIR/frame/* (worker -> parent streams),
+-- DIR/roundtrip/* (generator programs for fuzz_roundtrip.c) and
+-- DIR/check/* (messages for fuzz_check.c: those of decode, plus some of
+-- several MiB and some nested past every limit, made here at each run).
 local cfut = require "cfut"
 local dir = assert(arg[1], "usage: cfut fuzz/seeds.lua DIR")
 
@@ -37,7 +39,7 @@ local values = {
 }
 
 os.execute("mkdir -p '" .. dir .. "/decode' '" .. dir .. "/frame' '"
-           .. dir .. "/roundtrip'")
+           .. dir .. "/roundtrip' '" .. dir .. "/check'")
 
 local function frame (ftype, body)
   return string.pack("<I8", #body + 1) .. ftype .. body
@@ -50,6 +52,7 @@ end
 for i, v in ipairs(values) do
   local msg = cfut.dumps(table.unpack(v, 1, v.n or #v + 1))
   write("decode", "v" .. i, msg)
+  write("check", "v" .. i, msg)
   -- a worker that got ready, then answered tasks 1, 2, 3
   write("frame", "v" .. i, "\7" .. frame("R", "") .. result(1, 0, "", msg)
         .. result(2, 1, "stack traceback:\n\t[C]: in ?", msg)
@@ -57,6 +60,42 @@ for i, v in ipairs(values) do
 end
 write("frame", "initfail", "\1" .. frame("F", "boom"))
 write("frame", "partial", "\3" .. frame("R", "") .. string.pack("<I8", 99))
+
+-- fuzz_check.c: big messages and nesting past every limit, written
+-- byte by byte where the encoder would refuse them (docs/wire.md).
+local function message (n, values) return "\27CF\1" .. n .. values end
+local function func (nups, ups)       -- id, hash (not checked), no code
+  return "\8" .. ("\1"):rep(16) .. string.char(nups) .. "\0" .. ups
+end
+local function chain (n, open, close, mid) -- open^n .. mid .. close^n
+  return open:rep(n) .. (mid or "\0") .. close:rep(n)
+end
+local bigrecs = {}
+for i = 1, 3000 do bigrecs[i] = { id = i, name = "r" .. i, ok = i % 3 == 0 } end
+local checks = {
+  records = cfut.dumps(bigrecs),                          -- about 80 KiB
+  bigstring = cfut.dumps({ s = ("\0\255x"):rep(600000) }),
+  nils = message("\128\128\68", ("\0"):rep(1114112)),    -- past the stack
+}
+for _, depth in ipairs{ 200, 201 } do
+  local d = depth
+  checks["array" .. d] = message("\1", chain(d, "\6\1\0", "\0"))
+  checks["value" .. d] = message("\1", chain(d, "\6\0\1\5\1k", "\0"))
+  checks["key" .. d] = message("\1", chain(d, "\6\0\1", "\2\0", "\2"))
+  checks["meta" .. d] = message("\1", ("\6\0\0"):rep(d) .. "\0")
+  checks["mixed" .. d] = message("\1", ("\6\0\0"):rep(d % 2)
+                                 .. chain(d // 2, "\6\1\0\6\0\0", "\0"))
+  checks["upvalue" .. d] = message("\1", (func(1, "")):rep(d - 1)
+                                   .. func(0, ""))
+end
+checks.meta1m = message("\1", ("\6\0\0"):rep(1000000) .. "\0")
+checks.upref = message("\2", func(1, "\3" .. ("\0"):rep(8))
+                       .. func(2, "\1\9\1\1"))
+checks.badupref = message("\1", func(1, "\9\1\2"))
+checks.uprefdata = message("\2", "\6\0\0\0" .. func(1, "\9\1\1"))
+checks.metastring = message("\1", "\6\0\1\14\1a\2\7\2")
+checks.handle = "\27CF\129\1\12" .. ("\0"):rep(8)
+for name, bytes in pairs(checks) do write("check", name, bytes) end
 
 -- generator programs: a few byte patterns that make tables, functions,
 -- references and strings (see genvalue in fuzz_roundtrip.c)
@@ -66,5 +105,7 @@ local progs = {
   "\1\11\3\9\1\1\12\0\1", "\0\14\3", "\0\8\200\1\65",
 }
 for i, p in ipairs(progs) do write("roundtrip", "p" .. i, p) end
-print(("seeds: %d messages, %d streams, %d programs in %s"):format(
-  #values, #values + 2, #progs, dir))
+local nchecks = 0
+for _ in pairs(checks) do nchecks = nchecks + 1 end
+print(("seeds: %d messages, %d streams, %d programs, %d checks in %s"):format(
+  #values, #values + 2, #progs, #values + nchecks, dir))

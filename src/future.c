@@ -36,6 +36,7 @@ struct Future {
   int failed;                 /* set before FINISHED, read-only after */
   int flags;                  /* how to decode messages: set before the
                                  future is shared, read-only after */
+  int oflags;                 /* how to decode the outcome: set with it */
   char *data;                 /* the outcome: idem */
   size_t len;
   char *tb;                   /* idem */
@@ -106,13 +107,13 @@ void fut_retain (Future *f) {
   atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
 }
 
-/* Let a message go: its handle references, then (unless it lives inside
-** the future's own allocation) its memory. */
-static void freemsg (Future *f, char *data, size_t len) {
+/* Let a message go (decoded with 'flags'): its handle references, then
+** (unless it lives inside the future's own allocation) its memory. */
+static void freemsg (Future *f, int flags, char *data, size_t len) {
   DiscardHook hook = atomic_load_explicit(&discard_hook, memory_order_relaxed);
   if (data == NULL) return;
   /* Only a message of this process can hold handles. */
-  if (hook != NULL && (f->flags & FUT_FLAGS_LOCAL)) hook(data, len);
+  if (hook != NULL && (flags & FUT_FLAGS_LOCAL)) hook(data, len);
   if (data != f->inl && data != (char *)(f + 1)) free(data);
 }
 
@@ -121,11 +122,11 @@ void fut_set_flags (Future *f, int flags) {
 }
 
 int fut_flags (Future *f) {
-  return f->flags;
+  return fut_isdone(fut_state(f)) ? f->oflags : f->flags;
 }
 
 void fut_droptask (Future *f) {
-  freemsg(f, f->task.msg, f->task.len);
+  freemsg(f, f->flags, f->task.msg, f->task.len);
   f->task.msg = NULL;
   f->task.len = 0;
 }
@@ -139,8 +140,8 @@ void fut_release (Future *f) {
     waiter_release(l->w);
     free(l);
   }
-  freemsg(f, f->data, f->len);
-  freemsg(f, f->task.msg, f->task.len);
+  freemsg(f, f->oflags, f->data, f->len);
+  freemsg(f, f->flags, f->task.msg, f->task.len);
   free(f->tb);
   sys_mutex_destroy(&f->lock);
   free(f);
@@ -203,6 +204,11 @@ int fut_cancel (Future *f) {
 }
 
 int fut_finish (Future *f, int failed, char *data, size_t len, char *tb) {
+  return fut_finish_as(f, f->flags, failed, data, len, tb);
+}
+
+int fut_finish_as (Future *f, int flags, int failed, char *data, size_t len,
+                   char *tb) {
   int st;
   sys_lock(&f->lock);
   st = atomic_load_explicit(&f->state, memory_order_relaxed);
@@ -210,6 +216,7 @@ int fut_finish (Future *f, int failed, char *data, size_t len, char *tb) {
     sys_unlock(&f->lock);
     return CFUT_ESTATE;
   }
+  f->oflags = flags;
   f->failed = failed;
   f->data = data;
   f->len = len;
@@ -228,6 +235,7 @@ int fut_finish_small (Future *f, int failed, const char *data, size_t len) {
     return CFUT_ESTATE;
   }
   memcpy(f->inl, data, len);
+  f->oflags = f->flags;
   f->failed = failed;
   f->data = f->inl;
   f->len = len;

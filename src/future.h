@@ -55,6 +55,11 @@ int fut_cancel (Future *f);
 ** is already cancelled or finished.
 */
 int fut_finish (Future *f, int failed, char *data, size_t len, char *tb);
+/* The same for an outcome to be decoded with marshal flags 'flags'
+** rather than the future's own: set_result stores values of this process
+** (LOCAL) in a future of any executor. */
+int fut_finish_as (Future *f, int flags, int failed, char *data, size_t len,
+                   char *tb);
 
 /* Outcomes up to this size are copied into the future itself. */
 #define FUT_INLINE 64
@@ -76,9 +81,10 @@ typedef struct FutTask {
 } FutTask;
 FutTask *fut_task (Future *f);
 
-/* How the outcome is to be decoded (marshal flags), set by the executor
-** before the future is shared: handles only from the same process.
-** fut_new gives FUT_FLAGS_LOCAL. */
+/* How the task and the outcome are to be decoded (marshal flags), set by
+** the executor before the future is shared: handles only from the same
+** process.  fut_new gives FUT_FLAGS_LOCAL.  Once the future is done,
+** fut_flags gives the outcome's (fut_finish_as may have set others). */
 #define FUT_FLAGS_LOCAL 1     /* = MARSHAL_LOCAL */
 void fut_set_flags (Future *f, int flags);
 int fut_flags (Future *f);

@@ -131,6 +131,57 @@ static int e_gc (lua_State *L) {
   return 0;
 }
 
+/* Handles inside messages: all the marshaller knows of futures and
+** executors is these operations (marshal.h, MarshalHandles). */
+
+static int tohandle (lua_State *L, int idx, int local, void **h,
+                     const char **why) {
+  Future *f;
+  Executor *ex;
+  if ((f = cfut_tofuture(L, idx)) != NULL) {
+    *h = f;
+    if (!local) *why = "future: futures cannot cross to another process";
+    return MARSHAL_FUTURE;
+  }
+  if ((ex = cfut_toexecutor(L, idx)) != NULL) {
+    *h = ex;
+    if (!local || !ex->local)
+      *why = "executor: executors cannot cross to another process";
+    return MARSHAL_EXECUTOR;
+  }
+  return 0;
+}
+
+/* A message holding an executor counts as one of its handles, as a Lua
+** handle does: a queued task that carries its pool keeps it open. */
+static void retainhandle (int kind, void *h) {
+  if (kind == MARSHAL_FUTURE) fut_retain((Future *)h);
+  else {
+    atomic_fetch_add(&((Executor *)h)->handles, 1);
+    ex_retain((Executor *)h);
+  }
+}
+
+static void releasehandle (int kind, void *h) {
+  if (kind == MARSHAL_FUTURE) fut_release((Future *)h);
+  else dropex((Executor *)h);
+}
+
+static void pushhandle (lua_State *L, int kind, void *h) {
+  if (kind == MARSHAL_FUTURE) {
+    fut_retain((Future *)h);
+    cfut_pushfuture(L, (Future *)h);
+  }
+  else {
+    ex_retain((Executor *)h);
+    cfut_pushexecutor(L, (Executor *)h);
+  }
+}
+
+static const MarshalHandles handleops = {
+  tohandle, pushhandle, retainhandle, releasehandle
+};
+
 static int e_tostring (lua_State *L) {
   Executor *ex = checkex(L, 1);
   lua_pushfstring(L, "<%s at %p>", ex->ops->name, (void *)ex);
@@ -673,6 +724,7 @@ int luaopen_cfut (lua_State *L) {
   int m;
   tpool_initsignals();
   fut_set_discard(marshal_discard);
+  marshal_sethandles(&handleops);
   marshal_resetnames(L);    /* a reloaded module has new tables */
   luaL_newlib(L, funcs);
   m = lua_gettop(L);

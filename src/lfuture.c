@@ -623,7 +623,8 @@ static int settle (lua_State *L, int failed) {
   if (r == CFUT_ENOMEM) return luaL_error(L, "not enough memory");
   if (r != 0) return luaL_error(L, "cannot store %s in a future", err);
   data = mbuf_steal(&b, &len);
-  if (fut_finish(f, failed, data, len, NULL) != 0) {
+  /* values of this process, whatever the future's executor */
+  if (fut_finish_as(f, FUT_FLAGS_LOCAL, failed, data, len, NULL) != 0) {
     marshal_discard(data, len);
     free(data);
     return invalidstate(L, f);

@@ -23,17 +23,15 @@
 
 #include "cfut.h"
 #include "errors.h"
-#include "executor.h"
-#include "future.h"
-#include "lcfut.h"
 #include "marshal.h"
+#include "mnames.h"
+#include "seenmap.h"
 #include "wire.h"
 
 #define SEGTEXT       40    /* bytes of one step of a failure path */
 #define KEEPSEGS      6     /* steps kept at each end of a long path */
 
 /* Registry keys (only their addresses matter) */
-static char NAMES;      /* module or field -> its wire bytes */
 static char DUMPS;      /* Lua function -> its dump (TRAILER) */
 
 
@@ -149,47 +147,16 @@ typedef struct Seg {
   char text[SEGTEXT];     /* ".name", "[3]"... or an upvalue's name */
 } Seg;
 
-/*
-** The objects met so far (tables, Lua functions, upvalue ids, string
-** keys) and their numbers: an open-addressing hash on their addresses,
-** inside Enc while it is small, then in C memory.  The objects stay alive
-** meanwhile: the values being sent reach them.  The encoder allocates no
-** Lua memory on its way (see pgrow), and it never raises, so the map needs
-** no Lua object to free it on an error.
-**
-** An entry is live when its generation is the map's: a big map is kept
-** by the thread for its next big encoding (the 'spare'), and a new
-** generation empties it without writing a byte.
-*/
-typedef struct PEnt {
-  const void *k;      /* NULL: free */
-  uint64_t vg;        /* number << GENBITS | generation */
-} PEnt;
-
-#define GENBITS 16
-#define GENMASK ((1u << GENBITS) - 1)
-
-#define SMALLBITS 4
-
-typedef struct PMap {
-  PEnt *e;
-  unsigned bits;      /* capacity 1 << bits, at most half full */
-  unsigned gen;       /* live entries' generation, never 0 */
-  size_t n;
-  PEnt small[1 << SMALLBITS];
-} PMap;
-
 typedef struct Enc {
   lua_State *L;
   MBuf *b;
   int flags;
   int depth;
   PMap seen;          /* object -> number, upvalue id -> where */
-  int names;          /* slot: value -> wire bytes of its module name */
+  Names names;        /* value -> wire bytes of its module name */
   int dumps;          /* slot: the registry's DUMPS table */
   lua_Integer nrefs;  /* tables and functions numbered so far */
   int nhandles;       /* handles written (referenced after success) */
-  const unsigned char *filter;  /* names[1]; NULL until names is loaded */
   int rebuilt;        /* names rebuilt after a C function was not found */
   const void *globals;      /* the sender's globals table */
   /* the failure path (written only when encoding fails) */
@@ -349,127 +316,10 @@ static int enter (Enc *e) {
   return 0;
 }
 
-/* Objects allocated one after another get nearby slots (sending walks
-** them in about that order: fewer cache misses): each 64 KiB of address
-** space maps to a run of slots that starts at a hashed place.  (Mapping
-** the addresses straight, with no hash, lets the regular strides of
-** several slabs of the Lua heap pile up into long probe runs.) */
-static size_t phash (const void *k, unsigned bits) {
-  uint64_t p = (uint64_t)(uintptr_t)k;
-  uint64_t run = ((p >> 16) * 0x9e3779b97f4a7c15ULL) >> 40;
-  return (size_t)((run + (p >> 4)) & (((uint64_t)1 << bits) - 1));
-}
-
-static PEnt *pfind (PMap *m, const void *k) {
-  size_t mask = ((size_t)1 << m->bits) - 1, i = phash(k, m->bits);
-  while (m->e[i].k != NULL && (m->e[i].vg & GENMASK) == m->gen
-         && m->e[i].k != k)
-    i = (i + 1) & mask;
-  return &m->e[i];
-}
-
-static int plive (PMap *m, PEnt *slot) {
-  return slot->k != NULL && (slot->vg & GENMASK) == m->gen;
-}
-
-/* Maps from 2^SPAREMIN up to 2^SPAREMAX entries are kept by the thread
-** for its next encoding that grows that far: a big message then costs no
-** fresh pages and no rehashing of maps past 2^SPAREMIN (8 MiB at most).
-** Smaller encodings keep to small maps, which stay in the cache. */
-#define SPAREMIN 12
-#define SPAREMAX 19
-
-static _Thread_local PEnt *spare;
-static _Thread_local unsigned sparebits, sparegen;
-
-void marshal_freespare (void) {
-  free(spare);
-  spare = NULL;
-  sparebits = 0;
-}
-
-/* A map of 2^bits entries or more for a new generation: the spare if it
-** is big enough, else fresh memory (NULL when there is none). */
-static PEnt *pmapget (unsigned *bits, unsigned *gen) {
-  PEnt *e;
-  if (spare != NULL && *bits >= SPAREMIN && sparebits >= *bits) {
-    e = spare;
-    spare = NULL;
-    *bits = sparebits;
-    if (++sparegen > GENMASK) {   /* generations wrapped: really empty it */
-      memset(e, 0, sizeof(PEnt) << sparebits);
-      sparegen = 1;
-    }
-    *gen = sparegen;
-    return e;
-  }
-  *gen = 1;
-  return (PEnt *)calloc((size_t)1 << *bits, sizeof(PEnt));
-}
-
-/* Give back a map: kept as the spare if it is the biggest keepable. */
-static void pmapput (PEnt *e, unsigned bits, unsigned gen) {
-  if (bits >= SPAREMIN && bits <= SPAREMAX
-      && (spare == NULL || bits >= sparebits)) {
-    free(spare);
-    spare = e;
-    sparebits = bits;
-    if (gen > sparegen) sparegen = gen;
-  }
-  else free(e);
-}
-
-/* Double the capacity (or take the kept spare, bigger still).  The map
-** lives in C memory, not in a Lua object: growing it must not let the
-** collector step in the middle of encoding (after a big decode it would
-** pay that decode's whole debt here). */
-static int pgrow (Enc *e) {
-  PMap *m = &e->seen;
-  size_t cap = (size_t)1 << m->bits, i;
-  unsigned oldbits = m->bits, oldgen = m->gen, bits = m->bits + 1, gen;
-  PEnt *old = m->e, *ne = pmapget(&bits, &gen);
-  if (ne == NULL) return CFUT_ENOMEM;
-  m->e = ne;
-  m->bits = bits;
-  m->gen = gen;
-  for (i = 0; i < cap; i++) {
-    if (old[i].k != NULL && (old[i].vg & GENMASK) == oldgen) {
-      PEnt *slot = pfind(m, old[i].k);
-      slot->k = old[i].k;
-      slot->vg = (old[i].vg & ~(uint64_t)GENMASK) | gen;
-    }
-  }
-  if (old != m->small) pmapput(old, oldbits, oldgen);
-  return 0;
-}
-
-/* Let the map's memory go (the end of an encoding). */
-static void pfree (Enc *e) {
-  if (e->seen.e != e->seen.small) {
-    pmapput(e->seen.e, e->seen.bits, e->seen.gen);
-    e->seen.e = e->seen.small;
-  }
-}
-
-/* The number stored for k; when there is none, store v and return 0;
-** -1 when the map cannot grow. */
-static lua_Integer pclaim (Enc *e, const void *k, lua_Integer v) {
-  PMap *m = &e->seen;
-  PEnt *slot;
-  if (m->n == 0 && m->e == m->small) memset(m->small, 0, sizeof(m->small));
-  if ((m->n + 1) * 2 > ((size_t)1 << m->bits) && pgrow(e) != 0) return -1;
-  slot = pfind(m, k);
-  if (plive(m, slot)) return (lua_Integer)(slot->vg >> GENBITS);
-  slot->k = k;
-  slot->vg = ((uint64_t)v << GENBITS) | m->gen;
-  m->n++;
-  return 0;
-}
-
 /* Number the table or Lua function at idx, as its decoder will; if it has
 ** a number already, write a reference to it instead and return 1. */
 static int seen (Enc *e, const void *p, int *rc) {
-  lua_Integer ref = pclaim(e, p, e->nrefs + 1);
+  lua_Integer ref = pmap_claim(&e->seen, p, e->nrefs + 1);
   if (ref == 0) {
     e->nrefs++;
     return 0;
@@ -480,183 +330,6 @@ static int seen (Enc *e, const void *p, int *rc) {
   }
   *rc = putvar(e->b, T_REF, (uint64_t)ref);
   return 1;
-}
-
-
-/* ---- module names ---- */
-
-/* Push the wire bytes naming package.loaded[L[mod]] (or its field L[f]). */
-static void pushname (lua_State *L, int mod, int f) {
-  luaL_Buffer b;
-  unsigned char v[MAXVARINT];
-  size_t len;
-  const char *s;
-  luaL_buffinit(L, &b);
-  luaL_addchar(&b, (char)(f ? T_FIELD : T_MODULE));
-  s = lua_tolstring(L, mod, &len);
-  luaL_addlstring(&b, (const char *)v, (size_t)putvarint(v, len));
-  luaL_addlstring(&b, s, len);
-  if (f) {
-    s = lua_tolstring(L, f, &len);
-    luaL_addlstring(&b, (const char *)v, (size_t)putvarint(v, len));
-    luaL_addlstring(&b, s, len);
-  }
-  luaL_pushresult(&b);
-}
-
-/* Name the string-keyed fields of module L[mod+1] (called L[mod]) that
-** have no name yet: C functions, and tables unless the module is _G. */
-static void addfields (lua_State *L, int names, int mod, int isg) {
-  lua_pushnil(L);
-  while (lua_next(L, mod + 1) != 0) {
-    int k = lua_gettop(L) - 1, v = k + 1;
-    if (lua_type(L, k) == LUA_TSTRING
-        && (lua_iscfunction(L, v) || (!isg && lua_istable(L, v)))) {
-      lua_pushvalue(L, v);
-      if (lua_rawget(L, names) == LUA_TNIL) {
-        lua_pushvalue(L, v);
-        pushname(L, mod, k);
-        lua_rawset(L, names);
-      }
-      lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-  }
-}
-
-/* One pass over package.loaded (at 'loaded'): pass 0 names the fields of
-** modules other than _G, pass 1 those of _G not named yet, pass 2 the
-** modules themselves (a module's own name wins over any field name). */
-static void namepass (lua_State *L, int names, int loaded, int pass) {
-  lua_pushnil(L);
-  while (lua_next(L, loaded) != 0) {
-    int k = lua_gettop(L) - 1, v = k + 1;
-    if (lua_type(L, k) == LUA_TSTRING) {
-      size_t len;
-      const char *s = lua_tolstring(L, k, &len);
-      int isg = (len == 2 && s[0] == '_' && s[1] == 'G');
-      if (pass == 2 && (lua_istable(L, v) || lua_iscfunction(L, v))) {
-        lua_pushvalue(L, v);
-        pushname(L, k, 0);
-        lua_rawset(L, names);
-      }
-      else if (pass < 2 && isg == pass && lua_istable(L, v))
-        addfields(L, names, k, isg);
-    }
-    lua_pop(L, 1);
-  }
-}
-
-/* Entries in package.loaded (-1 without it). */
-static lua_Integer countloaded (lua_State *L) {
-  lua_Integer n = 0;
-  if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    return -1;
-  }
-  lua_pushnil(L);
-  while (lua_next(L, -2) != 0) {
-    lua_pop(L, 1);
-    n++;
-  }
-  lua_pop(L, 1);
-  return n;
-}
-
-#define FILTERBITS 8192
-
-static size_t fbit (const void *p) {
-  return (size_t)(((uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL) >> 51);
-}
-
-/* names[1]: a bit per named value, so that most values (which have no
-** name) are turned away without a Lua table lookup. */
-static void buildfilter (lua_State *L, int names) {
-  unsigned char *f = (unsigned char *)lua_newuserdatauv(L, FILTERBITS / 8, 0);
-  memset(f, 0, FILTERBITS / 8);
-  lua_pushnil(L);
-  while (lua_next(L, names) != 0) {
-    if (!lua_isinteger(L, -2)) {
-      size_t bit = fbit(lua_topointer(L, -2));
-      f[bit >> 3] |= (unsigned char)(1u << (bit & 7));
-    }
-    lua_pop(L, 1);
-  }
-  lua_rawseti(L, names, 1);
-}
-
-/* Build the name table from package.loaded, store it, push it. */
-static void buildnames (lua_State *L, lua_Integer count) {
-  int names;
-  lua_createtable(L, 0, 64);
-  names = lua_gettop(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, names);
-  if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) == LUA_TTABLE) {
-    namepass(L, names, names + 1, 0);
-    namepass(L, names, names + 1, 1);
-    namepass(L, names, names + 1, 2);
-  }
-  lua_pop(L, 1);
-  buildfilter(L, names);
-  lua_pushinteger(L, count);
-  lua_rawseti(L, names, 0);   /* remember what it was built from */
-  lua_pushvalue(L, names);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES);
-}
-
-/* (force): the cached name table while package.loaded keeps its size,
-** else a new one (always a new one with 'force'). */
-static int pnames (lua_State *L) {
-  int force = lua_toboolean(L, 1);
-  lua_Integer count = countloaded(L);
-  if (!force && lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES) == LUA_TTABLE) {
-    int same = (lua_rawgeti(L, -1, 0) == LUA_TNUMBER
-                && lua_tointeger(L, -1) == count);
-    lua_pop(L, 1);
-    if (same) return 1;
-  }
-  buildnames(L, count);
-  return 1;
-}
-
-/* Put the name table in the names slot; run protected, so that a memory
-** error becomes CFUT_ENOMEM (the encoder never raises). */
-static int loadnames (Enc *e, int force) {
-  lua_State *L = e->L;
-  lua_pushcfunction(L, pnames);
-  lua_pushboolean(L, force);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    lua_pop(L, 1);
-    return CFUT_ENOMEM;
-  }
-  lua_replace(L, e->names);
-  lua_rawgeti(L, e->names, 1);
-  e->filter = (const unsigned char *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return 0;
-}
-
-/* Write the module name of the value at idx: 0, 1 if it has none, or an
-** error code. */
-static int encname (Enc *e, int idx, const void *p) {
-  lua_State *L = e->L;
-  size_t len, bit = fbit(p);
-  const char *s;
-  int rc;
-  if (e->filter == NULL && (rc = loadnames(e, 0)) != 0) return rc;
-  if (!(e->filter[bit >> 3] & (1u << (bit & 7)))) return 1;
-  lua_pushvalue(L, idx);
-  if (lua_rawget(L, e->names) != LUA_TSTRING) {
-    lua_pop(L, 1);
-    return 1;
-  }
-  s = lua_tolstring(L, -1, &len);
-  rc = mbuf_add(e->b, s, len);
-  lua_pop(L, 1);
-  return rc;
 }
 
 
@@ -698,7 +371,7 @@ static int enckey (Enc *e, int k) {
   lua_Integer ref;
   if (lua_type(e->L, k) != LUA_TSTRING) return encvalue(e, k);
   s = lua_tolstring(e->L, k, &len);
-  if ((ref = pclaim(e, s, e->nrefs + 1)) != 0)
+  if ((ref = pmap_claim(&e->seen, s, e->nrefs + 1)) != 0)
     return ref < 0 ? CFUT_ENOMEM : putvar(e->b, T_REF, (uint64_t)ref);
   e->nrefs++;
   return putstr(e->b, T_KSTR, s, len);
@@ -746,6 +419,15 @@ static int newtable (Enc *e, int idx) {
 out:
   e->depth--;
   return rc;
+}
+
+/* Write the name of the value at idx (address p): 0, 1 if it has none,
+** or CFUT_ENOMEM. */
+static int encname (Enc *e, int idx, const void *p) {
+  const char *s;
+  size_t len;
+  int rc = names_find(e->L, &e->names, idx, p, &s, &len);
+  return rc != 0 ? rc : mbuf_add(e->b, s, len);
 }
 
 static int enctable (Enc *e, int idx) {
@@ -907,7 +589,7 @@ static int encupvalue (Enc *e, int f, lua_Integer ref, int i,
       (lua_type(L, v) == LUA_TTABLE && lua_topointer(L, v) == globals(e)))
     return mbuf_add(e->b, GNAME, sizeof(GNAME));
   id = lua_upvalueid(L, f, i);
-  if ((where = pclaim(e, id, ref * 256 + i)) != 0) {
+  if ((where = pmap_claim(&e->seen, id, ref * 256 + i)) != 0) {
     unsigned char *p = room(e->b, 2 + MAXVARINT);
     if (where < 0) return CFUT_ENOMEM;
     if (p == NULL) return CFUT_ENOMEM;
@@ -944,7 +626,7 @@ static int enccfunction (Enc *e, int idx) {
   int rc = encname(e, idx, p);
   if (rc == 1 && !e->rebuilt) {    /* maybe a module loaded since */
     e->rebuilt = 1;
-    if ((rc = loadnames(e, 1)) != 0) return rc;
+    if ((rc = names_load(e->L, &e->names, 1)) != 0) return rc;
     rc = encname(e, idx, p);
   }
   if (rc == 1)
@@ -968,24 +650,21 @@ static int encfunction (Enc *e, int idx) {
 
 /* ---- other values ---- */
 
+/* A handle (through the binding's operations), or a userdata that cannot
+** be sent. */
 static int encuserdata (Enc *e, int idx) {
   lua_State *L = e->L;
+  const MarshalHandles *ops = wire_handleops();
+  const char *why = NULL;
   void *h;
   char desc[64];
-  int t;
-  if ((h = cfut_tofuture(L, idx)) != NULL) {
-    if (!(e->flags & MARSHAL_LOCAL))
-      return unsendable(e, CFUT_ESEND,
-                        "future: futures cannot cross to another process");
+  int t, kind;
+  if (ops != NULL && (kind = ops->tohandle(L, idx, e->flags & MARSHAL_LOCAL,
+                                          &h, &why)) != 0) {
+    if (why != NULL) return unsendable(e, CFUT_ESEND, why);
     e->nhandles++;
-    return putword(e->b, T_FUTURE, (uint64_t)(uintptr_t)h);
-  }
-  if ((h = cfut_toexecutor(L, idx)) != NULL) {
-    if (!(e->flags & MARSHAL_LOCAL) || !((Executor *)h)->local)
-      return unsendable(e, CFUT_ESEND,
-                        "executor: executors cannot cross to another process");
-    e->nhandles++;
-    return putword(e->b, T_EXECUTOR, (uint64_t)(uintptr_t)h);
+    return putword(e->b, kind == MARSHAL_FUTURE ? T_FUTURE : T_EXECUTOR,
+                   (uint64_t)(uintptr_t)h);
   }
   t = luaL_getmetafield(L, idx, "__name");
   if (t == LUA_TSTRING)
@@ -1051,23 +730,22 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
   if (rc == 0)
     rc = mbuf_add(out, head, 4 + (size_t)putvarint(head + 4, (uint64_t)n));
   if (rc != 0) {
-    if (errlen > 0) snprintf(err, errlen, "%s", cfut_strerror(rc));
+    if (errlen > 0) snprintf(err, errlen, "not enough memory");
     return rc;
   }
   e.L = L; e.b = out; e.flags = flags; e.depth = 0;
   lua_pushnil(L); lua_pushnil(L);     /* the two slots */
-  e.names = base + 1; e.dumps = base + 2;
-  e.seen.e = e.seen.small; e.seen.bits = SMALLBITS; e.seen.n = 0;
-  e.seen.gen = 1;
-  e.nrefs = 0; e.nhandles = 0; e.filter = NULL; e.rebuilt = 0;
+  e.names.slot = base + 1; e.names.filter = NULL; e.dumps = base + 2;
+  pmap_init(&e.seen);
+  e.nrefs = 0; e.nhandles = 0; e.rebuilt = 0;
   e.globals = NULL; e.nseg = 0;
   for (i = 0; i < n && rc == 0; i++) rc = encvalue(&e, first + i);
-  pfree(&e);
+  pmap_free(&e.seen);
   lua_settop(L, base);
   if (rc != 0) {
     if (fresh) mbuf_free(out);    /* exactly as it was: nothing to free */
     else out->len = start;
-    if (rc == CFUT_ENOMEM) snprintf(err, errlen, "%s", cfut_strerror(rc));
+    if (rc == CFUT_ENOMEM) snprintf(err, errlen, "not enough memory");
     else describe(&e, what, argbase + i - 1, err, errlen);
     return rc;
   }
@@ -1098,8 +776,11 @@ int marshal_error (MBuf *out, const char *cls, const char *msg) {
 }
 
 void marshal_resetnames (lua_State *L) {
-  lua_pushnil(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES);
+  names_reset(L);
+}
+
+void marshal_freespare (void) {
+  pmap_freespare();
 }
 
 /* }====================================================== */

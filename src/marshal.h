@@ -25,6 +25,32 @@ void mbuf_free (MBuf *b);
 /* Hand the bytes over: returns data (caller frees), b is left empty. */
 char *mbuf_steal (MBuf *b, size_t *len);
 
+/*
+** Handles: the binding's objects (futures, executors) that cross between
+** states of one process as their address (docs/wire.md, "Handles").  The
+** marshaller knows them only through these operations, which the binding
+** registers once (marshal_sethandles) before any message holds one.  Each
+** may run on any thread.
+*/
+enum { MARSHAL_FUTURE = 1, MARSHAL_EXECUTOR = 2 };
+
+typedef struct MarshalHandles {
+  /* Is the value at idx a handle?  0 if not; else its kind, with *h its
+  ** object, or with *why saying why it cannot be sent in this message
+  ** ('local': the message stays in this process). */
+  int (*tohandle) (lua_State *L, int idx, int local, void **h,
+                   const char **why);
+  /* Push a handle for h, with a reference of its own. */
+  void (*push) (lua_State *L, int kind, void *h);
+  /* Take or drop the reference a message holds: a handle inside a message
+  ** counts as a handle (an executor lives on while a queued task holds
+  ** it). */
+  void (*retain) (int kind, void *h);
+  void (*release) (int kind, void *h);
+} MarshalHandles;
+
+void marshal_sethandles (const MarshalHandles *ops);
+
 /* Flags */
 #define MARSHAL_LOCAL 1   /* same process: futures and executors cross as
                              handles to the same object */
@@ -58,13 +84,18 @@ int marshal_decode (lua_State *L, const char *data, size_t len, int flags,
 /* Free this thread's kept map of seen objects (a thread that ends). */
 void marshal_freespare (void);
 
-/* Check the structure of a message from another process without Lua
-** (tags, lengths, nesting; no handle allowed): 0, or CFUT_EBADMSG with err
-** set.  Decoding checks the rest (references, bytecode). */
+/* Check a message from another process without Lua, as the decoder
+** reads it without MARSHAL_LOCAL and with MARSHAL_NOCODE (the same walker:
+** tags, lengths, counts, references, nesting): 0, or CFUT_EBADMSG with
+** err set to what the decoder would say.  What only the receiving state
+** can tell (that the modules and fields it names exist, and are tables
+** where tables are needed) is left to decoding. */
 int marshal_check (const char *data, size_t len, char *err, size_t errlen);
 
 /* Release the handle references held by a LOCAL message, before it is
-** freed (whether it was decoded or not). */
+** freed (whether it was decoded or not): through the registered release,
+** so dropping the last reference to an executor shuts it down as
+** dropping its last Lua handle does. */
 void marshal_discard (const char *data, size_t len);
 
 /* Encode one error object of the class futures[cls] with message 'msg', as

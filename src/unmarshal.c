@@ -1,29 +1,34 @@
 /*
-** unmarshal.c: bytes -> Lua values, the decoding side of cfut's one wire
-** format (docs/wire.md; the encoder is marshal.c).  Every tag, length and
-** reference is checked before it is trusted.  Never raises: returns
-** CFUT_EBADMSG (a Lua memory error is the one exception).
+** unmarshal.c: the one reader of cfut's wire format (docs/wire.md; the
+** writer is marshal.c).  One walker of the grammar serves every reader:
+**   - decoding (d->L set): the values are built in L;
+**   - checking a message from another process without Lua
+**     (marshal_check);
+**   - taking or dropping the references of the handles in a message of
+**     this process (wire_walkhandles, marshal_discard).
+** Tags, lengths, counts, references, depth and the other limits are read
+** and checked by the same code in every mode; what needs Lua (building
+** values, resolving module names, loading bytecode) is done only when
+** decoding.  So a message the check accepts is one the decoder accepts,
+** unless a name it carries is missing from the receiving state or is not
+** what its place needs, or the state has no room for it (d->receiver
+** tells those failures apart).
+** Never raises: returns CFUT_EBADMSG (a Lua memory error is the one
+** exception).
 */
 
 #include <limits.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "lua.h"
 #include "lauxlib.h"
 
-#include "cfut.h"
 #include "errors.h"
-#include "executor.h"
-#include "future.h"
-#include "lcfut.h"
 #include "marshal.h"
 #include "wire.h"
 
@@ -34,27 +39,48 @@
 static char LOADS;      /* id -> loaded closure */
 static char LOADCOUNT;  /* key inside LOADS: how many closures it holds */
 
+/* What the binding registered (marshal_sethandles). */
+static _Atomic(const MarshalHandles *) handleops;
+
+void marshal_sethandles (const MarshalHandles *ops) {
+  atomic_store(&handleops, ops);
+}
+
+const MarshalHandles *wire_handleops (void) {
+  return atomic_load_explicit(&handleops, memory_order_relaxed);
+}
+
 
 /*
 ** {======================================================
-** Decoder
+** The walker
 ** =======================================================
 */
 
+/* What a walk without Lua does with the handles it meets. */
+enum { W_DECODE, W_CHECK, W_RETAIN, W_RELEASE };
+
 typedef struct Dec {
-  lua_State *L;
+  lua_State *L;       /* NULL: a walk without Lua */
   const unsigned char *start, *p, *end;
   int flags;
+  int walk;           /* W_*: what this walk is for */
   int depth;
-  int refs;           /* slot: the only object numbered, or a table
-                         number -> table, function or key string */
-  int loads;          /* slot: the registry's LOADS table */
-  lua_Integer nrefs;
+  int refs;           /* decoding: slot of the only object numbered, or a
+                         table number -> table, function or key string */
+  int loads;          /* decoding: slot of the registry's LOADS table */
+  uint64_t hints;     /* decoding: table entries left to preallocate */
+  lua_Integer nrefs;  /* objects numbered so far */
+  uint16_t *kinds;    /* checking: what each numbered object is (K_*) */
+  size_t kcap;        /* entries at 'kinds' */
+  int kheap;          /* 'kinds' was malloc'ed */
   char *err;
   size_t errlen;
+  int receiver;       /* the failure comes from the receiving state (a
+                         name it lacks, code it refuses, no room on its
+                         stack), not from the grammar */
   int rc;             /* pdecode's answer */
   uint64_t n;         /* idem: values decoded */
-  int check;          /* walking for marshal_check: no handle allowed */
 } Dec;
 
 static int decvalue (Dec *d);
@@ -101,6 +127,14 @@ static int getvarint (Dec *d, uint64_t *v) {
   return fail(d, p, "bad varint");
 }
 
+/* A varint read once already (so known to be well formed). */
+static uint64_t rereadvarint (const unsigned char *p) {
+  uint64_t x = 0;
+  int i = 0;
+  do x |= (uint64_t)(p[i] & 0x7f) << (7 * i); while (p[i++] & 0x80);
+  return x;
+}
+
 /* A length, then that many bytes (which must be there). */
 static int getbytes (Dec *d, const char **s, size_t *len) {
   const unsigned char *at = d->p;
@@ -121,28 +155,70 @@ static lua_Integer u2i (uint64_t u) {
   return i;
 }
 
-static int decenter (Dec *d, const unsigned char *at) {
+static int isnanbits (uint64_t u) {
+  return (u & 0x7ff0000000000000ULL) == 0x7ff0000000000000ULL
+         && (u & 0x000fffffffffffffULL) != 0;
+}
+
+/* One level deeper (a table or a function): the same limit in every
+** walk, counted the same way as the encoder counts it. */
+static int enter (Dec *d, const unsigned char *at) {
   if (d->depth >= MAXDEPTH)
     return fail(d, at, "nesting deeper than 200 levels");
-  if ((d->depth & 3) == 0 && !lua_checkstack(d->L, STACKSTEP))
+  if (d->L != NULL && (d->depth & 3) == 0
+      && !lua_checkstack(d->L, STACKSTEP)) {
+    d->receiver = 1;
     return fail(d, at, "Lua stack overflow");
+  }
   d->depth++;
   return 0;
 }
 
-/* Number the object on top (the encoder numbered it at the same point). */
-static void addref (Dec *d) {
+/* What a numbered object is, for a check without Lua: a metatable must
+** be a table, an upref must name a function and one of its upvalues.  A
+** function's kind is its number of upvalues. */
+#define K_KSTR  0x100
+#define K_TABLE 0x101
+
+/* Checking: note the kind of object number nrefs+1. */
+static int notekind (Dec *d, unsigned kind) {
+  if ((size_t)d->nrefs >= d->kcap) {
+    size_t cap = 2 * d->kcap;
+    uint16_t *k = d->kheap ? realloc(d->kinds, cap * sizeof(*k))
+                           : malloc(cap * sizeof(*k));
+    if (k == NULL) return fail(d, NULL, "not enough memory");
+    if (!d->kheap) memcpy(k, d->kinds, d->kcap * sizeof(*k));
+    d->kinds = k;
+    d->kcap = cap;
+    d->kheap = 1;
+  }
+  d->kinds[d->nrefs] = (uint16_t)kind;
+  return 0;
+}
+
+/* Number the object just met (the encoder numbered it at the same point):
+** decoding, the object on top of the stack. */
+static int addref (Dec *d, unsigned kind) {
   lua_State *L = d->L;
-  if (d->nrefs == 1) {    /* a second one: now the slot needs a table */
-    lua_createtable(L, 16, 0);
-    lua_pushvalue(L, d->refs);
-    lua_rawseti(L, -2, 1);
+  if (L == NULL) {
+    if (d->walk == W_CHECK && notekind(d, kind) != 0) return CFUT_EBADMSG;
+  }
+  else if (d->nrefs == 0) {   /* the first one alone */
+    lua_pushvalue(L, -1);
     lua_replace(L, d->refs);
   }
-  lua_pushvalue(L, -1);
-  if (d->nrefs == 0) lua_replace(L, d->refs);   /* the first one alone */
-  else lua_rawseti(L, d->refs, d->nrefs + 1);
+  else {
+    if (d->nrefs == 1) {      /* a second one: now the slot needs a table */
+      lua_createtable(L, 16, 0);
+      lua_pushvalue(L, d->refs);
+      lua_rawseti(L, -2, 1);
+      lua_replace(L, d->refs);
+    }
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, d->refs, d->nrefs + 1);
+  }
   d->nrefs++;
+  return 0;
 }
 
 /* Push object number i (1 <= i <= nrefs). */
@@ -157,29 +233,55 @@ static int decref (Dec *d, const unsigned char *at) {
   if (rc != 0) return rc;
   if (i < 1 || i > (uint64_t)d->nrefs)
     return fail(d, at, "bad reference #%llu", (unsigned long long)i);
-  pushref(d, i);
+  if (d->L != NULL) pushref(d, i);
   return 0;
 }
 
 
 /* ---- tables ---- */
 
+/* Walking: could the value that starts at 'at' (read already) be a
+** table?  Names are the receiver's business: decoding checks them. */
+static int maybetable (Dec *d, const unsigned char *at) {
+  uint64_t i;
+  switch (*at) {
+    case T_TABLE: case T_MODULE: case T_FIELD: return 1;
+    case T_REF:
+      if (d->walk != W_CHECK) return 1;
+      i = rereadvarint(at + 1) - 1;
+      return d->kinds[i] == K_TABLE;
+    default: return 0;
+  }
+}
+
+/* Is the value on top, decoded from the bytes at 'at', nil or NaN?  Only
+** a name can make one: the bytes of nil and NaN are refused before. */
+static int badkey (lua_State *L, const unsigned char *at) {
+  lua_Number x;
+  if (*at != T_MODULE && *at != T_FIELD) return 0;
+  if (lua_isnil(L, -1)) return 1;
+  if (lua_type(L, -1) != LUA_TNUMBER) return 0;
+  x = lua_tonumber(L, -1);
+  return x != x;
+}
+
 /* One hash entry for the table at t. */
 static int decpair (Dec *d, int t) {
   lua_State *L = d->L;
   const unsigned char *at = d->p;
-  lua_Number x;
   int rc;
   if (rem(d) > 0 && *at == T_NIL) return fail(d, at, "nil table key");
+  if (rem(d) > 8 && *at == T_FLOAT && isnanbits(get64(at + 1)))
+    return fail(d, at, "NaN table key");
   if ((rc = decvalue(d)) != 0) return rc;
-  if (*at == T_FLOAT) {
-    x = lua_tonumber(L, -1);
-    if (x != x) return fail(d, at, "NaN table key");
+  if (L != NULL && badkey(L, at)) {
+    d->receiver = 1;
+    return fail(d, at, "%s table key", lua_isnil(L, -1) ? "nil" : "NaN");
   }
   at = d->p;
   if (rem(d) > 0 && *at == T_NIL) return fail(d, at, "nil table value");
   if ((rc = decvalue(d)) != 0) return rc;
-  lua_rawset(L, t);
+  if (L != NULL) lua_rawset(L, t);
   return 0;
 }
 
@@ -191,42 +293,59 @@ static int decmeta (Dec *d, int t) {
     return 0;
   }
   if ((rc = decvalue(d)) != 0) return rc;
-  if (!lua_istable(d->L, -1)) return fail(d, at, "metatable is not a table");
-  lua_setmetatable(d->L, t);
+  if (d->L == NULL ? !maybetable(d, at) : !lua_istable(d->L, -1)) {
+    d->receiver = (*at == T_MODULE || *at == T_FIELD);
+    return fail(d, at, "metatable is not a table");
+  }
+  if (d->L != NULL) lua_setmetatable(d->L, t);
   return 0;
+}
+
+/* A size hint for lua_createtable.  An honest message holds at least a
+** byte per entry of all its tables together, so the hints are drawn from
+** a budget of its length: nested tables that each claim the rest of the
+** message cannot make the decoder allocate its square. */
+static uint64_t hint (Dec *d, uint64_t n) {
+  if (n > d->hints) n = d->hints;
+  if (n > MAXPREALLOC) n = MAXPREALLOC;
+  d->hints -= n;
+  return n;
 }
 
 static int dectable (Dec *d, const unsigned char *at) {
   lua_State *L = d->L;
   uint64_t narr, nhash, i;
-  int rc, t;
+  int rc, t = 0;
   if ((rc = getvarint(d, &narr)) != 0 || (rc = getvarint(d, &nhash)) != 0)
     return rc;
   /* every element takes a byte at least, every pair two, the metatable 1 */
   if (narr >= rem(d) || nhash > (rem(d) - narr - 1) / 2)
     return fail(d, at, "%s", (rem(d) == 0) ? "truncated message"
                                           : "table size exceeds the message");
-  if ((rc = decenter(d, at)) != 0) return rc;
-  lua_createtable(L, (int)(narr < MAXPREALLOC ? narr : MAXPREALLOC),
-                  (int)(nhash < MAXPREALLOC ? nhash : MAXPREALLOC));
-  t = lua_gettop(L);
-  addref(d);
+  if ((rc = enter(d, at)) != 0) return rc;
+  if (L != NULL) {
+    lua_createtable(L, (int)hint(d, narr), (int)hint(d, nhash));
+    t = lua_gettop(L);
+  }
+  rc = addref(d, K_TABLE);
   for (i = 1; i <= narr && rc == 0; i++) {
-    if ((rc = decvalue(d)) == 0) lua_rawseti(L, t, (lua_Integer)i);
+    if ((rc = decvalue(d)) == 0 && L != NULL)
+      lua_rawseti(L, t, (lua_Integer)i);
   }
   for (i = 0; i < nhash && rc == 0; i++) rc = decpair(d, t);
   if (rc == 0) rc = decmeta(d, t);
-  d->depth--;
+  d->depth--;   /* the metatable counted one level down, as in the encoder */
   return rc;
 }
 
 
-/* ---- modules ---- */
+/* ---- modules (decoding only: the receiver's names) ---- */
 
 static int callrequire (Dec *d, const unsigned char *at, const char *name,
                         size_t len) {
   lua_State *L = d->L;
   int n = (len > 60) ? 60 : (int)len;
+  d->receiver = 1;
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
   lua_pushliteral(L, "require");
   lua_rawget(L, -2);
@@ -239,6 +358,7 @@ static int callrequire (Dec *d, const unsigned char *at, const char *name,
     return fail(d, NULL, "cannot load module '%.*s': %s", n, name,
                 msg ? msg : "(error object is not a string)");
   }
+  d->receiver = 0;
   return 0;
 }
 
@@ -265,7 +385,8 @@ static int decmodule (Dec *d, const unsigned char *at) {
   const char *name;
   size_t len;
   int rc = getbytes(d, &name, &len);
-  return (rc != 0) ? rc : pushmodule(d, at, name, len);
+  if (rc != 0 || d->L == NULL) return rc;
+  return pushmodule(d, at, name, len);
 }
 
 static int decfield (Dec *d, const unsigned char *at) {
@@ -274,11 +395,12 @@ static int decfield (Dec *d, const unsigned char *at) {
   size_t mlen, flen;
   int rc, m, f;
   if ((rc = getbytes(d, &mod, &mlen)) != 0
-      || (rc = getbytes(d, &field, &flen)) != 0
+      || (rc = getbytes(d, &field, &flen)) != 0 || L == NULL
       || (rc = pushmodule(d, at, mod, mlen)) != 0)
     return rc;
   m = (mlen > 60) ? 60 : (int)mlen;
   f = (flen > 60) ? 60 : (int)flen;
+  d->receiver = 1;
   if (!lua_istable(L, -1))
     return fail(d, at, "module '%.*s' is not a table", m, mod);
   lua_pushlstring(L, field, flen);
@@ -286,6 +408,7 @@ static int decfield (Dec *d, const unsigned char *at) {
   lua_remove(L, -2);
   if (lua_isnil(L, -1))
     return fail(d, at, "module '%.*s' has no field '%.*s'", m, mod, f, field);
+  d->receiver = 0;
   return 0;
 }
 
@@ -371,10 +494,13 @@ static int decupvalue (Dec *d, int f, int i) {
     d->p++;
     if ((rc = getvarint(d, &ref)) != 0 || (rc = need(d, 1)) != 0) return rc;
     n = *d->p++;
-    if (ref < 1 || ref > (uint64_t)d->nrefs)
+    if (ref < 1 || ref > (uint64_t)d->nrefs || n < 1
+        || (d->walk == W_CHECK && (d->kinds[ref - 1] >= K_KSTR
+                                   || d->kinds[ref - 1] < (unsigned)n)))
       return fail(d, at, "bad upvalue reference");
+    if (L == NULL) return 0;
     pushref(d, ref);
-    if (!lua_isfunction(L, -1) || lua_iscfunction(L, -1) || n < 1
+    if (!lua_isfunction(L, -1) || lua_iscfunction(L, -1)
         || n > nupvalues(L, -1))
       return fail(d, at, "bad upvalue reference");
     lua_upvaluejoin(L, f, i, -1, n);
@@ -382,7 +508,7 @@ static int decupvalue (Dec *d, int f, int i) {
     return 0;
   }
   if ((rc = decvalue(d)) != 0) return rc;
-  if (lua_setupvalue(L, f, i) == NULL)
+  if (L != NULL && lua_setupvalue(L, f, i) == NULL)
     return fail(d, at, "function has fewer upvalues than the message");
   return 0;
 }
@@ -390,19 +516,20 @@ static int decupvalue (Dec *d, int f, int i) {
 static int decfunction (Dec *d, const unsigned char *at) {
   const char *code;
   size_t len;
-  int rc, i, f, nups;
-  if (d->flags & MARSHAL_NOCODE)
+  int rc, i, f = 0, nups;
+  if (d->flags & MARSHAL_NOCODE) {
+    d->receiver = 1;
     return fail(d, NULL, "functions from another process are not accepted");
+  }
   if ((rc = need(d, TRAILER)) != 0) return rc;
   nups = d->p[TRAILER - 1];
   d->p += TRAILER;
   if ((rc = getbytes(d, &code, &len)) != 0) return rc;
-  if ((rc = decenter(d, at)) != 0) return rc;
-  if ((rc = pushclosure(d, at, code, len, nups)) == 0) {
+  if ((rc = enter(d, at)) != 0) return rc;
+  if (d->L != NULL && (rc = pushclosure(d, at, code, len, nups)) == 0)
     f = lua_gettop(d->L);
-    addref(d);
-    for (i = 1; i <= nups && rc == 0; i++) rc = decupvalue(d, f, i);
-  }
+  if (rc == 0) rc = addref(d, (unsigned)nups);
+  for (i = 1; i <= nups && rc == 0; i++) rc = decupvalue(d, f, i);
   d->depth--;
   return rc;
 }
@@ -410,25 +537,23 @@ static int decfunction (Dec *d, const unsigned char *at) {
 
 /* ---- other values ---- */
 
+/* A future or an executor: decoding gives it a reference of its own (the
+** message keeps its own: it may be decoded again, and its owner lets it
+** go with marshal_discard); a handle walk takes or drops the message's. */
 static int dechandle (Dec *d, const unsigned char *at, int tag) {
+  const MarshalHandles *ops = wire_handleops();
+  int kind = (tag == T_FUTURE) ? MARSHAL_FUTURE : MARSHAL_EXECUTOR;
   void *h;
   int rc;
-  if (!(d->flags & MARSHAL_LOCAL))
+  if (!(d->flags & MARSHAL_LOCAL) || ops == NULL)
     return fail(d, at, "%s handle in a message from another process",
                 (tag == T_FUTURE) ? "future" : "executor");
   if ((rc = need(d, 8)) != 0) return rc;
   h = (void *)(uintptr_t)get64(d->p);
   d->p += 8;
-  /* The message keeps its own reference (it may be decoded again, and its
-  ** owner lets it go with marshal_discard): the handle gets a new one. */
-  if (tag == T_FUTURE) {
-    fut_retain((Future *)h);
-    cfut_pushfuture(d->L, (Future *)h);
-  }
-  else {
-    ex_retain((Executor *)h);
-    cfut_pushexecutor(d->L, (Executor *)h);
-  }
+  if (d->L != NULL) ops->push(d->L, kind, h);
+  else if (d->walk == W_RETAIN) ops->retain(kind, h);
+  else if (d->walk == W_RELEASE) ops->release(kind, h);
   return 0;
 }
 
@@ -439,6 +564,7 @@ static int decword (Dec *d, int tag) {
   if (rc != 0) return rc;
   u = get64(d->p);
   d->p += 8;
+  if (d->L == NULL) return 0;
   if (tag == T_INT) lua_pushinteger(d->L, u2i(u));
   else {
     memcpy(&x, &u, sizeof(x));
@@ -447,22 +573,26 @@ static int decword (Dec *d, int tag) {
   return 0;
 }
 
-static int decvalue (Dec *d) {
-  const unsigned char *at = d->p;
+static int decstring (Dec *d, int tag) {
   const char *s;
   size_t len;
-  int rc, tag;
+  int rc = getbytes(d, &s, &len);
+  if (rc != 0) return rc;
+  if (d->L != NULL) lua_pushlstring(d->L, s, len);
+  return (tag == T_KSTR) ? addref(d, K_KSTR) : 0;
+}
+
+static int decvalue (Dec *d) {
+  lua_State *L = d->L;
+  const unsigned char *at = d->p;
+  int tag;
   if (d->p >= d->end) return fail(d, at, "truncated message");
   switch (tag = *d->p++) {
-    case T_NIL: lua_pushnil(d->L); return 0;
-    case T_FALSE: lua_pushboolean(d->L, 0); return 0;
-    case T_TRUE: lua_pushboolean(d->L, 1); return 0;
+    case T_NIL: if (L) lua_pushnil(L); return 0;
+    case T_FALSE: if (L) lua_pushboolean(L, 0); return 0;
+    case T_TRUE: if (L) lua_pushboolean(L, 1); return 0;
     case T_INT: case T_FLOAT: return decword(d, tag);
-    case T_STR: case T_KSTR:
-      if ((rc = getbytes(d, &s, &len)) != 0) return rc;
-      lua_pushlstring(d->L, s, len);
-      if (tag == T_KSTR) addref(d);
-      return 0;
+    case T_STR: case T_KSTR: return decstring(d, tag);
     case T_TABLE: return dectable(d, at);
     case T_REF: return decref(d, at);
     case T_FUNC: return decfunction(d, at);
@@ -487,145 +617,35 @@ static int decheader (Dec *d, uint64_t *n) {
   if ((rc = getvarint(d, n)) != 0) return rc;
   if (*n > rem(d) || *n > INT_MAX / 2)
     return fail(d, d->start + 4, "value count exceeds the message");
-  if (!lua_checkstack(d->L, (int)*n + 8))
+  if (d->L != NULL && !lua_checkstack(d->L, (int)*n + 8)) {
+    d->receiver = 1;
     return fail(d, d->start + 4, "too many values for the Lua stack");
-  return 0;
-}
-
-/* }====================================================== */
-
-
-/*
-** {======================================================
-** Walking a message without Lua (handle references)
-** =======================================================
-*/
-
-/* The walker reads with the decoder's checked primitives (d->errlen is 0:
-** no message) and keeps 'retain' in d->flags. */
-static int wvalue (Dec *d);
-
-static int wskip (Dec *d) {
-  const char *s;
-  size_t len;
-  return getbytes(d, &s, &len);
-}
-
-static int wtable (Dec *d) {
-  uint64_t narr, nhash, i;
-  if (getvarint(d, &narr) || getvarint(d, &nhash) || ++d->depth > MAXDEPTH)
-    return -1;
-  for (i = 0; i < narr; i++) if (wvalue(d)) return -1;
-  for (i = 0; i < nhash; i++) if (wvalue(d) || wvalue(d)) return -1;
-  d->depth--;
-  return wvalue(d);   /* the metatable */
-}
-
-static int wfunction (Dec *d) {
-  uint64_t v;
-  int nups;
-  if (need(d, TRAILER) || ++d->depth > MAXDEPTH) return -1;
-  nups = d->p[TRAILER - 1];
-  d->p += TRAILER;
-  if (wskip(d)) return -1;
-  for (; nups > 0; nups--) {
-    if (rem(d) > 0 && *d->p == T_UPREF) {
-      d->p++;
-      if (getvarint(d, &v) || need(d, 1)) return -1;
-      d->p++;
-    }
-    else if (wvalue(d)) return -1;
-  }
-  d->depth--;
-  return 0;
-}
-
-static int whandle (Dec *d, int tag) {
-  void *h;
-  if (d->check) return fail(d, d->p - 1, "handle in a message from another "
-                                          "process");
-  if (need(d, 8)) return -1;
-  h = (void *)(uintptr_t)get64(d->p);
-  d->p += 8;
-  if (tag == T_FUTURE) {
-    if (d->flags) fut_retain((Future *)h);
-    else fut_release((Future *)h);
-  }
-  else {
-    if (d->flags) ex_retain((Executor *)h);
-    else ex_release((Executor *)h);
   }
   return 0;
 }
 
-static int wvalue (Dec *d) {
-  uint64_t v;
-  int tag;
-  if (need(d, 1)) return -1;
-  switch (tag = *d->p++) {
-    case T_NIL: case T_FALSE: case T_TRUE: return 0;
-    case T_INT: case T_FLOAT:
-      if (need(d, 8)) return -1;
-      d->p += 8;
-      return 0;
-    case T_STR: case T_MODULE: case T_KSTR: return wskip(d);
-    case T_FIELD: return wskip(d) ? -1 : wskip(d);
-    case T_REF: return getvarint(d, &v);
-    case T_TABLE: return wtable(d);
-    case T_FUNC: return wfunction(d);
-    case T_FUTURE: case T_EXECUTOR: return whandle(d, tag);
-    default: return fail(d, d->p - 1, "bad tag 0x%02x", (unsigned)tag);
-  }
+/* The header, the values and nothing after them. */
+static int walkall (Dec *d, uint64_t *n) {
+  uint64_t i;
+  int rc = decheader(d, n);
+  for (i = 0; i < *n && rc == 0; i++) rc = decvalue(d);
+  if (rc == 0 && d->p != d->end)
+    rc = fail(d, d->p, "trailing bytes after the last value");
+  return rc;
 }
 
-int marshal_check (const char *data, size_t len, char *err, size_t errlen) {
-  Dec d;
-  uint64_t n;
-  memset(&d, 0, sizeof(d));
-  d.start = d.p = (const unsigned char *)data;
-  d.end = d.start + len;
-  d.check = 1;
-  d.err = err;
-  d.errlen = errlen;
-  if (errlen > 0) err[0] = '\0';
-  if (len < 4 || memcmp(data, MAGIC, 3) != 0 ||
-      (unsigned char)data[3] != WIRE_VERSION) {
-    if (errlen > 0) snprintf(err, errlen, "not a cfut message (bad header)");
-    return CFUT_EBADMSG;
-  }
-  d.p += 4;
-  if (getvarint(&d, &n) != 0) return CFUT_EBADMSG;
-  while (n-- > 0)
-    if (wvalue(&d) != 0) {
-      if (errlen > 0 && err[0] == '\0')
-        snprintf(err, errlen, "malformed value at byte %ld",
-                 (long)(d.p - d.start));
-      return CFUT_EBADMSG;
-    }
-  if (d.p != d.end) {
-    if (errlen > 0)
-      snprintf(err, errlen, "trailing bytes after the last value");
-    return CFUT_EBADMSG;
-  }
-  return 0;
-}
-
-/* Take (retain) or drop one reference per handle in a message; stops
-** quietly where the bytes stop making sense. */
-void wire_walkhandles (const char *data, size_t len, int retain) {
-  Dec d;
-  uint64_t n;
-  memset(&d, 0, sizeof(d));
-  d.start = d.p = (const unsigned char *)data;
-  d.end = d.start + len;
-  d.flags = retain;
-  /* Only a message marked as holding handles has any to walk. */
-  if (len < 4 || memcmp(data, MAGIC, 3) != 0 ||
-      (unsigned char)data[3] != (WIRE_VERSION | WIRE_HANDLES))
-    return;
-  d.p += 4;
-  if (getvarint(&d, &n) != 0) return;
-  while (n-- > 0 && wvalue(&d) == 0) {}
+static void initdec (Dec *d, lua_State *L, const char *data, size_t len,
+                     int flags, int walk, char *err, size_t errlen) {
+  memset(d, 0, sizeof(*d));
+  d->L = L;
+  d->start = d->p = (const unsigned char *)data;
+  d->end = d->start + len;
+  d->flags = flags;
+  d->walk = walk;
+  d->hints = len;
+  d->err = err;
+  d->errlen = err != NULL ? errlen : 0;
+  if (d->errlen > 0) err[0] = '\0';
 }
 
 /* }====================================================== */
@@ -641,17 +661,15 @@ void wire_walkhandles (const char *data, size_t len, int retain) {
 ** values, or nothing and an error code. */
 static int decodeall (Dec *d, int base, uint64_t *n) {
   lua_State *L = d->L;
-  uint64_t i;
   int rc;
   d->refs = base + 1; d->loads = base + 2;
-  if ((rc = decheader(d, n)) == 0) {
-    lua_pushnil(L);   /* the two slots */
-    lua_pushnil(L);
-    for (i = 0; i < *n && rc == 0; i++) rc = decvalue(d);
-    if (rc == 0 && d->p != d->end)
-      rc = fail(d, d->p, "trailing bytes after the last value");
+  if (!lua_checkstack(L, 2)) {
+    d->receiver = 1;
+    return fail(d, NULL, "Lua stack overflow");
   }
-  if (rc != 0) {
+  lua_pushnil(L);   /* the two slots */
+  lua_pushnil(L);
+  if ((rc = walkall(d, n)) != 0) {
     lua_settop(L, base);
     return rc;
   }
@@ -674,17 +692,12 @@ static int pdecode (lua_State *L) {
 ** time of a 100 000-record table). */
 #define BIGMESSAGE (1u << 20)
 
-int marshal_decode (lua_State *L, const char *data, size_t len, int flags,
-                    char *err, size_t errlen) {
+int wire_decode (lua_State *L, const char *data, size_t len, int flags,
+                 char *err, size_t errlen, int *receiver) {
   Dec d;
   uint64_t n = 0;
   int base = lua_gettop(L), rc;
-  d.L = L;
-  d.start = d.p = (const unsigned char *)data;
-  d.end = d.start + len;
-  d.flags = flags; d.depth = 0;
-  d.nrefs = 0;
-  d.err = err; d.errlen = errlen;
+  initdec(&d, L, data, len, flags, W_DECODE, err, errlen);
   if (len >= BIGMESSAGE && lua_gc(L, LUA_GCISRUNNING)) {
     int st;
     lua_gc(L, LUA_GCSTOP);
@@ -696,8 +709,46 @@ int marshal_decode (lua_State *L, const char *data, size_t len, int flags,
     rc = d.rc;
   }
   else rc = decodeall(&d, base, &n);
+  if (receiver != NULL) *receiver = (rc != 0 && d.receiver);
   if (rc != 0) return CFUT_EBADMSG;
   return lua_gettop(L) - base;
+}
+
+int marshal_decode (lua_State *L, const char *data, size_t len, int flags,
+                    char *err, size_t errlen) {
+  return wire_decode(L, data, len, flags, err, errlen, NULL);
+}
+
+int wire_check (const char *data, size_t len, int flags, char *err,
+                size_t errlen) {
+  Dec d;
+  uint64_t n;
+  uint16_t kinds[64];
+  int rc;
+  initdec(&d, NULL, data, len, flags & MARSHAL_NOCODE, W_CHECK, err,
+          errlen);
+  d.kinds = kinds;
+  d.kcap = sizeof(kinds) / sizeof(kinds[0]);
+  rc = walkall(&d, &n);
+  if (d.kheap) free(d.kinds);
+  return rc;
+}
+
+int marshal_check (const char *data, size_t len, char *err, size_t errlen) {
+  return wire_check(data, len, 0, err, errlen);
+}
+
+/* Take (retain) or drop one reference per handle in a message of this
+** process; stops quietly where the bytes stop making sense. */
+void wire_walkhandles (const char *data, size_t len, int retain) {
+  Dec d;
+  uint64_t n;
+  /* Only a message marked as holding handles has any to walk. */
+  if (len < 4 || (unsigned char)data[3] != (WIRE_VERSION | WIRE_HANDLES))
+    return;
+  initdec(&d, NULL, data, len, MARSHAL_LOCAL, retain ? W_RETAIN : W_RELEASE,
+          NULL, 0);
+  (void)walkall(&d, &n);
 }
 
 void marshal_discard (const char *data, size_t len) {

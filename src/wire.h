@@ -73,4 +73,22 @@ static inline uint64_t fnv (uint64_t h, const void *p, size_t n) {
 ** (unmarshal.c). */
 void wire_walkhandles (const char *data, size_t len, int retain);
 
+/* The handle operations the binding registered (NULL before). */
+struct MarshalHandles;
+const struct MarshalHandles *wire_handleops (void);
+
+/* marshal_check, refusing functions as a decoder with MARSHAL_NOCODE
+** does when 'flags' has it (marshal_check itself walks them: a worker's
+** answer that holds one fails at result(), not the whole pool). */
+int wire_check (const char *data, size_t len, int flags, char *err,
+                size_t errlen);
+
+/* marshal_decode, also telling (*receiver) whether a failure comes from
+** the receiving state rather than the grammar: a module or field it
+** lacks, a named value that is not what its place needs, code it refuses,
+** no room on its Lua stack.  Only such a failure can follow a wire_check
+** with the same flags that accepted the bytes (fuzz/fuzz_check.c). */
+int wire_decode (lua_State *L, const char *data, size_t len, int flags,
+                 char *err, size_t errlen, int *receiver);
+
 #endif
