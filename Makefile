@@ -71,7 +71,7 @@ $(OUT)/cfut: $(HOSTOBJ) $(LIBOBJ)
 
 # Install what is missing from Debian's packages (through sudo when not root).
 setup:
-	@sh .ci/setup.sh lua5.4:lua5.4 /usr/include/lua5.4/lua.h:liblua5.4-dev busted:lua-busted pkg-config:pkg-config /usr/bin/python3:python3
+	@sh .ci/setup.sh lua5.4:lua5.4 /usr/include/lua5.4/lua.h:liblua5.4-dev busted:lua-busted pkg-config:pkg-config /usr/bin/python3:python3 strace:strace
 
 setup-bench: setup
 	@sh .ci/setup.sh /usr/lib/x86_64-linux-gnu/lua/5.4/luv.so:lua-luv
