@@ -246,6 +246,45 @@ describe("print in process workers with stdout a pipe (defect 7)", function ()
   end)
 end)
 
+describe("print in process workers with stdout a terminal", function ()
+  -- Lines are batched for a pipe or a file; on a terminal each one goes
+  -- at once, as stdio's line buffering did (a task's progress shows while
+  -- it runs).  script(1) gives the child a terminal.
+  it("shows each line at once", function ()
+    if not works("script -qec true /dev/null") then
+      pending("script(1) is missing")
+      return
+    end
+    local dir = helpers.tmpdir()
+    local gate = helpers.fgate()
+    local src, log = dir .. "/tty.lua", dir .. "/typescript"
+    helpers.write_file(src, [[
+      local futures = require "cfut"
+      local helpers = require "helpers"
+      local ex = futures.process_pool(1)
+      ex:submit(function (gate)
+        print("first line")
+        helpers.await_file(gate)
+        print("second line")
+      end, arg[1]):result()
+    ]])
+    local h = helpers.spawn(string.format([[
+      os.exit(os.execute(%q) and 0 or 1)
+    ]], table.concat({ "script -qfec", shquote(table.concat({
+      shquote(helpers.cfut_bin()), shquote(src), shquote(gate.path) }, " ")),
+      shquote(log) }, " ")))
+    local seen = helpers.wait_until(function ()
+      return (helpers.read_file(log) or ""):find("first line", 1, true)
+    end)
+    local early = helpers.read_file(log) or ""
+    gate.open()
+    assert.equal(0, h:wait())
+    assert.truthy(seen, "the first line did not show while the task ran")
+    assert.is_nil(early:find("second line", 1, true))
+    assert.truthy((helpers.read_file(log) or ""):find("second line", 1, true))
+  end)
+end)
+
 describe("a worker whose parent died before it asked to die with it", function ()
   -- The worker compared getppid() with getppid() read just before: the
   -- check could never fire.  Now the parent passes its pid in.  Here

@@ -60,15 +60,19 @@ static void onsigint (int sig) {
 ** stdio would cut a line where its buffer fills, and another process's
 ** write would land in the middle.  So stdout is a stream whose bytes
 ** collect here and go out as whole lines, at most PIPE_BUF bytes a write
-** (what a pipe takes in one piece) unless one line is longer.
+** (what a pipe takes in one piece) unless one line is longer.  On a
+** terminal each line goes at once, as stdio's line buffering did.
 */
 
 typedef struct Lines {
   char *buf;
   size_t len, cap;
+  int eager;                  /* fd 1 is a terminal: no batching */
 } Lines;
 
 static Lines lines;           /* the process's one stdout */
+
+enum { BATCH, WHOLE, ALL };   /* what linesdrain writes: see cut */
 
 /* Write s[0 .. n) to fd 1; dropped if fd 1 fails (SIGPIPE ends us as it
 ** would end a thread worker's process). */
@@ -83,21 +87,22 @@ static void out1 (const char *s, size_t n) {
 }
 
 /* How much of s[0 .. n) goes out in the next write: whole lines, at most
-** PIPE_BUF bytes unless one line is longer; 0 to wait for more (with
-** 'all', the rest goes too). */
-static size_t cut (const char *s, size_t n, int all) {
+** PIPE_BUF bytes unless one line is longer; 0 to wait for more.  BATCH
+** waits for PIPE_BUF bytes, WHOLE does not, ALL sends a partial line too. */
+static size_t cut (const char *s, size_t n, int how) {
   const char *nl;
-  if (n <= PIPE_BUF && all) return n;
-  if (n < PIPE_BUF) return 0;
-  if ((nl = memrchr(s, '\n', PIPE_BUF)) != NULL) return (size_t)(nl - s) + 1;
-  if ((nl = memchr(s, '\n', n)) != NULL) return (size_t)(nl - s) + 1;
-  return (all || n >= LONGLINE) ? n : 0;
+  if (n <= PIPE_BUF && how == ALL) return n;
+  if (n < PIPE_BUF && how == BATCH) return 0;
+  nl = memrchr(s, '\n', n < PIPE_BUF ? n : PIPE_BUF);
+  if (nl != NULL || (nl = memchr(s, '\n', n)) != NULL)
+    return (size_t)(nl - s) + 1;
+  return (how == ALL || n >= LONGLINE) ? n : 0;
 }
 
-/* Write what is complete (with 'all', everything) to fd 1. */
-static void linesdrain (Lines *o, int all) {
+/* Write to fd 1 what 'how' says is ready. */
+static void linesdrain (Lines *o, int how) {
   size_t p = 0, k;
-  while (p < o->len && (k = cut(o->buf + p, o->len - p, all)) > 0) {
+  while (p < o->len && (k = cut(o->buf + p, o->len - p, how)) > 0) {
     out1(o->buf + p, k);
     p += k;
   }
@@ -113,7 +118,7 @@ static ssize_t lineswrite (void *ud, const char *s, size_t n) {
     char *nb;
     while (ncap - o->len < n) ncap *= 2;
     if ((nb = realloc(o->buf, ncap)) == NULL) {
-      linesdrain(o, 1);       /* no memory: let them go as they are */
+      linesdrain(o, ALL);     /* no memory: let them go as they are */
       out1(s, n);
       return (ssize_t)n;
     }
@@ -122,7 +127,8 @@ static ssize_t lineswrite (void *ud, const char *s, size_t n) {
   }
   memcpy(o->buf + o->len, s, n);
   o->len += n;
-  if (o->len >= PIPE_BUF) linesdrain(o, 0);
+  if (o->eager && memchr(s, '\n', n) != NULL) linesdrain(o, WHOLE);
+  else if (o->len >= PIPE_BUF) linesdrain(o, BATCH);
   return (ssize_t)n;
 }
 
@@ -132,6 +138,7 @@ static void linesopen (void) {
   cookie_io_functions_t io = { NULL, lineswrite, NULL, NULL };
   FILE *f = fopencookie(&lines, "w", io);
   if (f == NULL) return;      /* keep stdio's stdout */
+  lines.eager = isatty(1);
   setvbuf(f, NULL, _IONBF, 0);
   fflush(stdout);
   stdout = f;
@@ -221,7 +228,7 @@ typedef struct Conn {
 static int sendanswers (Conn *c) {
   size_t pos = 0;
   fflush(stdout);
-  linesdrain(&lines, 1);      /* a task's output before its answer */
+  linesdrain(&lines, ALL);      /* a task's output before its answer */
   while (pos < c->out.len) {
     ssize_t n = send(FD, c->out.data + pos, c->out.len - pos, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
@@ -417,7 +424,7 @@ static int m_procworker (lua_State *L) {
   }
   worker_close(W);
   fflush(stdout);
-  linesdrain(&lines, 1);
+  linesdrain(&lines, ALL);
   free(c.in.buf);
   mbuf_free(&c.out);
   close(FD);
