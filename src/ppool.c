@@ -499,7 +499,7 @@ static int onframe (PWorker *w, int type, const unsigned char *b,
 }
 
 /* Read what w sent and handle its complete frames.  Returns 0, 1 at EOF,
-** or -1 with 'why' set (a malformed frame). */
+** or -1 with 'why' set (a malformed frame; -2: no memory to read it). */
 static int readworker (PWorker *w, char *why, size_t whylen) {
   size_t pos = 0;
   uint64_t flen;
@@ -511,7 +511,7 @@ static int readworker (PWorker *w, char *why, size_t whylen) {
       unsigned char *nb = realloc(w->in, ncap);
       if (nb == NULL) {
         snprintf(why, whylen, "not enough memory to read a result");
-        return -1;
+        return -2;
       }
       w->in = nb;
       w->incap = ncap;
@@ -632,9 +632,11 @@ static int step (PPool *p, struct pollfd *fds, PWorker **ws) {
     r = readworker(ws[i], why, sizeof why);
     if (r < 0) {
       char msg[300];
-      snprintf(msg, sizeof msg, "malformed message from worker %d: %s",
-               (int)ws[i]->pid, why);
-      breakpool(p, strcmp(why, INITFAIL_MSG) == 0 ? INITFAIL_MSG : msg);
+      if (r == -1 && strcmp(why, INITFAIL_MSG) != 0)
+        snprintf(msg, sizeof msg, "malformed message from worker %d: %s",
+                 (int)ws[i]->pid, why);
+      else snprintf(msg, sizeof msg, "%s", why);
+      breakpool(p, msg);
       return 1;
     }
     if (r == 1) {             /* EOF: the worker is gone */
