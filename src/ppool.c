@@ -51,9 +51,9 @@ extern char **environ;
 #define WORKER_CHUNK "require('cfut')._procworker(%ld)"
 
 typedef struct PWorker {
-  pid_t pid;
   struct PWorker *next;       /* guarded by pool lock */
   /* the manager's own: */
+  pid_t pid;
   int reaped;                 /* waited for: 'pid' may name another process
                                  now; never signal it (signalworker) */
   int fd;
@@ -182,8 +182,11 @@ static pid_t spawn (PPool *p, int childfd) {
   sigaddset(&defaults, SIGPIPE);
   sigaddset(&defaults, SIGURG);
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, childfd, WORKER_FD);
-  posix_spawn_file_actions_addclosefrom_np(&fa, WORKER_FD + 1);
+  if (posix_spawn_file_actions_adddup2(&fa, childfd, WORKER_FD) != 0 ||
+      posix_spawn_file_actions_addclosefrom_np(&fa, WORKER_FD + 1) != 0) {
+    posix_spawn_file_actions_destroy(&fa);
+    return -1;
+  }
   posix_spawnattr_init(&attr);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &defaults);
