@@ -42,6 +42,15 @@ describe("a process worker interrupted with tasks sent ahead (defect 1)", functi
   -- tasks sent ahead read their ids from freed memory (ASan:
   -- heap-use-after-free in refuse, the worker dies, the pool breaks).
 
+  -- A task that runs until a Ctrl-C (or for 'limit' seconds: a failing
+  -- spec must not leave it running).  It sleeps in small steps: under
+  -- ThreadSanitizer a signal is delivered only inside a library call.
+  local function looping (mark, limit)
+    helpers.write_file(mark, tostring(futures.getpid()))
+    local deadline = futures.monotonic() + limit
+    while futures.monotonic() < deadline do futures.sleep(0.001) end
+  end
+
   -- Start a looping task, then 60 more that are sent ahead to the busy
   -- worker: with 60 queued, the pool sends 45 ahead (it keeps some queued,
   -- to be cancellable), about 90 KiB that wait in the worker's socket.
@@ -49,10 +58,7 @@ describe("a process worker interrupted with tasks sent ahead (defect 1)", functi
   local function loop_and_send_ahead (ex)
     local mark = helpers.tmpdir() .. "/looping"
     local pad = ("p"):rep(2000)
-    local fs = { ex:submit(function (m)
-      helpers.write_file(m, tostring(futures.getpid()))
-      while true do end
-    end, mark) }
+    local fs = { ex:submit(looping, mark, 2 * LONG) }
     for i = 1, 60 do
       fs[#fs + 1] = ex:submit(function (s) return #s end, pad)
     end
@@ -93,7 +99,8 @@ describe("a process worker interrupted with tasks sent ahead (defect 1)", functi
       local pad = ("p"):rep(2000)
       local fs = { ex:submit(function (m)
         helpers.write_file(m, "x")
-        while true do end
+        local deadline = futures.monotonic() + 2 * helpers.LONG
+        while futures.monotonic() < deadline do futures.sleep(0.001) end
       end, mark) }
       for i = 1, 60 do fs[#fs + 1] = ex:submit(function (s) return #s end, pad) end
       assert(helpers.await_file(mark), "the first task did not start")
