@@ -105,7 +105,7 @@ FORCE:
 # Install what is missing from Debian's packages (through sudo when not root).
 setup:
 	@sh .ci/setup.sh lua5.4:lua5.4 /usr/include/lua5.4/lua.h:liblua5.4-dev busted:lua-busted pkg-config:pkg-config /usr/bin/python3:python3 \
-	  /usr/include/readline/readline.h:libreadline-dev groff:groff-base man:man-db \
+	  /usr/include/readline/readline.h:libreadline-dev groff:groff-base man:man-db strace:strace \
 	  /usr/lib/x86_64-linux-gnu/lua/5.4/luv.so:lua-luv
 
 # luarocks, for spec/rock_spec.lua (make test and the other spec suites).

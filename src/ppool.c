@@ -8,7 +8,8 @@
 ** that reached max_tasks_per_child.  Workers are fresh programs started with
 ** posix_spawn (exec, never a bare fork of this threaded process): the
 ** running interpreter (/proc/self/exe, cfut or lua5.4) with
-** `-e "require('cfut')._procworker()"`, its socket at fd 3.  A worker that
+** `-e "require('cfut')._procworker(<our pid>)"`, its socket at fd 3 and
+** no other descriptor than 0, 1 and 2.  A worker that
 ** dies, or sends a frame that does not check out, breaks the pool: every
 ** pending and running future fails with BrokenProcessPool, the other
 ** workers are killed and reaped, later submits raise.  Results in order:
@@ -47,12 +48,14 @@ extern char **environ;
 #define SENDAHEAD 16          /* queued tasks per worker before any is sent
                                  ahead to a busy worker */
 #define WORKER_FD 3
-#define WORKER_CHUNK "require('cfut')._procworker()"
+#define WORKER_CHUNK "require('cfut')._procworker(%ld)"
 
 typedef struct PWorker {
-  pid_t pid;                  /* guarded by pool lock (interrupt reads) */
   struct PWorker *next;       /* guarded by pool lock */
   /* the manager's own: */
+  pid_t pid;
+  int reaped;                 /* waited for: 'pid' may name another process
+                                 now; never signal it (signalworker) */
   int fd;
   long sent;                  /* tasks sent */
   Future **fly;               /* sent, not answered, in order */
@@ -60,9 +63,8 @@ typedef struct PWorker {
   int flyhead, nfly, capfly;  /* fly[flyhead .. nfly) */
   unsigned char *in;          /* bytes read, not parsed yet */
   size_t inlen, incap;
-  MBuf out;                   /* bytes to write */
+  MBuf out;                   /* whole frames to write */
   size_t outpos;
-  int reaped;                 /* waited for already (sigpipe) */
 } PWorker;
 
 
@@ -157,16 +159,22 @@ static int highfd (int fd) {
   return nfd;
 }
 
+/* Start the worker program with childfd as its fd 3.  It gets fds 0, 1, 2
+** and 3 and nothing else: a descriptor of ours without close-on-exec (an
+** io.popen pipe, an io.open file) would stay open as long as the worker
+** lives, and a reader waiting for its end of file would wait as long. */
 static pid_t spawn (PPool *p, int childfd) {
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
   sigset_t none, defaults;
+  char chunk[sizeof WORKER_CHUNK + 24];
   char *argv[4];
   pid_t pid;
   int r;
+  snprintf(chunk, sizeof chunk, WORKER_CHUNK, (long)getpid());
   argv[0] = p->exe;
   argv[1] = (char *)"-e";
-  argv[2] = (char *)WORKER_CHUNK;
+  argv[2] = chunk;
   argv[3] = NULL;
   sigemptyset(&none);
   sigemptyset(&defaults);
@@ -174,7 +182,11 @@ static pid_t spawn (PPool *p, int childfd) {
   sigaddset(&defaults, SIGPIPE);
   sigaddset(&defaults, SIGURG);
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, childfd, WORKER_FD);
+  if (posix_spawn_file_actions_adddup2(&fa, childfd, WORKER_FD) != 0 ||
+      posix_spawn_file_actions_addclosefrom_np(&fa, WORKER_FD + 1) != 0) {
+    posix_spawn_file_actions_destroy(&fa);
+    return -1;
+  }
   posix_spawnattr_init(&attr);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &defaults);
@@ -224,6 +236,28 @@ static PWorker *startworker (PPool *p, int *nomem) {
   return w;
 }
 
+/* Send w signal sig, unless w was reaped: its pid may be another
+** process's by now.  Every signal to a worker goes through here. */
+static void signalworker (PWorker *w, int sig) {
+  if (!w->reaped) kill(w->pid, sig);
+}
+
+/* Wait for w to end (with 'block'), or see whether it has.  1: reaped
+** (*status set when by this call); 0: still running; -1: it cannot be
+** waited for (ECHILD: reaped by someone else, so taken as reaped). */
+static int reapworker (PWorker *w, int block, int *status) {
+  while (!w->reaped) {
+    pid_t r = waitpid(w->pid, status, block ? 0 : WNOHANG);
+    if (r == w->pid) w->reaped = 1;
+    else if (r == 0) return 0;
+    else if (errno != EINTR) {
+      if (errno == ECHILD) w->reaped = 1;
+      return -1;
+    }
+  }
+  return 1;
+}
+
 /* Close w's socket (it exits at EOF), reap it, free it.  With 'kill',
 ** kill it first.  Its futures must be settled already. */
 static void endworker (PPool *p, PWorker *w, int kill_it) {
@@ -233,9 +267,9 @@ static void endworker (PPool *p, PWorker *w, int kill_it) {
   for (pw = &p->workers; *pw != NULL; pw = &(*pw)->next)
     if (*pw == w) { *pw = w->next; break; }
   sys_unlock(&p->lock);
-  if (kill_it) kill(w->pid, SIGKILL);
+  if (kill_it) signalworker(w, SIGKILL);
   close(w->fd);
-  while (!w->reaped && waitpid(w->pid, &status, 0) < 0 && errno == EINTR) {}
+  reapworker(w, 1, &status);
   p->nworkers--;
   free(w->fly);
   free(w->flyid);
@@ -274,9 +308,12 @@ static int sendtask (PPool *p, PWorker *w, Future *f) {
     }
   }
   put64(id, p->nextid);
-  if (frame(&w->out, 'T', 8 + t->len) != 0 || mbuf_add(&w->out, id, 8) != 0
-      || mbuf_add(&w->out, t->msg, t->len) != 0)
-    return CFUT_ENOMEM;
+  /* The whole frame or nothing: a part of one would be read as the start
+  ** of the frames after it. */
+  if (mbuf_reserve(&w->out, PP_HEADER + 8 + t->len) != 0) return CFUT_ENOMEM;
+  (void)frame(&w->out, 'T', 8 + t->len);
+  (void)mbuf_add(&w->out, id, 8);
+  (void)mbuf_add(&w->out, t->msg, t->len);
   fut_droptask(f);
   w->fly[w->nfly] = f;
   w->flyid[w->nfly++] = p->nextid++;
@@ -465,7 +502,7 @@ static int onframe (PWorker *w, int type, const unsigned char *b,
 }
 
 /* Read what w sent and handle its complete frames.  Returns 0, 1 at EOF,
-** or -1 with 'why' set (a malformed frame). */
+** or -1 with 'why' set (a malformed frame; -2: no memory to read it). */
 static int readworker (PWorker *w, char *why, size_t whylen) {
   size_t pos = 0;
   uint64_t flen;
@@ -477,7 +514,7 @@ static int readworker (PWorker *w, char *why, size_t whylen) {
       unsigned char *nb = realloc(w->in, ncap);
       if (nb == NULL) {
         snprintf(why, whylen, "not enough memory to read a result");
-        return -1;
+        return -2;
       }
       w->in = nb;
       w->incap = ncap;
@@ -540,7 +577,7 @@ static void passinterrupt (PPool *p) {
   p->interrupt = 0;
   sys_unlock(&p->lock);
   if (on)
-    for (w = p->workers; w != NULL; w = w->next) kill(w->pid, SIGINT);
+    for (w = p->workers; w != NULL; w = w->next) signalworker(w, SIGINT);
 }
 
 /*
@@ -552,16 +589,14 @@ static void passinterrupt (PPool *p) {
 ** worker to end.
 */
 static void passsigpipe (PWorker *w) {
-  int i, status;
+  int i, r, status = 0;
   for (i = 0; i < 200; i++) {
-    pid_t r = waitpid(w->pid, &status, WNOHANG);
-    if (r == w->pid) {
-      w->reaped = 1;
+    if ((r = reapworker(w, 0, &status)) == 1) {
       if (WIFSIGNALED(status) && WTERMSIG(status) == SIGPIPE)
         kill(getpid(), SIGPIPE);
       return;
     }
-    if (r < 0 && errno != EINTR) return;
+    if (r < 0) return;
     sys_sleep(0.001);
   }
 }
@@ -604,9 +639,11 @@ static int step (PPool *p, struct pollfd *fds, PWorker **ws) {
     r = readworker(ws[i], why, sizeof why);
     if (r < 0) {
       char msg[300];
-      snprintf(msg, sizeof msg, "malformed message from worker %d: %s",
-               (int)ws[i]->pid, why);
-      breakpool(p, strcmp(why, INITFAIL_MSG) == 0 ? INITFAIL_MSG : msg);
+      if (r == -1 && strcmp(why, INITFAIL_MSG) != 0)
+        snprintf(msg, sizeof msg, "malformed message from worker %d: %s",
+                 (int)ws[i]->pid, why);
+      else snprintf(msg, sizeof msg, "%s", why);
+      breakpool(p, msg);
       return 1;
     }
     if (r == 1) {             /* EOF: the worker is gone */

@@ -51,6 +51,10 @@ judge () {
     grep -m1 '^FAILALLOC UNRESOLVED' "$out"; return 1
   fi
   if [ "$rc" -ne 0 ]; then echo "exit status $rc"; return 1; fi
+  # Out of memory, either side sends whole frames or none.
+  if grep -q '^FAILALLOC ERROR: .*malformed message' "$out"; then
+    grep -m1 '^FAILALLOC ERROR' "$out"; return 1
+  fi
   if grep -q '^FAILALLOC OK' "$out"; then return 0; fi
   if grep -q '^FAILALLOC ERROR: .*not enough memory' "$out"; then return 0; fi
   # A worker process that runs out of memory may die: its pool is broken.
