@@ -36,6 +36,10 @@ build = {
   build_variables = {
     CC = "$(CC)",
     LUA_CFLAGS = "-I$(LUA_INCDIR)",
+    -- The plain build, whatever a surrounding make exported (make asan
+    -- runs the specs with OUT=build-asan in the environment).
+    B = "build", OUT = ".", OPT = "-O2 -g", EXTRA_CFLAGS = "",
+    EXTRA_LDFLAGS = "",
   },
   -- make install knows nothing of a rock's layout: the files are listed
   -- here instead.
