@@ -175,14 +175,8 @@ failalloc: setup
 farun:
 	$(TESTENV) sh test/failalloc/run.sh $(FAILALLOC_ARGS)
 
-# One sanitized process per spec file: in one process for the whole suite,
-# TSan runs stopped starting process pools after ~370 specs (not yet
-# understood: a state that builds up in one process); each file runs whole.
 sanspec:
-	@rc=0; for f in spec/*_spec.lua; do \
-	  echo "== $$f"; \
-	  $(TESTENV) CFUT_SANITIZED=1 $(OUT)/cfut $$(command -v busted) $(BUSTED_ARGS) $$f || rc=1; \
-	done; exit $$rc
+	$(TESTENV) CFUT_SANITIZED=1 $(OUT)/cfut $$(command -v busted) $(BUSTED_ARGS) spec
 
 bench: setup-bench
 	@$(MAKE) --no-print-directory all
