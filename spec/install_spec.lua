@@ -8,8 +8,14 @@ local root = os.getenv("CFUT_ROOT")
 
 after_each(helpers.cleanup)
 
+-- make exports its command-line variables: a sanitizer run (make asan
+-- runs the specs with OUT=build-asan in the environment) must not make
+-- the install relink the sanitized build under test with plain objects.
+local MAKEENV = "env -u OUT -u B -u OPT -u EXTRA_CFLAGS -u EXTRA_LDFLAGS " ..
+                "-u MAKEFLAGS -u MAKEOVERRIDES -u MFLAGS -u MAKELEVEL "
+
 local function sh (cmd)
-  local ok, how, code = os.execute(cmd .. " >/dev/null 2>&1")
+  local ok, how, code = os.execute(MAKEENV .. cmd .. " >/dev/null 2>&1")
   return ok and true or false, how, code
 end
 
