@@ -576,6 +576,26 @@ describe("futures.future", function ()
     assert.is_true(f:cancelled())
   end)
 
+  it("names the real state when set_running_or_notify_cancel finds it running",
+     function ()
+    local f = futures.future()
+    assert.is_true(f:set_running_or_notify_cancel())
+    local e = errof(f.set_running_or_notify_cancel, f)
+    assert.is_true(futures.is(e, futures.InvalidStateError))
+    assert.matches("^RUNNING: ", e.message)
+    f:set_result(1)
+    e = errof(f.set_running_or_notify_cancel, f)
+    assert.matches("^FINISHED: ", e.message)
+  end)
+
+  it("returns exactly one nil from exception() on success", function ()
+    local f = futures.future()
+    f:set_result(1, 2)
+    local r = table.pack(f:exception(0))
+    assert.equal(1, r.n)
+    assert.is_nil(r[1])
+  end)
+
   it("raises InvalidStateError when set_result finds it finished",
      function ()
     local f = futures.future()

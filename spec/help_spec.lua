@@ -1,20 +1,10 @@
 -- spec/help_spec.lua: `cfut -h`, `--help`, `--version` and the manual page
 -- docs/cfut.1.
 
+local shell = require "shell"
+local q, readfile = shell.q, shell.readfile
 local BIN = assert(os.getenv("CFUT_BIN"), "CFUT_BIN is not set")
 local ROOT = assert(os.getenv("CFUT_ROOT"), "CFUT_ROOT is not set")
-
-local function q (s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function readfile (path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
 local tmp = os.tmpname()
 

@@ -1,6 +1,8 @@
 -- host_spec.lua: the `cfut` program (options, arg, LUA_INIT, errors, the
 -- end of the script, Ctrl-C, the REPL), run as a child process.
 
+local shell = require "shell"
+local q, readfile, writefile = shell.q, shell.readfile, shell.writefile
 local BIN = assert(os.getenv("CFUT_BIN"), "CFUT_BIN is not set")
 
 -- BIN as a pattern: messages start with the program's argv[0], as lua.c's.
@@ -28,25 +30,6 @@ local function wait_for (cond, limit)
     pause()
   until now() > deadline
   return cond()
-end
-
-local function q (s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function readfile (path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function writefile (path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-  return path
 end
 
 local tmp = os.tmpname()

@@ -2,6 +2,8 @@
 -- that lets `cfut script.lua` and `lua5.4 -e 'require "cfut"'` work from any
 -- directory).
 
+local shell = require "shell"
+local exists = shell.exists
 local helpers = require "helpers"
 
 local root = os.getenv("CFUT_ROOT")
@@ -17,12 +19,6 @@ local MAKEENV = "env -u OUT -u B -u OPT -u EXTRA_CFLAGS -u EXTRA_LDFLAGS " ..
 local function sh (cmd)
   local ok, how, code = os.execute(MAKEENV .. cmd .. " >/dev/null 2>&1")
   return ok and true or false, how, code
-end
-
-local function exists (path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
 end
 
 describe("make install", function ()

@@ -2,32 +2,12 @@
 -- history), checked through a pseudo-terminal and against lua5.4, and the
 -- plain fallback built with READLINE=no.
 
+local shell = require "shell"
+local q, readfile, writefile = shell.q, shell.readfile, shell.writefile
 local BIN = assert(os.getenv("CFUT_BIN"), "CFUT_BIN is not set")
 local ROOT = assert(os.getenv("CFUT_ROOT"), "CFUT_ROOT is not set")
 
-local function q (s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function readfile (path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function writefile (path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-  return path
-end
-
-local tmp = os.tmpname()
-os.remove(tmp)
-assert(os.execute("mkdir " .. q(tmp)))
-teardown(function () os.execute("rm -rf " .. q(tmp)) end)
+local tmp = shell.tmpdir(teardown)
 
 -- Run the shell command 'cmd' with stdin from the string 'input'; returns
 -- {code, out, err}.

@@ -4,30 +4,11 @@
 -- directory; a rock packed from that tree installs offline into another.
 -- Needs luarocks (make setup-rocks; make test installs it).
 
+local shell = require "shell"
+local q, readfile, exists = shell.q, shell.readfile, shell.exists
 local ROOT = assert(os.getenv("CFUT_ROOT"), "CFUT_ROOT is not set")
 
-local function q (s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function readfile (path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function exists (path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
-local tmp = os.tmpname()
-os.remove(tmp)
-assert(os.execute("mkdir " .. q(tmp)))
-teardown(function () os.execute("rm -rf " .. q(tmp)) end)
+local tmp = shell.tmpdir(teardown)
 
 local clone, tree = tmp .. "/clone", tmp .. "/tree"
 local elsewhere = tmp .. "/elsewhere"

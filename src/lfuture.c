@@ -543,7 +543,10 @@ static int f_exception (lua_State *L) {
   waitresult(L, f);
   lua_settop(L, 1);
   pushvalues(L, f, &failed);
-  if (!failed) return 0;
+  if (!failed) {
+    lua_pushnil(L);   /* success: one explicit nil, as Python's None */
+    return 1;
+  }
   lua_settop(L, 2);
   fut_outcome(f, &data, &len, &tb);
   if (tb != NULL) lua_pushstring(L, tb);
@@ -596,9 +599,12 @@ static int f_cancel (lua_State *L) {
 }
 
 static int invalidstate (lua_State *L, Future *f) {
+  static const char *const names[] = {"PENDING", "RUNNING", "CANCELLED",
+                                      "FINISHED"};
+  int st = fut_state(f);
   pushdesc(L, f);
   lua_pushfstring(L, "%s: %s",
-                  fut_state(f) == FUT_CANCELLED ? "CANCELLED" : "FINISHED",
+                  st >= FUT_PENDING && st <= FUT_FINISHED ? names[st] : "?",
                   lua_tostring(L, -1));
   return cfut_error(L, "InvalidStateError", lua_tostring(L, -1));
 }
