@@ -2,21 +2,29 @@
 ** lmap.c: the batch behind Executor:map when every item is known up front.
 ** Each item is encoded once and all futures are queued with one submit (one
 ** lock, one wake-up); the iterator walks a plain array of futures, so no
-** Lua handle is made per item.  For a process pool with chunksize k > 1,
-** one future carries k items: its task is cfut._runchunk (below, sent by
-** name) calling the function on each item under the tasks' message
-** handler, so the iterator still raises an item's error at its own
-** position, with its traceback.  (With
+** Lua handle is made per item.  With chunksize k > 1 (given, or chosen by
+** autochunk for a long input), one future carries k items: its task is
+** cfut._runchunk (below, sent by name) calling the function on each item
+** under the tasks' message handler, so the iterator still raises an
+** item's error at its own position, with its traceback.  (With
 ** buffersize, map runs in Lua on submit: see lua/cfut/iter.lua.)
+**
+** Unordered (w != NULL): each future has a CALLBACK listener on the
+** private waiter w, whose notifications also wake the state's waiter; the
+** futures w hands over go, as indices, into the FIFO done[dhead .. dtail)
+** (queued[i] marks those that went), and each call takes the first one.
+** There fs[i] is set to NULL when future i is taken, 'next' stays 0 until
+** the map ends and 'left' counts the futures not taken.
 **
 ** INVARIANTS: a MapBatch belongs to the state that made it; workers see
 ** only its futures, through references of their own.  fs[next .. n) are
-** the futures not taken yet, one reference each (fs[0 .. next) are never
-** read again); 'next' moves up by one when the iterator has taken a
+** the futures not taken yet, one reference each, unordered: the non-NULL
+** ones (fs[0 .. next) are never read again); 'next' moves up by one when the iterator has taken a
 ** future's values (an item, or the answers of a chunk), and to n when the
 ** map ends (endmap cancels and lets go of the rest).  'item' counts the
 ** positions delivered or raised.  'state' says what the next call does:
-**   MB_WAIT   wait for fs[next] (the next item, or the next chunk);
+**   MB_WAIT   wait for fs[next] (the next item, or the next chunk), or
+**             unordered for any future not taken;
 **   MB_CHUNK  deliver item 'at' (< size) of the chunk taken last: its
 **             answers are in user value 1 and offs[0 .. nok] are checked
 **             offsets into them; item nok, when it is < size, raised (its
@@ -29,6 +37,7 @@
 ** error index) is checked in checkchunk before it is used; one that does
 ** not fit breaks the pool (ops->fail).
 */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,15 +69,34 @@ typedef struct MapBatch {
   lua_Integer nitems, item;   /* items in all, positions done */
   int at, nok, size;          /* MB_CHUNK: the next item in the chunk,
                                  how many have values, how many in all */
+  lua_Integer base;           /* MB_CHUNK: the position before the chunk's
+                                 first item */
+  /* unordered: */
+  Waiter *w;                  /* queue of the futures done (NULL: ordered) */
+  unsigned taken;             /* how many w handed over (its sequence
+                                 number counts the notifications) */
+  int left;                   /* futures not taken yet */
+  int *done, dhead, dtail;    /* indices done, in order, not taken yet */
+  char *queued;               /* queued[i]: i is (or was) in 'done' */
+  struct FutIdx *byaddr;      /* futures sorted by address, for lookup */
   lua_Integer offs[];         /* chunked: chunk + 1 offsets */
 } MapBatch;
+
+typedef struct FutIdx {
+  Future *f;
+  int i;
+} FutIdx;
 
 /* End the map: cancel and let go of every future not taken. */
 static void endmap (MapBatch *m) {
   m->state = MB_ENDED;
   for (; m->next < m->n; m->next++) {
-    fut_cancel(m->fs[m->next]);
-    fut_release(m->fs[m->next]);
+    Future *f = m->fs[m->next];
+    if (f == NULL) continue;            /* unordered: taken */
+    if (m->w != NULL) fut_unlisten(f, m->w, FUT_LISTEN_CALLBACK);
+    fut_cancel(f);
+    fut_release(f);
+    m->fs[m->next] = NULL;
   }
 }
 
@@ -76,8 +104,16 @@ static int mb_gc (lua_State *L) {
   MapBatch *m = (MapBatch *)luaL_checkudata(L, 1, MAPBATCH);
   endmap(m);                  /* like Python's generator being closed */
   free(m->fs);
+  free(m->done);
+  free(m->queued);
+  free(m->byaddr);
   m->fs = NULL;
+  m->done = NULL;
+  m->queued = NULL;
+  m->byaddr = NULL;
   m->n = m->next = 0;
+  if (m->w != NULL) waiter_release(m->w);
+  m->w = NULL;
   if (m->ex != NULL) ex_release(m->ex);
   m->ex = NULL;
   return 0;
@@ -119,6 +155,11 @@ static int nextplain (lua_State *L, MapBatch *m) {
   fut_release(f);
   if (m->next < m->n) m->state = MB_WAIT;
   return n + 1;
+}
+
+/* Is there a future left to take? */
+static int more (MapBatch *m) {
+  return m->w != NULL ? m->left > 0 : m->next < m->n;
 }
 
 /* {======================================================================
@@ -174,15 +215,15 @@ static void badchunk (lua_State *L, MapBatch *m, const char *why) {
   luaL_error(L, "%s", msg);
 }
 
-/* Take the chunk of fs[next]: wait for it and keep its checked answers
-** (or raise the error of its task, which failed as a whole). */
-static void loadchunk (lua_State *L, MapBatch *m) {
-  Future *f = m->fs[m->next];
-  lua_Integer first = (lua_Integer)m->next * m->chunk;
+/* Take chunk i, done (waited for and checked by the caller): keep its
+** checked answers (or raise the error of its task, which failed as a
+** whole), then let go of its future. */
+static void loadchunk (lua_State *L, MapBatch *m, int i) {
+  Future *f = m->fs[i];
+  lua_Integer first = (lua_Integer)i * m->chunk;
   int count = (int)(m->nitems - first < m->chunk ? m->nitems - first
                                                  : m->chunk);
   const char *bad;
-  waitnext(L, m, f);
   lua_settop(L, 1);
   cfut_pushresult(L, f);
   if ((bad = checkchunk(L, m, count)) != NULL) badchunk(L, m, bad);
@@ -194,7 +235,12 @@ static void loadchunk (lua_State *L, MapBatch *m) {
   }
   m->at = 0;
   m->size = count;
-  m->next++;
+  m->base = first;
+  if (m->w != NULL) {
+    m->fs[i] = NULL;
+    m->left--;
+  }
+  else m->next++;
   fut_release(f);
 }
 
@@ -216,12 +262,126 @@ static int nextitem (lua_State *L, MapBatch *m) {
   to = m->offs[j + 1];                      /* out[from .. to - 1] */
   n = (int)(to - from);                     /* at most MAXVALUES */
   lua_getiuservalue(L, 1, 1);               /* 2: out */
-  lua_pushinteger(L, m->item);
+  lua_pushinteger(L, m->base + j + 1);
   luaL_checkstack(L, n, "too many results");
   for (; from < to; from++) lua_rawgeti(L, 2, from);
   if (m->at < m->size) m->state = MB_CHUNK;   /* values, or its error */
-  else if (m->next < m->n) m->state = MB_WAIT;
+  else if (more(m)) m->state = MB_WAIT;
   return n + 1;
+}
+
+/* }====================================================================== */
+
+/* {======================================================================
+** Unordered: the futures in the order they finish
+** ======================================================================= */
+
+static int cmpaddr (const void *a, const void *b) {
+  uintptr_t x = (uintptr_t)((const FutIdx *)a)->f;
+  uintptr_t y = (uintptr_t)((const FutIdx *)b)->f;
+  return (x > y) - (x < y);
+}
+
+/* The index of future f in fs, or -1. */
+static int indexof (MapBatch *m, Future *f) {
+  FutIdx key, *r;
+  key.f = f;
+  r = (FutIdx *)bsearch(&key, m->byaddr, (size_t)m->n, sizeof key, cmpaddr);
+  return r != NULL ? r->i : -1;
+}
+
+static void queuedone (MapBatch *m, int i) {
+  if (i < 0 || m->queued[i]) return;
+  m->queued[i] = 1;
+  m->done[m->dtail++] = i;
+}
+
+/*
+** cfut_waituntil's predicate: move the futures w handed over to 'done';
+** 1 when one is there.  A notification whose entry was dropped for lack
+** of memory (future.c's notify) still counted in w's sequence number:
+** then every future is looked at, so none is waited for forever.
+*/
+static int anydone (void *ud) {
+  MapBatch *m = (MapBatch *)ud;
+  unsigned seq = waiter_seq(m->w);
+  Future **list;
+  int k, nl = waiter_take_ready(m->w, &list);
+  for (k = 0; k < nl; k++) {
+    queuedone(m, indexof(m, list[k]));
+    fut_release(list[k]);
+  }
+  free(list);
+  m->taken += (unsigned)nl;
+  if ((int)(seq - m->taken) > 0) {
+    for (k = 0; k < m->n; k++)
+      if (m->fs[k] != NULL && fut_isdone(fut_state(m->fs[k])))
+        queuedone(m, k);
+    m->taken = seq;
+  }
+  return m->dhead < m->dtail;
+}
+
+/* Take a future that is done (waiting for one until the deadline): its
+** index.  Raises as waitnext does; a failed one cancels all the others. */
+static int takeany (lua_State *L, MapBatch *m) {
+  const char *d, *tb;
+  size_t len;
+  int i, j;
+  if (m->dhead == m->dtail && !cfut_waituntil(L, anydone, m, m->deadline)) {
+    endmap(m);
+    cfut_error(L, "TimeoutError", "");
+  }
+  i = m->done[m->dhead++];
+  if (fut_state(m->fs[i]) == FUT_CANCELLED) {
+    endmap(m);
+    cfut_error(L, "CancelledError", "");
+  }
+  if (fut_outcome(m->fs[i], &d, &len, &tb))
+    for (j = 0; j < m->n; j++)
+      if (j != i && m->fs[j] != NULL) fut_cancel(m->fs[j]);
+  return i;
+}
+
+/* Plain, unordered: a finished item's position and values (or its
+** error: fs[i] is still held then, for endmap). */
+static int nextany (lua_State *L, MapBatch *m) {
+  int i = takeany(L, m), n;
+  Future *f = m->fs[i];
+  lua_settop(L, 0);
+  lua_pushinteger(L, (lua_Integer)i + 1);
+  n = cfut_pushresult(L, f);
+  m->fs[i] = NULL;
+  m->left--;
+  fut_release(f);
+  if (m->left > 0) m->state = MB_WAIT;
+  return n + 1;
+}
+
+/* Set m up to hand its futures over as they finish: listeners on a
+** private waiter whose notifications also wake this state's.  Before
+** the submit, so no future is done yet. */
+static void setunordered (lua_State *L, MapBatch *m) {
+  size_t n = (size_t)m->n;
+  int i;
+  m->done = (int *)malloc(n * sizeof *m->done);
+  m->queued = (char *)calloc(n, 1);
+  m->byaddr = (FutIdx *)malloc(n * sizeof *m->byaddr);
+  if (m->done == NULL || m->queued == NULL || m->byaddr == NULL ||
+      (m->w = waiter_new()) == NULL)
+    luaL_error(L, "not enough memory");
+  waiter_setparent(m->w, cfut_waiter(L));
+  for (i = 0; i < m->n; i++) {
+    m->byaddr[i].f = m->fs[i];
+    m->byaddr[i].i = i;
+  }
+  qsort(m->byaddr, n, sizeof *m->byaddr, cmpaddr);
+  m->left = m->n;
+  for (i = 0; i < m->n; i++) {
+    int r = fut_listen(m->fs[i], m->w, FUT_LISTEN_CALLBACK);
+    if (r == CFUT_ENOMEM) luaL_error(L, "not enough memory");
+    if (r == 1) queuedone(m, i);
+  }
 }
 
 /* }====================================================================== */
@@ -233,8 +393,15 @@ static int mb_call (lua_State *L) {
   m->state = MB_ENDED;        /* unless this call delivers */
   switch (s) {
     case MB_WAIT:
-      if (m->chunk == 1) return nextplain(L, m);
-      loadchunk(L, m);
+      if (m->w != NULL) {
+        if (m->chunk == 1) return nextany(L, m);
+        loadchunk(L, m, takeany(L, m));
+      }
+      else if (m->chunk == 1) return nextplain(L, m);
+      else {
+        waitnext(L, m, m->fs[m->next]);
+        loadchunk(L, m, m->next);
+      }
       return nextitem(L, m);
     case MB_CHUNK:
       return nextitem(L, m);
@@ -264,12 +431,12 @@ static Future *newtask (lua_State *L, Executor *ex, int base, int *err,
   return f;
 }
 
-/* Task for item i (1-based): fn(t1[i], ..., tk[i]), the tables at 7... */
+/* Task for item i (1-based): fn(t1[i], ..., tk[i]), the tables at 8... */
 static Future *newitem (lua_State *L, Executor *ex, int k, lua_Integer i,
                         int *err, char *msg, size_t msglen) {
   int j, base = lua_gettop(L) + 1;
   lua_pushvalue(L, 2);
-  for (j = 0; j < k; j++) lua_geti(L, 7 + j, i);
+  for (j = 0; j < k; j++) lua_geti(L, 8 + j, i);
   return newtask(L, ex, base, err, msg, msglen);
 }
 
@@ -280,13 +447,13 @@ static Future *newchunk (lua_State *L, Executor *ex, int k,
                          char *msg, size_t msglen) {
   int j, base = lua_gettop(L) + 1;
   lua_Integer i, at = 0;
-  lua_pushvalue(L, 6);        /* the runner */
+  lua_pushvalue(L, 7);        /* the runner */
   lua_pushvalue(L, 2);
   lua_pushinteger(L, k);
   lua_createtable(L, (int)((last - first + 1) * k), 1);
   for (i = first; i <= last; i++)
     for (j = 0; j < k; j++) {
-      lua_geti(L, 7 + j, i);
+      lua_geti(L, 8 + j, i);
       lua_rawseti(L, -2, ++at);
     }
   lua_pushinteger(L, at);
@@ -294,22 +461,43 @@ static Future *newchunk (lua_State *L, Executor *ex, int k,
   return newtask(L, ex, base, err, msg, msglen);
 }
 
-/* ex:_mapsubmit(fn, timeout, n, chunksize, runner, t1, ..., tk): queue
-** fn(t1[i], ..., tk[i]) for i = 1..n (chunksize items per task on a
-** process pool), return the iterator. */
+/*
+** How many items one task of a map carries when the call gives no
+** chunksize: one while the input is short, so that a few slow items still
+** run side by side; from AUTOCHUNK_FROM items on, about n /
+** AUTOCHUNK_TASKS (at most AUTOCHUNK_MAX), which leaves at least
+** AUTOCHUNK_TASKS tasks to spread over the workers.  One per task too on
+** a pool where each task counts (max_tasks_per_child).
+*/
+#define AUTOCHUNK_FROM  4096
+#define AUTOCHUNK_TASKS 256
+#define AUTOCHUNK_MAX   1024
+
+static lua_Integer autochunk (Executor *ex, lua_Integer n) {
+  lua_Integer k;
+  if (ex->pertask || n < AUTOCHUNK_FROM) return 1;
+  k = n / AUTOCHUNK_TASKS;
+  return k < AUTOCHUNK_MAX ? k : AUTOCHUNK_MAX;
+}
+
+/* ex:_mapsubmit(fn, timeout, n, chunksize, unordered, runner, t1, ...,
+** tk): queue fn(t1[i], ..., tk[i]) for i = 1..n (chunksize items per
+** task; 0: autochunk's choice), return the iterator. */
 static int m_mapsubmit (lua_State *L) {
   Executor *ex = cfut_toexecutor(L, 1);
   double deadline = cfut_deadline(L, 3);
   lua_Integer i, n = luaL_checkinteger(L, 4);
   lua_Integer chunk = luaL_checkinteger(L, 5);
-  int k = lua_gettop(L) - 6, err = 0, r, nf;
+  int unordered = lua_toboolean(L, 6);
+  int k = lua_gettop(L) - 7, err = 0, r, nf;
   char msg[256];
   MapBatch *m;
   luaL_argcheck(L, ex != NULL, 1, "executor expected");
   luaL_argcheck(L, n >= 0 && n < (1 << 28), 4, "too many items");
-  luaL_argcheck(L, chunk >= 1 && chunk < (1 << 28), 5, "bad chunksize");
+  luaL_argcheck(L, chunk >= 0 && chunk < (1 << 28), 5, "bad chunksize");
   luaL_checkstack(L, k + 16, "too many iterables");
-  if (ex->local || n == 0) chunk = 1;   /* threads share memory: no gain */
+  if (chunk == 0) chunk = autochunk(ex, n);
+  if (n == 0) chunk = 1;
   else if (chunk > n) chunk = n;        /* one chunk holds them all */
   nf = (int)((n + chunk - 1) / chunk);
   m = (MapBatch *)lua_newuserdatauv(L, sizeof *m + (chunk > 1 ?
@@ -337,10 +525,11 @@ static int m_mapsubmit (lua_State *L) {
     if (err == CFUT_ENOMEM) return luaL_error(L, "not enough memory");
     return luaL_error(L, "cannot send %s to a worker", msg);
   }
+  if (unordered && m->n > 0) setunordered(L, m);
   if (m->n > 0 && (r = ex->ops->submit(ex, m->fs, m->n)) != 0)
     return cfut_submiterror(L, ex, r);
   if (m->n > 0) m->state = MB_WAIT;
-  lua_pushvalue(L, 7 + k);    /* the iterator, above the tables */
+  lua_pushvalue(L, 8 + k);    /* the iterator, above the tables */
   return 1;
 }
 
