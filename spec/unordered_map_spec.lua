@@ -362,3 +362,118 @@ describe("unordered map, process pool:", function ()
     assert.is_true(futures.is(e, futures.BrokenProcessPool), tostring(e))
   end)
 end)
+
+-- Chunks (issue 12): thread pools honour chunksize, and a long input is
+-- batched on its own; the loop yields the same as one item per task.
+for _, kind in ipairs{ "thread", "process" } do
+  local function pool (n)
+    if kind == "thread" then return helpers.pool(n) end
+    return helpers.track(futures.process_pool(n))
+  end
+
+  describe("map chunks, " .. kind .. " pool:", function ()
+    it("runs the items of one chunk in one worker, in input order",
+       function ()
+      local ex = pool(2)
+      local rows = {}
+      for i, x, who in ex:map{ function (x)
+        return x, futures.thread_name() .. futures.getpid()
+      end, range(10), chunksize = 5 } do
+        rows[#rows + 1] = { i, x, who }
+      end
+      assert.equal(10, #rows)
+      for i, r in ipairs(rows) do
+        assert.equal(i, r[1])
+        assert.equal(i, r[2])
+        assert.equal(rows[i <= 5 and 1 or 6][3], r[3], "item " .. i)
+      end
+    end)
+
+    for _, unordered in ipairs{ false, true } do
+      local how = unordered and "unordered" or "ordered"
+      it("keeps one, none and several values per item in a chunk ("
+         .. how .. ")", function ()
+        local ex = pool(2)
+        -- Items 1..4 give one value each (a chunk answers without
+        -- offsets until an item gives another count), 5 none, 6 three.
+        local function f (x)
+          if x == 5 then return end
+          if x == 6 then return 6, nil, "six" end
+          return x * 10
+        end
+        local got = {}
+        for i, a, b, c in ex:map{ f, range(8), chunksize = 8,
+                                  unordered = unordered } do
+          got[i] = table.pack(a, b, c)
+        end
+        for x = 1, 8 do
+          if x == 5 then assert.same({ n = 3 }, got[x])
+          elseif x == 6 then assert.same({ n = 3, 6, nil, "six" }, got[x])
+          else assert.same({ n = 3, x * 10 }, got[x]) end
+        end
+      end)
+
+      it("raises an error after items of one value at its position ("
+         .. how .. ")", function ()
+        local ex = pool(1)
+        local seen = {}
+        local e = errof(function ()
+          for i, v in ex:map{ function (x)
+            if x == 4 then error("four", 0) end
+            return -x
+          end, range(6), chunksize = 6, unordered = unordered } do
+            assert.equal(-i, v)
+            seen[#seen + 1] = i
+          end
+        end)
+        assert.equal("four", e)
+        assert.same({ 1, 2, 3 }, seen)
+      end)
+    end
+
+    it("batches a long input on its own and yields it in order",
+       function ()
+      local ex = pool(2)
+      local n = 0
+      for i, v, w in ex:map(function (x) return x + 1, x end, range(20000)) do
+        n = n + 1
+        assert.equal(n, i)
+        assert.equal(i + 1, v)
+        assert.equal(i, w)
+      end
+      assert.equal(20000, n)
+    end)
+
+    it("raises a long input's error at its own position", function ()
+      local ex = pool(2)
+      local n = 0
+      local e = errof(function ()
+        for i in ex:map(function (x)
+          if x == 7777 then error({ at = x }) end
+          return x
+        end, range(10000)) do
+          n = n + 1
+          assert.equal(n, i)
+        end
+      end)
+      assert.same({ at = 7777 }, e)
+      assert.equal(7776, n)
+    end)
+  end)
+end
+
+describe("map chunks, process pool with max_tasks_per_child:", function ()
+  it("keeps one item per task, so each item counts", function ()
+    local ex = helpers.track(futures.process_pool{ max_workers = 1,
+                                                   max_tasks_per_child = 1500 })
+    local pids, n = {}, 0
+    for _, pid in ex:map(function () return futures.getpid() end,
+                         range(4500)) do
+      pids[pid] = true
+      n = n + 1
+    end
+    assert.equal(4500, n)
+    -- 1500 tasks per worker process: three processes ran the items.
+    assert.equal(3, helpers.size(pids))
+  end)
+end)

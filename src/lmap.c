@@ -71,6 +71,8 @@ typedef struct MapBatch {
                                  how many have values, how many in all */
   lua_Integer base;           /* MB_CHUNK: the position before the chunk's
                                  first item */
+  int one;                    /* MB_CHUNK: one value per item, out[1 ..
+                                 size] (the answer had no offsets) */
   /* unordered: */
   Waiter *w;                  /* queue of the futures done (NULL: ordered) */
   unsigned taken;             /* how many w handed over (its sequence
@@ -174,6 +176,11 @@ static int more (MapBatch *m) {
 static const char *checkchunk (lua_State *L, MapBatch *m, int count) {
   int nres = lua_gettop(L) - 1, j;
   lua_Integer e;
+  m->one = (nres == 2 && lua_isboolean(L, 3) && !lua_toboolean(L, 3));
+  if (m->one && lua_istable(L, 2)) {        /* out, false */
+    m->nok = count;
+    return NULL;
+  }
   if ((nres != 2 && nres != 4) || !lua_istable(L, 2) || !lua_istable(L, 3))
     return "answer is not out, offs [, index, error]";
   m->nok = count;
@@ -258,8 +265,8 @@ static int nextitem (lua_State *L, MapBatch *m) {
     lua_rawgeti(L, -2, 1);
     return cfut_raisetask(L, lua_tostring(L, -2));
   }
-  from = m->offs[j];
-  to = m->offs[j + 1];                      /* out[from .. to - 1] */
+  if (m->one) from = j + 1, to = j + 2;
+  else from = m->offs[j], to = m->offs[j + 1];   /* out[from .. to - 1] */
   n = (int)(to - from);                     /* at most MAXVALUES */
   lua_getiuservalue(L, 1, 1);               /* 2: out */
   lua_pushinteger(L, m->base + j + 1);
@@ -533,18 +540,33 @@ static int m_mapsubmit (lua_State *L) {
   return 1;
 }
 
+/* The offsets of items 1 .. i, each of which gave one value, into a new
+** table at index 5 (m_runchunk). */
+static void makeoffs (lua_State *L, lua_Integer i, lua_Integer count) {
+  lua_Integer j;
+  lua_createtable(L, (int)count + 1, 0);
+  for (j = 1; j <= i; j++) {
+    lua_pushinteger(L, j);
+    lua_rawseti(L, -2, j);
+  }
+  lua_replace(L, 5);
+}
+
 /*
-** cfut._runchunk(fn, k, flat): runs in a worker process, the items of one
-** chunk of a map.  'flat' holds the k arguments of each item one after
-** another.  Each call runs under the tasks' message handler so an error
-** stays with its item.  Answers without a table per item: every value one
-** after another in 'out', item i's being out[offs[i] .. offs[i + 1] - 1];
-** on an error, also the item's index and {error, traceback} (the items
-** after it are not run: map raises there).  The parent believes none of
-** it before checkchunk.
+** cfut._runchunk(fn, k, flat): runs in a worker (a process, or a thread
+** of a thread pool), the items of one chunk of a map.  'flat' holds the k
+** arguments of each item one after another.  Each call runs under the
+** tasks' message handler so an error stays with its item.  Answers
+** without a table per item: every value one after another in 'out', item
+** i's being out[offs[i] .. offs[i + 1] - 1]; 'offs' is false when every
+** item gave exactly one value (item i's is out[i]: the usual case, which
+** then makes no offsets at all).  On an error, also the item's index and
+** {error, traceback} (the items after it are not run: map raises there).
+** The parent believes none of it before checkchunk.
 */
 static int m_runchunk (lua_State *L) {
   lua_Integer k = luaL_checkinteger(L, 2), n, count, i, j, nv = 0;
+  int one = 1;                /* every item so far gave one value */
   luaL_checktype(L, 3, LUA_TTABLE);
   luaL_argcheck(L, k >= 1, 2, "bad item width");
   lua_settop(L, 3);
@@ -552,13 +574,15 @@ static int m_runchunk (lua_State *L) {
   count = n / k;
   lua_settop(L, 3);
   lua_createtable(L, (int)count, 0);        /* 4: out */
-  lua_createtable(L, (int)count + 1, 0);    /* 5: offs */
+  lua_pushboolean(L, 0);                    /* 5: offs, made when needed */
   lua_pushcfunction(L, worker_msghandler);  /* 6 */
   luaL_checkstack(L, (int)k + 2, "too many arguments");
   for (i = 1; i <= count; i++) {
     int top = lua_gettop(L), nres;
-    lua_pushinteger(L, nv + 1);
-    lua_rawseti(L, 5, i);
+    if (!one) {
+      lua_pushinteger(L, nv + 1);
+      lua_rawseti(L, 5, i);
+    }
     lua_pushvalue(L, 1);
     for (j = 1; j <= k; j++) lua_rawgeti(L, 3, (i - 1) * k + j);
     if (lua_pcall(L, (int)k, LUA_MULTRET, 6) != LUA_OK) {
@@ -567,6 +591,7 @@ static int m_runchunk (lua_State *L) {
         lua_insert(L, -2);
         lua_rawseti(L, -2, 1);
       }
+      if (one) makeoffs(L, i, count);
       lua_pushvalue(L, 4);
       lua_pushvalue(L, 5);
       lua_pushinteger(L, i);
@@ -574,11 +599,17 @@ static int m_runchunk (lua_State *L) {
       return 4;
     }
     nres = lua_gettop(L) - top;
+    if (one && nres != 1) {
+      makeoffs(L, i, count);
+      one = 0;
+    }
     for (j = nres; j >= 1; j--) lua_rawseti(L, 4, nv + j);
     nv += nres;
   }
-  lua_pushinteger(L, nv + 1);
-  lua_rawseti(L, 5, count + 1);
+  if (!one) {
+    lua_pushinteger(L, nv + 1);
+    lua_rawseti(L, 5, count + 1);
+  }
   lua_settop(L, 5);
   return 2;
 }
