@@ -431,6 +431,25 @@ for _, kind in ipairs{ "thread", "process" } do
       end)
     end
 
+    if kind == "thread" then
+      for _, unordered in ipairs{ false, true } do
+        it("starts no further item of a running chunk once the map timed out ("
+           .. (unordered and "unordered" or "ordered") .. ")", function ()
+          local ex = pool(1)
+          local dir = newdir(4)
+          local it = ex:map{ task(dir, { "gate" }), range(4), chunksize = 4,
+                             timeout = 2 * helpers.QUICK,
+                             unordered = unordered }
+          assert.is_truthy(await_file(dir .. "/ran1"), "item 1 did not start")
+          local e = errof(it)
+          assert.is_true(futures.is(e, futures.TimeoutError), tostring(e))
+          open(dir, 1)
+          ex:shutdown(true)
+          assert.is_false(ran(dir, 2), "item 2 ran after the map timed out")
+        end)
+      end
+    end
+
     it("batches a long input on its own and yields it in order",
        function ()
       local ex = pool(2)

@@ -73,6 +73,9 @@ typedef struct MapBatch {
                                  first item */
   int one;                    /* MB_CHUNK: one value per item, out[1 ..
                                  size] (the answer had no offsets) */
+  Future *stop;               /* thread pool chunks: cancelled when the
+                                 map ends, so running chunks stop (NULL:
+                                 none); one reference */
   /* unordered: */
   Waiter *w;                  /* queue of the futures done (NULL: ordered) */
   unsigned taken;             /* how many w handed over (its sequence
@@ -92,6 +95,7 @@ typedef struct FutIdx {
 /* End the map: cancel and let go of every future not taken. */
 static void endmap (MapBatch *m) {
   m->state = MB_ENDED;
+  if (m->stop != NULL) fut_cancel(m->stop);
   for (; m->next < m->n; m->next++) {
     Future *f = m->fs[m->next];
     if (f == NULL) continue;            /* unordered: taken */
@@ -116,6 +120,8 @@ static int mb_gc (lua_State *L) {
   m->n = m->next = 0;
   if (m->w != NULL) waiter_release(m->w);
   m->w = NULL;
+  if (m->stop != NULL) fut_release(m->stop);
+  m->stop = NULL;
   if (m->ex != NULL) ex_release(m->ex);
   m->ex = NULL;
   return 0;
@@ -447,11 +453,12 @@ static Future *newitem (lua_State *L, Executor *ex, int k, lua_Integer i,
   return newtask(L, ex, base, err, msg, msglen);
 }
 
-/* Task for items first..last: runner(fn, k, flat) where flat holds the k
-** arguments of each item one after another. */
+/* Task for items first..last: runner(fn, k, flat [, stop]) where flat
+** holds the k arguments of each item one after another and stop, the
+** handle at index 'stop' (0: none), tells a running chunk to stop. */
 static Future *newchunk (lua_State *L, Executor *ex, int k,
-                         lua_Integer first, lua_Integer last, int *err,
-                         char *msg, size_t msglen) {
+                         lua_Integer first, lua_Integer last, int stop,
+                         int *err, char *msg, size_t msglen) {
   int j, base = lua_gettop(L) + 1;
   lua_Integer i, at = 0;
   lua_pushvalue(L, 7);        /* the runner */
@@ -465,6 +472,7 @@ static Future *newchunk (lua_State *L, Executor *ex, int k,
     }
   lua_pushinteger(L, at);
   lua_setfield(L, -2, "n");
+  if (stop != 0) lua_pushvalue(L, stop);
   return newtask(L, ex, base, err, msg, msglen);
 }
 
@@ -519,12 +527,18 @@ static int m_mapsubmit (lua_State *L) {
   ex_retain(ex);
   m->fs = calloc((size_t)(nf ? nf : 1), sizeof(Future *));
   if (m->fs == NULL) return luaL_error(L, "not enough memory");
+  if (ex->local && chunk > 1) {         /* a handle crosses between states */
+    if ((m->stop = fut_new()) == NULL)
+      return luaL_error(L, "not enough memory");
+    fut_retain(m->stop);
+    cfut_pushfuture(L, m->stop);        /* 9 + k */
+  }
   for (i = 0; i < nf; i++) {
     Future *f = (chunk == 1)
       ? newitem(L, ex, k, i + 1, &err, msg, sizeof msg)
       : newchunk(L, ex, k, i * chunk + 1,
-                 (i + 1) * chunk < n ? (i + 1) * chunk : n, &err, msg,
-                 sizeof msg);
+                 (i + 1) * chunk < n ? (i + 1) * chunk : n,
+                 m->stop != NULL ? 9 + k : 0, &err, msg, sizeof msg);
     if ((m->fs[i] = f) == NULL) break;
     m->n = (int)i + 1;
   }
@@ -541,7 +555,7 @@ static int m_mapsubmit (lua_State *L) {
 }
 
 /* The offsets of items 1 .. i, each of which gave one value, into a new
-** table at index 5 (m_runchunk). */
+** table at index 6 (m_runchunk). */
 static void makeoffs (lua_State *L, lua_Integer i, lua_Integer count) {
   lua_Integer j;
   lua_createtable(L, (int)count + 1, 0);
@@ -549,51 +563,58 @@ static void makeoffs (lua_State *L, lua_Integer i, lua_Integer count) {
     lua_pushinteger(L, j);
     lua_rawseti(L, -2, j);
   }
-  lua_replace(L, 5);
+  lua_replace(L, 6);
 }
 
 /*
-** cfut._runchunk(fn, k, flat): runs in a worker (a process, or a thread
-** of a thread pool), the items of one chunk of a map.  'flat' holds the k
-** arguments of each item one after another.  Each call runs under the
-** tasks' message handler so an error stays with its item.  Answers
-** without a table per item: every value one after another in 'out', item
-** i's being out[offs[i] .. offs[i + 1] - 1]; 'offs' is false when every
-** item gave exactly one value (item i's is out[i]: the usual case, which
-** then makes no offsets at all).  On an error, also the item's index and
-** {error, traceback} (the items after it are not run: map raises there).
-** The parent believes none of it before checkchunk.
+** cfut._runchunk(fn, k, flat [, stop]): runs in a worker (a process, or
+** a thread of a thread pool), the items of one chunk of a map.  'flat'
+** holds the k arguments of each item one after another.  'stop' (thread
+** pools) is a future the map cancels when it ends: then no further item
+** starts, and the answer, which nobody reads any more, stops short (its
+** handle stays on the stack, so its reference lasts as long as the run).
+** Each call runs under the tasks' message handler so an error stays with
+** its item.  Answers without a table per item: every value one after
+** another in 'out', item i's being out[offs[i] .. offs[i + 1] - 1];
+** 'offs' is false when every item gave exactly one value (item i's is
+** out[i]: the usual case, which then makes no offsets at all).  On an
+** error, also the item's index and {error, traceback} (the items after it
+** are not run: map raises there).  The parent believes none of it before
+** checkchunk.
 */
 static int m_runchunk (lua_State *L) {
   lua_Integer k = luaL_checkinteger(L, 2), n, count, i, j, nv = 0;
   int one = 1;                /* every item so far gave one value */
+  Future *stop;
   luaL_checktype(L, 3, LUA_TTABLE);
   luaL_argcheck(L, k >= 1, 2, "bad item width");
-  lua_settop(L, 3);
+  lua_settop(L, 4);
+  stop = cfut_tofuture(L, 4);               /* 4: stop, or not a future */
   n = (lua_getfield(L, 3, "n") == LUA_TNUMBER) ? lua_tointeger(L, -1) : 0;
   count = n / k;
-  lua_settop(L, 3);
-  lua_createtable(L, (int)count, 0);        /* 4: out */
-  lua_pushboolean(L, 0);                    /* 5: offs, made when needed */
-  lua_pushcfunction(L, worker_msghandler);  /* 6 */
+  lua_settop(L, 4);
+  lua_createtable(L, (int)count, 0);        /* 5: out */
+  lua_pushboolean(L, 0);                    /* 6: offs, made when needed */
+  lua_pushcfunction(L, worker_msghandler);  /* 7 */
   luaL_checkstack(L, (int)k + 2, "too many arguments");
   for (i = 1; i <= count; i++) {
     int top = lua_gettop(L), nres;
+    if (stop != NULL && fut_isdone(fut_state(stop))) break;
     if (!one) {
       lua_pushinteger(L, nv + 1);
-      lua_rawseti(L, 5, i);
+      lua_rawseti(L, 6, i);
     }
     lua_pushvalue(L, 1);
     for (j = 1; j <= k; j++) lua_rawgeti(L, 3, (i - 1) * k + j);
-    if (lua_pcall(L, (int)k, LUA_MULTRET, 6) != LUA_OK) {
+    if (lua_pcall(L, (int)k, LUA_MULTRET, 7) != LUA_OK) {
       if (!lua_istable(L, -1)) {            /* a memory error: no handler */
         lua_createtable(L, 1, 0);
         lua_insert(L, -2);
         lua_rawseti(L, -2, 1);
       }
       if (one) makeoffs(L, i, count);
-      lua_pushvalue(L, 4);
       lua_pushvalue(L, 5);
+      lua_pushvalue(L, 6);
       lua_pushinteger(L, i);
       lua_rotate(L, -4, -1);                /* the {err, tb} last */
       return 4;
@@ -603,14 +624,14 @@ static int m_runchunk (lua_State *L) {
       makeoffs(L, i, count);
       one = 0;
     }
-    for (j = nres; j >= 1; j--) lua_rawseti(L, 4, nv + j);
+    for (j = nres; j >= 1; j--) lua_rawseti(L, 5, nv + j);
     nv += nres;
   }
   if (!one) {
     lua_pushinteger(L, nv + 1);
-    lua_rawseti(L, 5, count + 1);
+    lua_rawseti(L, 6, count + 1);
   }
-  lua_settop(L, 5);
+  lua_settop(L, 6);
   return 2;
 }
 
