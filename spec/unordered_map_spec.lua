@@ -281,7 +281,8 @@ for _, kind in ipairs{ "thread", "process" } do
       local ex = pool(2)
       local dir = newdir(4)
       local it = umap(ex, task(dir, { "gate", nil, "gate", "gate" }),
-                      range(4), { buffersize = 2, timeout = 2 * helpers.QUICK })
+                      range(4),
+                      { buffersize = 2, timeout = 2 * helpers.QUICK })
       assert_item(2, step(it))
       local e = errof(it)
       assert.is_true(futures.is(e, futures.TimeoutError), tostring(e))
@@ -483,8 +484,8 @@ end
 
 describe("map chunks, process pool with max_tasks_per_child:", function ()
   it("keeps one item per task, so each item counts", function ()
-    local ex = helpers.track(futures.process_pool{ max_workers = 1,
-                                                   max_tasks_per_child = 1500 })
+    local ex = helpers.track(futures.process_pool{
+      max_workers = 1, max_tasks_per_child = 1500 })
     local pids, n = {}, 0
     for _, pid in ex:map(function () return futures.getpid() end,
                          range(4500)) do

@@ -18,10 +18,10 @@
 **
 ** INVARIANTS: a MapBatch belongs to the state that made it; workers see
 ** only its futures, through references of their own.  fs[next .. n) are
-** the futures not taken yet, one reference each, unordered: the non-NULL
-** ones (fs[0 .. next) are never read again); 'next' moves up by one when the iterator has taken a
-** future's values (an item, or the answers of a chunk), and to n when the
-** map ends (endmap cancels and lets go of the rest).  'item' counts the
+** the futures not taken yet (unordered: the non-NULL ones), one
+** reference each (fs[0 .. next) are never read again); 'next' moves up by
+** one when the iterator has taken a future's values (an item, or the
+** answers of a chunk), and to n when the map ends (endmap cancels and lets go of the rest).  'item' counts the
 ** positions delivered or raised.  'state' says what the next call does:
 **   MB_WAIT   wait for fs[next] (the next item, or the next chunk), or
 **             unordered for any future not taken;
