@@ -229,7 +229,7 @@ for _, kind in ipairs{ "thread", "process" } do
         local dir = newdir(6)
         local it = umap(ex, task(dir, { "gate" }), range(6), opts)
         assert.is_truthy(await_file(dir .. "/ran1"), "item 1 did not start")
-        it = nil                                          -- luacheck: ignore
+        it = nil                  -- the only reference: now collectable
         collectgarbage()
         collectgarbage()
         for x = 1, 6 do open(dir, x) end
@@ -298,7 +298,7 @@ for _, kind in ipairs{ "thread", "process" } do
       local dir = newdir(3)
       local it = umap(ex, task(dir, { "gate" }), range(3), { buffersize = 3 })
       assert.is_truthy(await_file(dir .. "/ran1"), "item 1 did not start")
-      it = nil                                            -- luacheck: ignore
+      it = nil                  -- the only reference: now collectable
       collectgarbage()
       collectgarbage()
       for x = 1, 3 do open(dir, x) end
