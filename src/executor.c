@@ -105,6 +105,7 @@ void ex_init (Executor *ex, const ExecutorOps *ops, int local) {
   atomic_init(&ex->broken, 0);
   atomic_init(&ex->handles, 0);
   ex->local = local;
+  ex->pertask = 0;
   ex->gnext = NULL;
   ex->broken_cls = NULL;
   ex->broken_msg = NULL;

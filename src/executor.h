@@ -44,6 +44,9 @@ struct Executor {
   atomic_int handles;         /* Lua handles, in any state: when the last
                                  one is collected, shutdown(false) */
   int local;                  /* may cross between states as a handle */
+  int pertask;                /* each task counts (max_tasks_per_child):
+                                 map puts one item per task unless asked;
+                                 set before the handle is pushed */
   Executor *gnext;            /* guarded by the global list lock */
   /* Why submit fails on a broken pool: class name and message, set once
   ** under the executor's lock before 'broken' is stored (release). */

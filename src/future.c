@@ -57,6 +57,8 @@ struct Waiter {
   atomic_int efd;             /* eventfd written by each notification, or
                                  -1; set once by the owner, closed by the
                                  last release */
+  Waiter *parent;             /* also woken by each notification, or NULL;
+                                 set before w is shared, one reference */
 };
 
 static atomic_int g_interrupt;
@@ -312,6 +314,7 @@ void waiter_release (Waiter *w) {
   for (i = 0; i < w->nready; i++) fut_release(w->ready[i]);
   free(w->ready);
   if (atomic_load(&w->efd) >= 0) close(atomic_load(&w->efd));
+  if (w->parent != NULL) waiter_release(w->parent);
   sys_cond_destroy(&w->cond);
   sys_mutex_destroy(&w->lock);
   free(w);
@@ -362,6 +365,8 @@ static void notify (Waiter *w, Future *f, int kind) {
     }
   }
   wakefd(w);
+  /* No lock of w is held here: the parent's is never taken inside it. */
+  if (w->parent != NULL) notify(w->parent, NULL, FUT_LISTEN_WAIT);
 }
 
 static int checkwake (Waiter *w, unsigned seq) {
@@ -416,6 +421,11 @@ int waiter_take_ready (Waiter *w, Future ***list) {
   w->nready = w->cap = 0;
   sys_unlock(&w->lock);
   return n;
+}
+
+void waiter_setparent (Waiter *w, Waiter *parent) {
+  waiter_retain(parent);
+  w->parent = parent;
 }
 
 int waiter_setfd (Waiter *w, int fd) {

@@ -136,6 +136,11 @@ void waiter_notify (Waiter *w);
 ** caller must release).  Returns how many, stores an array the caller frees. */
 int waiter_take_ready (Waiter *w, Future ***list);
 
+/* Make every notification of w also wake 'parent' (as waiter_notify):
+** a private queue of CALLBACK listeners (an unordered map's) whose owner
+** waits on its state's waiter.  Call once, before w is shared. */
+void waiter_setparent (Waiter *w, Waiter *parent);
+
 /* Give w an eventfd that every later notification writes 1 to (for an
 ** event loop to poll); w closes it when it is freed.  Returns CFUT_ESTATE
 ** (taking nothing) if w has one already. */

@@ -485,6 +485,7 @@ static int m_process_pool (lua_State *L) {
   cfg.cpath = pkgfield(L, "cpath");
   if (lua_istable(L, 1)) encodeinit(L, 0, &cfg.init, &cfg.initlen);
   ex = ppool_new(&cfg, &why);   /* first: it sets why, takes cfg.init */
+  if (ex != NULL) ex->pertask = cfg.max_tasks > 0;   /* for map (lmap.c) */
   return pushpool(L, ex, cfg.init, cfg.initlen, why);
 }
 

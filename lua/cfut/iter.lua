@@ -2,7 +2,8 @@
 --
 -- map submits every item at once (or, with buffersize = b, keeps at most b
 -- items in flight ahead of the loop) and yields results in input order as
--- `i, ...`: the 1-based position, then every value the task returned.
+-- `i, ...`: the 1-based position, then every value the task returned; with
+-- unordered = true, in the order the items finish.
 
 local select, type, error, setmetatable, getmetatable, tostring =
       select, type, error, setmetatable, getmetatable, tostring
@@ -27,10 +28,9 @@ end
 local function plainpos (k) return k end
 local function fieldpos (k) return ("field [%d]"):format(k) end
 
--- The names map{...} takes besides its sequence part.  (API.md's
--- unordered = true is not implemented yet: it is rejected, not ignored.)
+-- The names map{...} takes besides its sequence part.
 local OPTIONS = { timeout = true, chunksize = true, buffersize = true,
-                  progress = true }
+                  unordered = true, progress = true }
 
 -- Reject a key of map{...} that is neither in 1..#t nor a known name.
 local function checkkeys (t)
@@ -110,7 +110,8 @@ local function posint (v, name)
 end
 
 -- Read the two call forms into fn, iterables, timeout, buffersize, pos
--- (where the k-th of fn, iterable, ... is), chunksize, progress.
+-- (where the k-th of fn, iterable, ... is), chunksize (0: not given),
+-- progress, unordered.
 local function options (fn, ...)
   if select("#", ...) == 0 and type(fn) == "table" and not callable(fn) then
     local t = fn
@@ -126,10 +127,14 @@ local function options (fn, ...)
     if t.timeout ~= t.timeout then
       argerror(1, "field 'timeout' must be a number, not NaN")
     end
+    local u = t.unordered
+    if u ~= nil and type(u) ~= "boolean" then
+      argerror(1, "field 'unordered' must be a boolean")
+    end
     return t[1], its, t.timeout, posint(t.buffersize, "buffersize"),
-           fieldpos, posint(t.chunksize, "chunksize") or 1, p
+           fieldpos, posint(t.chunksize, "chunksize") or 0, p, u
   end
-  return fn, pack(...), nil, nil, plainpos, 1
+  return fn, pack(...), nil, nil, plainpos, 0
 end
 
 -- Every item known up front.  When all iterables are tables they are
@@ -175,7 +180,7 @@ return function (M, Executor, bars)
   local submit = Executor.submit
   local mapsubmit = M._mapsubmit
   M._mapsubmit = nil
-  local monotonic = M.monotonic
+  local monotonic, wait = M.monotonic, M.wait
 
   local MapIter = { __name = "cfut.MapIterator" }
   MapIter.__index = MapIter
@@ -187,19 +192,32 @@ return function (M, Executor, bars)
   -- may be the one that timed out) and let later calls find nothing, as a
   -- Python generator that raised.
   local function endmap (st, f)
-    f:cancel()
-    for k = st.head, st.tail do
-      local g = st.fs[k]
-      if g then g:cancel(); st.fs[k] = nil end
+    if f then f:cancel() end
+    for k, g in pairs(st.fs) do
+      g:cancel()
+      st.fs[k] = nil
     end
-    st.head, st.tail = 1, 0
+    st.head, st.tail, st.count = 1, 0, 0
   end
 
+  -- A map that is collected cancels what it still has in flight, as the
+  -- batch does (src/lmap.c): like a Python generator closed.  Lua runs
+  -- finalizers in the reverse order of their setmetatable, so the guard
+  -- that does it is made anew after each submit: the newest guard then
+  -- runs before the finalizers of every future it cancels.  An older
+  -- guard does nothing.
+  local Guard = { __gc = function (g)
+    if g.st.guard == g then endmap(g.st) end
+  end }
+
+  -- Submit the next item as position tail + 1 (false at the end).
   local function push (st)
     local args = st.nextargs()
     if args == nil then return false end
     st.tail = st.tail + 1
     st.fs[st.tail] = submit(st.ex, st.fn, unpack(args, 1, args.n))
+    st.count = st.count + 1
+    st.guard = setmetatable({ st = st }, Guard)
     return true
   end
 
@@ -211,8 +229,47 @@ return function (M, Executor, bars)
     return i, ...
   end
 
+  -- Unordered: the first position in flight (st.fs holds them, st.count
+  -- of them) whose item finished, once one has; the map ends on a
+  -- timeout or on Ctrl-C in the wait.
+  local function nextany (st)
+    local list, k = {}, 0
+    for _, g in pairs(st.fs) do k = k + 1; list[k] = g end
+    local remaining
+    if st.deadline then
+      remaining = st.deadline - monotonic()
+      if remaining < 0 then remaining = 0 end
+    end
+    local ok, err = pcall(wait, list, remaining, "FIRST_COMPLETED")
+    if not ok then
+      endmap(st)
+      error(err, 0)
+    end
+    local i, f
+    for p, g in pairs(st.fs) do
+      if (i == nil or p < i) and g:done() then i, f = p, g end
+    end
+    if i == nil then
+      endmap(st)
+      error(M.TimeoutError(""), 0)
+    end
+    st.fs[i] = nil
+    st.count = st.count - 1
+    ok, err = pcall(push, st)
+    if not ok then
+      endmap(st, f)
+      error(err, 0)
+    end
+    return i, f
+  end
+
   function MapIter.__call (self)
     local st = self.st
+    if st.unordered then
+      if st.count == 0 then return end
+      local i, f = nextany(st)
+      return deliver(st, f, i, pcall(f.result, f, 0))
+    end
     if st.head > st.tail then return nil end
     local i = st.head
     local f = st.fs[i]
@@ -237,7 +294,7 @@ return function (M, Executor, bars)
   -- ex:map(fn, iterable, ...) or ex:map{fn, iterable, ..., timeout=,
   -- chunksize=, buffersize=}
   local function startmap (ex, ...)
-    local fn, its, timeout, buffersize, pos, chunksize, progress =
+    local fn, its, timeout, buffersize, pos, chunksize, progress, unordered =
       options(...)
     if not callable(fn) then
       argerror(pos(1), "function expected, got " .. type(fn))
@@ -245,11 +302,11 @@ return function (M, Executor, bars)
     if its.n == 0 then argerror(pos(2), "iterable expected, got no value") end
     if not buffersize then
       local n, tables = materialize(its, pos)
-      return mapsubmit(ex, fn, timeout, n, chunksize, M._runchunk,
+      return mapsubmit(ex, fn, timeout, n, chunksize, unordered, M._runchunk,
                        unpack(tables, 1, its.n)), progress, n
     end
-    local st = { ex = ex, fn = fn, fs = {}, head = 1, tail = 0,
-                 buffersize = buffersize,
+    local st = { ex = ex, fn = fn, fs = {}, head = 1, tail = 0, count = 0,
+                 buffersize = buffersize, unordered = unordered,
                  nextargs = zip(its, pos) }
     if timeout then st.deadline = monotonic() + timeout end
     if buffersize then
