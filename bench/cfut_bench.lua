@@ -1,11 +1,14 @@
 -- cfut_bench.lua: the bench workloads on cfut's thread pool and process
 -- pool (2 workers each).
 -- Run from the repository root: ./cfut bench/cfut_bench.lua [PART]
--- where PART is `threads` (W1..W5), `processes` (P1..P5) or nothing
--- (both); bench/run.sh sets LUA_PATH and LUA_CPATH and runs the parts
--- separately.  Prints machine-readable lines: `W1 <tasks/s>`,
--- `W2 <items/s>`, `W3 <speedup>`, `W4 <s>`, `W5 <us>`, then `P1 <tasks/s>`,
--- `P2 <items/s>`, `P3 <speedup>`, `P4 <s>`, `P5 <us>`.
+-- where PART is `threads` (W1..W5), `processes` (P1..P5), `growth` (W4
+-- at three sizes), `many` (W1 on 32 workers), `mapmem` (the peak memory
+-- of a plain map) or nothing (threads and processes); bench/run.sh sets
+-- LUA_PATH and LUA_CPATH and runs the parts separately.  Prints
+-- machine-readable lines: `W1 <tasks/s>`, `W2 <items/s>`, `W3 <speedup>`,
+-- `W4 <s>`, `W5 <us>`, then `P1 <tasks/s>`, `P2 <items/s>`,
+-- `P3 <speedup>`, `P4 <s>`, `P5 <us>`; `G10K <s>`, `G100K <s>`,
+-- `G1M <s>`; `T32 <tasks/s>`; `M1 <MB>`.
 local futures = require "cfut"
 
 local N = 100000          -- W1, W2, P1, P2: tasks / items
@@ -16,6 +19,8 @@ local P_LAT_CALLS = 2000  -- P5
 local CHUNK = 1000        -- P2: items per message
 local REPS = tonumber(os.getenv("BENCH_REPS")) or 3
 local W4_REPS = tonumber(os.getenv("BENCH_W4_REPS")) or 3
+local MANY = 32           -- T32: workers
+local MAP_ITEMS = 1000000 -- M1: items of the plain map
 local PART = arg and arg[1] or "all"
 
 local now = futures.monotonic
@@ -85,16 +90,17 @@ local function w3 (ex)
 end
 
 -- W4, P4: a table of RECORDS records to a task and back (seconds a trip).
-local function records ()
+local function records (n)
   local t = {}
-  for i = 1, RECORDS do
+  for i = 1, n or RECORDS do
     t[i] = {id = i, name = "item" .. i, tags = {"a", "b"}}
   end
   return t
 end
 
-local function w4 (ex, t)
-  return best_of(W4_REPS, function ()
+local function w4 (ex, t, reps)
+  local n = #t
+  return best_of(reps or W4_REPS, function ()
     -- Start each trip without the garbage of earlier workloads and trips
     -- (Python's reference counting frees those at once; Lua's collector
     -- would make this trip pay for them).
@@ -102,7 +108,7 @@ local function w4 (ex, t)
     local t0 = now()
     local back = ex:submit(noop, t):result()
     local dt = now() - t0
-    assert(#back == RECORDS and back[RECORDS].name == "item" .. RECORDS
+    assert(#back == n and back[n].name == "item" .. n
            and back[1].tags[2] == "b", "W4: wrong copy")
     return dt
   end)
@@ -157,8 +163,59 @@ local function processes ()
   print(string.format("P5 %.1f", w5(ex, P_LAT_CALLS)))
 end
 
+-- W4 at 10k, 100k and 1M records on the thread pool (issue 12: a cost
+-- linear in the size, so G1M <= 11 x G100K).  Each size gets a fresh
+-- pool (as W4 does) and its best of W4_REPS trips, one for 1M (about
+-- 3 s a trip; the rounds of bench/run.sh still give a best of several).
+local function growth ()
+  for _, size in ipairs{{"G10K", 10000}, {"G100K", 100000},
+                        {"G1M", 1000000}} do
+    local ex <close> = futures.thread_pool(2)
+    warm(ex)
+    local t = records(size[2])
+    local reps = size[2] >= 1000000 and 1 or W4_REPS
+    print(string.format("%s %.4f", size[1], w4(ex, t, reps)))
+    t = nil
+    collectgarbage()
+  end
+end
+
+-- W1 on MANY thread workers (issue 12: keep >= 85 % of the 2-worker W1).
+local function many ()
+  local ex <close> = futures.thread_pool(MANY)
+  warm(ex)
+  print(string.format("T32 %.0f", N / best_of(REPS, function ()
+    return w1(ex)
+  end)))
+end
+
+-- The peak resident memory (VmHWM, MB) of a program that runs a plain
+-- map over MAP_ITEMS integers on a thread pool and consumes it, as a new
+-- user would (issue 12: under 150 MB).  Run alone: the peak is this
+-- process's.
+local function mapmem ()
+  local xs = {}
+  for i = 1, MAP_ITEMS do xs[i] = i end
+  local sum = 0
+  do
+    local ex <close> = futures.thread_pool(2)
+    for _, v in ex:map(noop, xs) do sum = sum + v end
+  end
+  assert(sum == MAP_ITEMS * (MAP_ITEMS + 1) // 2, "M1: wrong results")
+  local f = assert(io.open("/proc/self/status"))
+  local st = f:read("a")
+  f:close()
+  local kb = assert(tonumber(st:match("VmHWM:%s*(%d+) kB")), "no VmHWM")
+  print(string.format("M1 %.1f", kb / 1024))
+end
+
 io.stdout:setvbuf("line")
 if PART == "threads" then threads()
 elseif PART == "processes" then processes()
+elseif PART == "growth" then growth()
+elseif PART == "many" then many()
+elseif PART == "mapmem" then mapmem()
 elseif PART == "all" then threads(); processes()
-else error("usage: cfut_bench.lua [threads|processes]", 0) end
+else
+  error("usage: cfut_bench.lua [threads|processes|growth|many|mapmem]", 0)
+end

@@ -2,7 +2,8 @@
 # bench/run.sh: cfut next to Python's concurrent.futures and luv's work
 # queue, 2 workers each, in one run; prints a table of the figures.
 # Thread pools: rows W1..W5; process pools (cfut's and Python's; luv has
-# none): rows P1..P5.
+# none): rows P1..P5.  Then cfut's issue-12 targets, each with PASS or
+# MISS and its ratio to the goal (cfut parts growth, many and mapmem).
 # Run from anywhere after `make` (it is what `make bench` runs).
 # The sides take turns for BENCH_ROUNDS rounds and each figure is the
 # side's best round, so a burst of other load hurts no side alone.
@@ -63,7 +64,7 @@ fi
 round=1
 while [ "$round" -le "$ROUNDS" ]; do
   if [ -x ./cfut ]; then
-    for part in threads processes; do
+    for part in threads processes growth many mapmem; do
       run "cfut-$part" "$round" env LUA_PATH="$ROOT/lua/?.lua;;" \
         LUA_CPATH="$ROOT/?.so;;" ./cfut bench/cfut_bench.lua "$part"
     done
@@ -83,11 +84,11 @@ done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" \
   -v rounds="$ROUNDS" -v endload="$(loadavg)" \
   -v elapsed="$(($(date +%s) - t_start))" '
   # Keep the best round of each side: less is better for W4, W5, P4, P5,
-  # F1, F2.
+  # F1, F2, the W4 growth row (G*) and the map memory (M1).
   {
     if (!(($1, $2) in v) || !num(v[$1, $2])) v[$1, $2] = $3
     else if (num($3)) {
-      less = ($2 ~ /^(W4|W5|P4|P5|F1|F2)$/)
+      less = ($2 ~ /^(W4|W5|P4|P5|F1|F2|G10K|G100K|G1M|M1)$/)
       if (less ? $3 + 0 < v[$1, $2] + 0 : $3 + 0 > v[$1, $2] + 0)
         v[$1, $2] = $3
     }
@@ -111,6 +112,19 @@ done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" \
     else res = (c + 0 <= goal + 0) ? "PASS" : "MISS"
     printf "%-28s %-8s %10s %10s %10s  %-10s %-14s %s\n",
            label, unit, c, p, l, ratio, tlabel, res
+  }
+  # One line of the issue-12 targets: label, the figure (or "-"), "ge" or
+  # "le", the goal, how the figure is shown.  ratio = figure / goal, so
+  # for a "ge" target PASS is ratio >= 1, for an "le" one ratio <= 1.
+  function goal(label, x, cmp, g, fmt,   ratio, res) {
+    if (!num(x) || !num(g) || g + 0 == 0) { ratio = "-"; res = "-" }
+    else {
+      ratio = sprintf("%.2f", x / g)
+      if (cmp == "ge") res = (x + 0 >= g + 0) ? "PASS" : "MISS"
+      else res = (x + 0 <= g + 0) ? "PASS" : "MISS"
+    }
+    printf "  %-40s %12s %8s  %s\n", label, num(x) ? sprintf(fmt, x) : "-",
+           ratio, res
   }
   END {
     sides["luv"] = 1; sides["python"] = 1
@@ -141,6 +155,30 @@ done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" \
         "<= 0.25")
     row("P5", "P5 proc submit->result med", "us", "python", "le", 100,
         "<= 100")
+    # Issue 12: the speed targets, each against its goal in this run.
+    w1 = get("cfut", "W1"); luv1 = get("luv", "W1")
+    g100k = get("cfut", "G100K"); g1m = get("cfut", "G1M")
+    printf "\nissue 12 targets (ratio = figure / goal):\n"
+    printf "  %-40s %12s %8s  %s\n", "target", "figure", "ratio", "result"
+    goal("W1 thread >= 2000000 tasks/s", w1, "ge", 2000000, "%.0f")
+    goal("W1 thread >= 3 x luv (x luv)", num(w1) && num(luv1) ? w1 / luv1 \
+         : "-", "ge", 3, "%.2f")
+    goal("P1 process >= 1000000 tasks/s", get("cfut", "P1"), "ge", 1000000,
+         "%.0f")
+    goal("P5 process <= 40 us", get("cfut", "P5"), "le", 40, "%.1f")
+    goal("W2 thread >= 4000000 items/s", get("cfut", "W2"), "ge", 4000000,
+         "%.0f")
+    goal("W4 100k trip <= 0.12 s (G100K)", g100k, "le", 0.12, "%.4f")
+    goal("W4 1M trip <= 11 x 100k (G1M/G100K)",
+         num(g1m) && num(g100k) && g100k + 0 != 0 ? g1m / g100k : "-",
+         "le", 11, "%.2f")
+    goal("map of 1M items peak <= 150 MB (M1)", get("cfut", "M1"), "le",
+         150, "%.1f")
+    goal("W1 on 32 workers >= 0.85 x W1 (T32/W1)",
+         num(get("cfut", "T32")) && num(w1) && w1 + 0 != 0 ? \
+         get("cfut", "T32") / w1 : "-", "ge", 0.85, "%.2f")
+    printf "  W4 growth: 10k %s s, 100k %s s, 1M %s s\n",
+           get("cfut", "G10K"), g100k, g1m
     printf "\nfloors (C, bench/floor.c):\n"
     printf "  condvar ping-pong round trip, median  %8s us\n",
            get("floor", "F1")
