@@ -3,6 +3,8 @@
 #   make          build the host ./cfut and the module ./cfut.so
 #   make demo     install what is missing, build, run every example
 #   make test     install what is missing, build, run the spec suite
+#   make mpi      also build the MPI pool's module cfut/mpi.so (Open MPI)
+#   make test-mpi the MPI pool's specs (installs Open MPI)
 #   make asan     the spec suite under ASan + UBSan   (build-asan/)
 #   make tsan     the spec suite under TSan           (build-tsan/)
 #   make failalloc  scenarios failing every n-th allocation (build-failalloc/)
@@ -64,7 +66,7 @@ TESTENV  = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/spec/?.lua;;" \
            LUA_CPATH="$(CURDIR)/$(OUT)/?.so;;" \
            CFUT_BIN="$(CURDIR)/$(OUT)/cfut" CFUT_ROOT="$(CURDIR)"
 
-.PHONY: FORCE all setup setup-rocks setup-bench setup-fuzz demo test spec asan tsan failalloc bench \
+.PHONY: FORCE all mpi setup-mpi test-mpi setup setup-rocks setup-bench setup-fuzz demo test spec asan tsan failalloc bench \
         fuzz fuzz-short fuzz-build fuzz-bins stress valgrind install uninstall clean
 
 all: $(OUT)/cfut $(OUT)/cfut.so
@@ -101,6 +103,35 @@ $(B)/readline.stamp: FORCE | $(B)
 	@echo $(READLINE) | cmp -s - $@ || echo $(READLINE) >$@
 
 FORCE:
+
+# The MPI pool's module cfut/mpi.so (docs/mpi.md): built only here, with
+# the distribution's Open MPI (or MPICH: MPICC=mpicc.mpich), so that
+# everything else builds and runs without MPI.  It takes the Lua API from
+# the program that loads it, like cfut.so.
+MPICC   ?= mpicc
+MPIENV   = OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+           OMPI_MCA_rmaps_base_oversubscribe=1
+
+setup-mpi: setup
+	@sh .ci/setup.sh mpicc:libopenmpi-dev mpiexec:openmpi-bin
+
+# (In lib/: ./cfut is the host, so the module cannot be ./cfut/mpi.so.)
+MPISO    = $(OUT)/lib/cfut/mpi.so
+MPITESTENV = $(TESTENV) LUA_CPATH="$(CURDIR)/$(OUT)/?.so;$(CURDIR)/$(OUT)/lib/?.so;;" $(MPIENV)
+
+mpi: all $(MPISO)
+
+$(MPISO): src/mpi.c src/ppool.h src/executor.h src/future.h src/wire.h
+	@mkdir -p $(OUT)/lib/cfut
+	$(MPICC) -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -pthread \
+	  $(LUA_CFLAGS) -Isrc -shared -o $@ src/mpi.c -ldl
+
+# The MPI pool's specs (spawn and static modes), apart from make test: they
+# need MPI installed.  The root and oversubscribe settings are the test
+# machine's (CI runs as root on 2 cores), never the library's.
+test-mpi: setup-mpi setup-rocks
+	@$(MAKE) --no-print-directory mpi
+	$(MPITESTENV) $(BUSTED) $(BUSTED_ARGS) spec/mpi_pool_spec.lua
 
 # Install what is missing from Debian's packages (through sudo when not root).
 setup:
@@ -253,4 +284,4 @@ uninstall:
 	fi
 
 clean:
-	rm -rf build build-asan build-tsan build-failalloc build-fuzz cfut cfut.so
+	rm -rf build build-asan build-tsan build-failalloc build-fuzz cfut cfut.so lib/cfut/mpi.so
