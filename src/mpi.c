@@ -62,6 +62,8 @@ enum { SINGLE, SPAWNED, MASTER, SERVANT };
 #define NAPMAX    2000000L      /* ns */
 #define WATCH     0.1           /* s between liveness checks */
 #define REAPWAIT  10.0          /* s a reap waits at most */
+#define SPAWNWAIT 10.0          /* s a new worker may take to start */
+#define QUITWAIT  3.0           /* s the exit waits for MPI to end */
 
 typedef struct Buf {          /* bytes for a link's socket */
   struct Buf *next;
@@ -117,6 +119,7 @@ typedef struct Cmd {
   MPool *pool;
   int id, sig;
   int done, rc, fd;
+  int abandoned;              /* its caller stopped waiting: free it */
   char err[200];
 } Cmd;
 
@@ -599,7 +602,8 @@ static void post (Cmd *c, int sync) {
   if (R.finished) {           /* MPI is gone: nothing can be done */
     snprintf(c->err, sizeof c->err, "MPI has been finalized");
     c->rc = -1;
-    if (c->what == CMD_FREEPOOL || !sync) free(c);
+    if (c->what != CMD_START && (c->what == CMD_FREEPOOL || !sync)) free(c);
+    else if (c->what == CMD_START && !sync) free(c);
     return;
   }
   if (R.cmdtail) R.cmdtail->next = c;
@@ -621,7 +625,11 @@ static void runcmds (void) {
     if (R.cmds == NULL) R.cmdtail = NULL;
     if (c->what == CMD_QUIT) { R.quit = 1; free(c); continue; }
     docmd(c);
-    if (sync) c->done = 1;
+    if (sync && c->abandoned) {
+      if (c->rc == 0) close(c->fd);
+      free(c);
+    }
+    else if (sync) c->done = 1;
     else free(c);
   }
   pthread_cond_broadcast(&cv);
@@ -811,6 +819,14 @@ static void stoprelay (void) {
     post(c, 0);
   }
   else R.quit = 1;
+  {
+    double end = now() + QUITWAIT;
+    while (!R.finished && now() < end) timedwait(0.05);
+  }
+  if (!R.finished) {          /* stuck in MPI (a spawn that never returns) */
+    pthread_mutex_unlock(&mu);
+    return;
+  }
   pthread_mutex_unlock(&mu);
   pthread_join(R.th, NULL);
   R.started = 0;
@@ -856,22 +872,44 @@ static const char *startrelay (void) {
 ** The transport (a pool's manager thread)
 ** ======================================================================= */
 
+/* A new worker, waiting at most SPAWNWAIT: MPI_Comm_spawn never returns
+** when a host's daemon cannot be started (Open MPI 4.1 prints why). */
 static int tr_start (void *ctx, int *fd, int *id, char *err, size_t errlen) {
-  Cmd c;
-  memset(&c, 0, sizeof c);
-  c.what = CMD_START;
-  c.pool = ctx;
-  pthread_mutex_lock(&mu);
-  post(&c, 1);
-  pthread_mutex_unlock(&mu);
-  if (c.rc != 0) {
-    snprintf(err, errlen, "%s", c.err);
+  Cmd *c = calloc(1, sizeof *c);
+  double end = now() + SPAWNWAIT;
+  int rc;
+  if (c == NULL) {
+    snprintf(err, errlen, "not enough memory");
     return -1;
   }
-  fcntl(c.fd, F_SETFD, FD_CLOEXEC);
-  *fd = c.fd;
-  *id = c.id;
-  return 0;
+  c->what = CMD_START;
+  c->pool = ctx;
+  pthread_mutex_lock(&mu);
+  post(c, 0);
+  if (R.finished) {           /* post freed it */
+    pthread_mutex_unlock(&mu);
+    snprintf(err, errlen, "MPI has been finalized");
+    return -1;
+  }
+  while (!c->done && !R.finished && now() < end) timedwait(0.1);
+  if (!c->done) {
+    c->abandoned = 1;
+    pthread_mutex_unlock(&mu);
+    snprintf(err, errlen, R.finished ? "MPI has been finalized" :
+             "the MPI worker did not start within %g s (MPI_Comm_spawn did "
+             "not return: a host that does not answer?)", SPAWNWAIT);
+    return -1;
+  }
+  rc = c->rc;
+  if (rc != 0) snprintf(err, errlen, "%s", c->err);
+  else {
+    fcntl(c->fd, F_SETFD, FD_CLOEXEC);
+    *fd = c->fd;
+    *id = c->id;
+  }
+  pthread_mutex_unlock(&mu);
+  free(c);
+  return rc == 0 ? 0 : -1;
 }
 
 static void tr_signal (void *ctx, int id, int sig) {
