@@ -349,3 +349,17 @@ print(ok, e)
     end)
   end
 end)
+
+-- The process pool's behaviour specs, one body for both pools
+-- (spec/process_pool_spec.lua; its cases about local worker processes
+-- themselves stay with the process pool).  MPI starts first, so that
+-- Open MPI's own daemon is not taken for a worker left behind.
+describe("the process pool's behaviour specs on mpi_pool (spawn mode)",
+         function ()
+  futures.mpi_pool(1):shutdown()
+  CFUT_SPEC_POOL = "mpi_pool"
+  local ok, e = pcall(assert(loadfile(ROOT .. "/spec/process_pool_spec.lua",
+                                      "t", _ENV)))
+  CFUT_SPEC_POOL = nil
+  assert(ok, e)
+end)

@@ -832,6 +832,16 @@ static void stoprelay (void) {
   R.started = 0;
 }
 
+/* A process forked here (Open MPI's daemon, forked by MPI_Init on the
+** relay thread) starts with no signal blocked: the relay's mask would
+** otherwise block SIGCHLD in the daemon, and with it the daemon's
+** knowledge of the workers it started (it fails after a few spawns). */
+static void forkchild (void) {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 /* Start the relay (MPI_Init) once; NULL, or why it failed. */
 static const char *startrelay (void) {
   sigset_t all, old;
@@ -849,6 +859,7 @@ static const char *startrelay (void) {
     }
     /* Signals go to the other threads (the Lua code), never the relay or
     ** the threads MPI starts from it. */
+    pthread_atfork(NULL, NULL, forkchild);
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     if (pthread_create(&R.th, NULL, relay, NULL) != 0) {

@@ -692,6 +692,10 @@ static void *manager (void *arg) {
   if (fds == NULL || ws == NULL) breakpool(p, "not enough memory");
   else while (step(p, fds, ws) == 0) {}
   while (p->workers != NULL) endworker(p, p->workers, 0);
+  if (p->tr != NULL) {        /* no more workers: the spares end now */
+    p->tr->close(p->trctx);
+    p->trctx = NULL;
+  }
   free(fds);
   free(ws);
   sys_lock(&p->lock);
@@ -803,7 +807,7 @@ static void pp_destroy (Executor *ex) {
   char **e;
   settlelist(p, takeall(p), NULL);
   ex_unwatch(p->watch, 0);
-  if (p->tr != NULL) p->tr->close(p->trctx);
+  if (p->tr != NULL && p->trctx != NULL) p->tr->close(p->trctx);
   if (p->init) {
     marshal_discard(p->init, p->initlen);
     free(p->init);
