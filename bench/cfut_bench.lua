@@ -1,8 +1,9 @@
 -- cfut_bench.lua: the bench workloads on cfut's thread pool and process
 -- pool (2 workers each).
 -- Run from the repository root: ./cfut bench/cfut_bench.lua [PART]
--- where PART is `threads` (W1..W5), `processes` (P1..P5) or nothing
--- (both); bench/run.sh sets LUA_PATH and LUA_CPATH and runs the parts
+-- where PART is `threads` (W1..W5), `processes` (P1..P5), `mpi` (M1..M5,
+-- the process workloads on mpi_pool) or nothing (threads and processes);
+-- bench/run.sh sets LUA_PATH and LUA_CPATH and runs the parts
 -- separately.  Prints machine-readable lines: `W1 <tasks/s>`,
 -- `W2 <items/s>`, `W3 <speedup>`, `W4 <s>`, `W5 <us>`, then `P1 <tasks/s>`,
 -- `P2 <items/s>`, `P3 <speedup>`, `P4 <s>`, `P5 <us>`.
@@ -157,8 +158,25 @@ local function processes ()
   print(string.format("P5 %.1f", w5(ex, P_LAT_CALLS)))
 end
 
+-- M1..M5: the process pool's workloads on an MPI pool of 2 (spawn
+-- mode; needs lib/cfut/mpi.so from `make mpi`, docs/mpi.md).
+local function mpi ()
+  local ex <close> = futures.mpi_pool(2)
+  warm(ex)
+  print(string.format("M1 %.0f", N / best_of(REPS, function ()
+    return w1(ex)
+  end)))
+  print(string.format("M2 %.0f", N / best_of(REPS, function ()
+    return w2(ex, CHUNK)
+  end)))
+  print(string.format("M3 %.3f", w3(ex)))
+  print(string.format("M4 %.4f", w4(ex, records())))
+  print(string.format("M5 %.1f", w5(ex, P_LAT_CALLS)))
+end
+
 io.stdout:setvbuf("line")
 if PART == "threads" then threads()
 elseif PART == "processes" then processes()
+elseif PART == "mpi" then mpi()
 elseif PART == "all" then threads(); processes()
-else error("usage: cfut_bench.lua [threads|processes]", 0) end
+else error("usage: cfut_bench.lua [threads|processes|mpi]", 0) end
