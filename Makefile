@@ -125,7 +125,8 @@ mpi: all $(MPISO)
 $(MPISO): src/mpi.c src/ppool.h src/executor.h src/future.h src/wire.h
 	@mkdir -p $(OUT)/lib/cfut
 	$(MPICC) -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -pthread \
-	  $(LUA_CFLAGS) -Isrc -shared -o $@ src/mpi.c -ldl
+	  $(LUA_CFLAGS) $(EXTRA_CFLAGS) -Isrc -shared -o $@ src/mpi.c \
+	  $(EXTRA_LDFLAGS) -ldl
 
 # The MPI pool's specs (spawn and static modes), apart from make test: they
 # need MPI installed.  The root and oversubscribe settings are the test
