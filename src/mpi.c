@@ -111,6 +111,8 @@ struct MPool {
   char *argv[3];
   char **keys, **vals;        /* MPI_Info of the spawn */
   int nkv;
+  pid_t *ended;               /* its spawned workers on this host whose */
+  int nended;                 /* streams ended: tr_close waits for them */
 };
 
 typedef struct Cmd {
@@ -343,10 +345,13 @@ static void sendhello (int link) {
          (int)strlen(b) + 1);
 }
 
+static void freelink (Link *l);
+
 /* A servant's new session: a fresh stream for the main thread. */
 static void opensession (void) {
   int i;
-  for (i = 0; i < R.nlinks; i++) R.links[i].used = 0;
+  for (i = 0; i < R.nlinks; i++)     /* the last session's stream */
+    if (R.links[i].used) freelink(&R.links[i]);
   i = newlink(MPI_COMM_WORLD, 0, NULL, NULL);
   if (i < 0) return;          /* rank 0 sees no answer: its reap bounds it */
   R.sessionfd = R.links[i].mfd;
@@ -439,6 +444,14 @@ static void watch (void) {
 }
 
 static void freelink (Link *l) {
+  MPool *mp = l->pool;
+  if (mp != NULL && l->group != NULL && l->local && l->pid > 0) {
+    pid_t *ne = realloc(mp->ended, (size_t)(mp->nended + 1) * sizeof *ne);
+    if (ne != NULL) {
+      mp->ended = ne;
+      ne[mp->nended++] = l->pid;
+    }
+  }
   dropout(l);
   if (l->fd >= 0) close(l->fd);
   if (l->mfd >= 0) close(l->mfd);
@@ -590,6 +603,7 @@ static void docmd (Cmd *c) {
       }
       free(mp->keys);
       free(mp->vals);
+      free(mp->ended);
       free(mp);
       break;
   }
@@ -974,15 +988,29 @@ static int tr_reap (void *ctx, int id, int block) {
   return 1;
 }
 
+/* The pool is done: its spare workers end, and (bounded) the spawned
+** workers on this host have exited when this returns, as a process
+** pool's shutdown(wait) has reaped its workers. */
 static void tr_close (void *ctx) {
+  MPool *mp = ctx;
   Cmd *c = calloc(1, sizeof *c);
+  pid_t *pids;
+  int n, i;
+  double end = now() + REAPWAIT / 2;
   pthread_mutex_lock(&mu);
+  n = mp->nended;
+  pids = mp->ended;
+  mp->ended = NULL;
+  mp->nended = 0;
   if (c != NULL) {
     c->what = CMD_FREEPOOL;
     c->pool = ctx;
     post(c, 0);
   }
   pthread_mutex_unlock(&mu);
+  for (i = 0; i < n; i++)
+    while (kill(pids[i], 0) == 0 && now() < end) usleep(2000);
+  free(pids);
 }
 
 static const PPTransport transport = {
