@@ -63,6 +63,8 @@ EXAMPLES = $(filter-out examples/futures_mpi_pool.lua,$(sort $(wildcard examples
 
 # Run busted with the 5.4 interpreter whatever the `lua` alternative says.
 BUSTED   = lua5.4 $$(command -v busted)
+# The MPI pool's spec needs MPI: only `make test-mpi` runs it.
+NOMPI    = --exclude-pattern=mpi_pool_spec
 TESTENV  = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/spec/?.lua;;" \
            LUA_CPATH="$(CURDIR)/$(OUT)/?.so;;" \
            CFUT_BIN="$(CURDIR)/$(OUT)/cfut" CFUT_ROOT="$(CURDIR)"
@@ -172,7 +174,7 @@ demo: setup
 	  echo "== $$ex"; $(TESTENV) ./cfut $$ex; echo; done
 
 spec: all
-	$(TESTENV) $(BUSTED) $(BUSTED_ARGS) spec
+	$(TESTENV) $(BUSTED) $(NOMPI) $(BUSTED_ARGS) spec
 
 test: setup setup-rocks
 	@$(MAKE) --no-print-directory spec
@@ -211,7 +213,7 @@ farun:
 	$(TESTENV) sh test/failalloc/run.sh $(FAILALLOC_ARGS)
 
 sanspec:
-	$(TESTENV) CFUT_SANITIZED=1 $(OUT)/cfut $$(command -v busted) $(BUSTED_ARGS) spec
+	$(TESTENV) CFUT_SANITIZED=1 $(OUT)/cfut $$(command -v busted) $(NOMPI) $(BUSTED_ARGS) spec
 
 bench: setup-bench
 	@$(MAKE) --no-print-directory all
