@@ -335,6 +335,42 @@ local ok, e = pcall(futures.mpi_pool, 5)
 print(ok, e)
 ]]
 
+  it("ends every rank within 2 s on Ctrl-C to mpiexec", function ()
+    local wrapper = os.tmpname()
+    local fh = assert(io.open(wrapper, "w"))
+    fh:write("#!/bin/sh\nexec mpiexec -n 3 " .. shquote(helpers.cfut_bin())
+             .. " -l cfut.mpi \"$@\"\n")
+    fh:close()
+    os.execute("chmod +x " .. shquote(wrapper))
+    local h = helpers.spawn([[
+local futures = require "cfut"
+local ex = futures.mpi_pool()
+local fs = {}
+for i = 1, 2 do
+  fs[i] = ex:submit(function ()
+    print("pids: " .. futures.getpid())
+    io.stdout:flush()
+    local x = 0 while true do x = x + 1 end
+  end)
+end
+print("pids: " .. futures.getpid())
+io.stdout:flush()
+for _, f in ipairs(fs) do f:result() end
+]], { prog = wrapper, timeout = 60 })
+    assert.is_true(helpers.wait_until(function ()
+      return #pids_of(h:stdout()) >= 3 or h:status()
+    end, 30), "the ranks did not start: " .. h:stdout() .. h:stderr())
+    local pids = pids_of(h:stdout())
+    h:signal("INT")
+    local t0 = futures.monotonic()
+    assert.truthy(helpers.wait_until(function () return h:status() end, 5))
+    assert.is_true(all_gone(pids), "ranks left")
+    assert.is_true(futures.monotonic() - t0 < 2 + 0.5 * 2,
+                   "took " .. futures.monotonic() - t0 .. " s")
+    assert.are_not.equal(0, h:status())
+    os.remove(wrapper)
+  end)
+
   for _, prog in ipairs{ "cfut", "lua5.4" } do
     it("rank 0 runs the script, the other ranks serve its pools (" .. prog
        .. ")", function ()
