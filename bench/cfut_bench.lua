@@ -160,18 +160,22 @@ end
 
 -- M1..M5: the process pool's workloads on an MPI pool of 2 (spawn
 -- mode; needs lib/cfut/mpi.so from `make mpi`, docs/mpi.md).
+-- Under `mpiexec -n 3 ./cfut -l cfut.mpi bench/cfut_bench.lua mpi` (static
+-- mode: ranks 1 and 2 are the workers) the lines are S1..S5 instead.
 local function mpi ()
+  local static = require("cfut.mpi").info().mode == "static"
+  local k = static and "S" or "M"
   local ex <close> = futures.mpi_pool(2)
   warm(ex)
-  print(string.format("M1 %.0f", N / best_of(REPS, function ()
+  print(string.format("%s1 %.0f", k, N / best_of(REPS, function ()
     return w1(ex)
   end)))
-  print(string.format("M2 %.0f", N / best_of(REPS, function ()
+  print(string.format("%s2 %.0f", k, N / best_of(REPS, function ()
     return w2(ex, CHUNK)
   end)))
-  print(string.format("M3 %.3f", w3(ex)))
-  print(string.format("M4 %.4f", w4(ex, records())))
-  print(string.format("M5 %.1f", w5(ex, P_LAT_CALLS)))
+  print(string.format("%s3 %.3f", k, w3(ex)))
+  print(string.format("%s4 %.4f", k, w4(ex, records())))
+  print(string.format("%s5 %.1f", k, w5(ex, P_LAT_CALLS)))
 end
 
 io.stdout:setvbuf("line")

@@ -81,6 +81,9 @@ while [ "$round" -le "$ROUNDS" ]; do
     run "cfut-mpi" "$round" env LUA_PATH="$ROOT/lua/?.lua;;" \
       LUA_CPATH="$ROOT/?.so;$ROOT/lib/?.so;;" $MPIENV \
       ./cfut bench/cfut_bench.lua mpi
+    run "cfut-mpistatic" "$round" env LUA_PATH="$ROOT/lua/?.lua;;" \
+      LUA_CPATH="$ROOT/?.so;$ROOT/lib/?.so;;" $MPIENV \
+      mpiexec -n 3 ./cfut -l cfut.mpi bench/cfut_bench.lua mpi
   fi
   if /usr/bin/python3 -c 'import mpi4py.futures' 2>/dev/null; then
     run mpi4py "$round" env PYTHONPATH="$ROOT/bench" $MPIENV \
@@ -101,7 +104,7 @@ done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" \
   {
     if (!(($1, $2) in v) || !num(v[$1, $2])) v[$1, $2] = $3
     else if (num($3)) {
-      less = ($2 ~ /^(W4|W5|P4|P5|M4|M5|F1|F2)$/)
+      less = ($2 ~ /^(W4|W5|P4|P5|M4|M5|S4|S5|F1|F2)$/)
       if (less ? $3 + 0 < v[$1, $2] + 0 : $3 + 0 > v[$1, $2] + 0)
         v[$1, $2] = $3
     }
@@ -168,7 +171,7 @@ done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" \
     row("P5", "P5 proc submit->result med", "us", "python", "le", 100,
         "<= 100")
     # MPI pools: cfut mpi_pool(2) (spawn mode), mpi4py MPIPoolExecutor(2);
-    # targets of issue 9: M1 >= 0.5 x cfut's P1, M2 >= cfut's P2.
+    # targets of issue 9: M1 >= 0.5 x P1 of cfut, M2 >= P2 of cfut.
     sides["mpi4py"] = 1; sides["goal"] = 1
     if (num(get("cfut", "P1"))) v["goal", "M1"] = get("cfut", "P1") * 0.5
     if (num(get("cfut", "P2"))) v["goal", "M2"] = get("cfut", "P2")
@@ -182,6 +185,16 @@ done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" \
     mrow("M3", "M3 mpi 8 x fib(30) speedup", "x", "ge", 1.85, ">= 1.85")
     mrow("M4", "M4 mpi 100k records trip", "s", "le", 0.25, "<= 0.25")
     mrow("M5", "M5 mpi submit->result med", "us", "le", 100, "<= 100")
+    # The same in static mode (mpiexec -n 3: ranks 1 and 2 are the workers),
+    # next to the spawned pool of mpi4py.
+    for (i = 1; i <= 5; i++) v["mpi4py", "S" i] = get("mpi4py", "M" i)
+    v["goal", "S1"] = get("goal", "M1"); v["goal", "S2"] = get("goal", "M2")
+    mrow("S1", "S1 static submit+collect", "tasks/s", "ge", "goal",
+         ">= 0.5 x P1")
+    mrow("S2", "S2 static map chunk 1k", "items/s", "ge", "goal", ">= P2")
+    mrow("S3", "S3 static 8 x fib(30)", "x", "ge", 1.85, ">= 1.85")
+    mrow("S4", "S4 static records trip", "s", "le", 0.25, "<= 0.25")
+    mrow("S5", "S5 static submit->result", "us", "le", 100, "<= 100")
     printf "\nfloors (C, bench/floor.c):\n"
     printf "  condvar ping-pong round trip, median  %8s us\n",
            get("floor", "F1")
