@@ -3,6 +3,8 @@
 #   make          build the host ./cfut and the module ./cfut.so
 #   make demo     install what is missing, build, run every example
 #   make test     install what is missing, build, run the spec suite
+#   make mpi      also build the MPI pool's module cfut/mpi.so (Open MPI)
+#   make test-mpi the MPI pool's specs (installs Open MPI)
 #   make asan     the spec suite under ASan + UBSan   (build-asan/)
 #   make tsan     the spec suite under TSan           (build-tsan/)
 #   make failalloc  scenarios failing every n-th allocation (build-failalloc/)
@@ -56,15 +58,18 @@ endif
 OUT    ?= .
 
 LUAFILES = $(sort $(wildcard lua/cfut/*.lua))
-EXAMPLES = $(sort $(wildcard examples/*.lua))
+# (futures_mpi_pool.lua needs cfut/mpi.so: make test-mpi runs it.)
+EXAMPLES = $(filter-out examples/futures_mpi_pool.lua,$(sort $(wildcard examples/*.lua)))
 
 # Run busted with the 5.4 interpreter whatever the `lua` alternative says.
 BUSTED   = lua5.4 $$(command -v busted)
+# The MPI pool's spec needs MPI: only `make test-mpi` runs it.
+NOMPI    = --exclude-pattern=mpi_pool_spec
 TESTENV  = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/spec/?.lua;;" \
            LUA_CPATH="$(CURDIR)/$(OUT)/?.so;;" \
            CFUT_BIN="$(CURDIR)/$(OUT)/cfut" CFUT_ROOT="$(CURDIR)"
 
-.PHONY: FORCE all setup setup-rocks setup-bench setup-fuzz demo test spec asan tsan failalloc bench \
+.PHONY: FORCE all mpi setup-mpi test-mpi setup setup-rocks setup-bench setup-fuzz demo test spec asan tsan failalloc bench \
         fuzz fuzz-short fuzz-build fuzz-bins stress valgrind install uninstall clean
 
 all: $(OUT)/cfut $(OUT)/cfut.so
@@ -102,6 +107,38 @@ $(B)/readline.stamp: FORCE | $(B)
 
 FORCE:
 
+# The MPI pool's module cfut/mpi.so (docs/mpi.md): built only here, with
+# the distribution's Open MPI (or MPICH: MPICC=mpicc.mpich), so that
+# everything else builds and runs without MPI.  It takes the Lua API from
+# the program that loads it, like cfut.so.
+MPICC   ?= mpicc
+MPIENV   = OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+           OMPI_MCA_rmaps_base_oversubscribe=1
+
+setup-mpi: setup
+	@sh .ci/setup.sh mpicc:libopenmpi-dev mpiexec:openmpi-bin
+
+# (In lib/: ./cfut is the host, so the module cannot be ./cfut/mpi.so.)
+MPISO    = $(OUT)/lib/cfut/mpi.so
+MPITESTENV = $(TESTENV) LUA_CPATH="$(CURDIR)/$(OUT)/?.so;$(CURDIR)/$(OUT)/lib/?.so;;" $(MPIENV)
+
+mpi: all $(MPISO)
+
+$(MPISO): src/mpi.c src/ppool.h src/executor.h src/future.h src/wire.h
+	@mkdir -p $(OUT)/lib/cfut
+	$(MPICC) -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -fPIC -pthread \
+	  $(LUA_CFLAGS) $(EXTRA_CFLAGS) -Isrc -shared -o $@ src/mpi.c \
+	  $(EXTRA_LDFLAGS) -ldl
+
+# The MPI pool's specs (spawn and static modes), apart from make test: they
+# need MPI installed.  The root and oversubscribe settings are the test
+# machine's (CI runs as root on 2 cores), never the library's.
+test-mpi: setup-mpi setup-rocks
+	@$(MAKE) --no-print-directory mpi
+	$(MPITESTENV) $(BUSTED) $(BUSTED_ARGS) spec/mpi_pool_spec.lua
+	$(MPITESTENV) ./$(OUT)/cfut examples/futures_mpi_pool.lua
+	$(MPITESTENV) mpiexec -n 3 ./$(OUT)/cfut -l cfut.mpi examples/futures_mpi_pool.lua
+
 # Install what is missing from Debian's packages (through sudo when not root).
 setup:
 	@sh .ci/setup.sh lua5.4:lua5.4 /usr/include/lua5.4/lua.h:liblua5.4-dev busted:lua-busted pkg-config:pkg-config /usr/bin/python3:python3 \
@@ -137,7 +174,7 @@ demo: setup
 	  echo "== $$ex"; $(TESTENV) ./cfut $$ex; echo; done
 
 spec: all
-	$(TESTENV) $(BUSTED) $(BUSTED_ARGS) spec
+	$(TESTENV) $(BUSTED) $(NOMPI) $(BUSTED_ARGS) spec
 
 test: setup setup-rocks
 	@$(MAKE) --no-print-directory spec
@@ -176,7 +213,7 @@ farun:
 	$(TESTENV) sh test/failalloc/run.sh $(FAILALLOC_ARGS)
 
 sanspec:
-	$(TESTENV) CFUT_SANITIZED=1 $(OUT)/cfut $$(command -v busted) $(BUSTED_ARGS) spec
+	$(TESTENV) CFUT_SANITIZED=1 $(OUT)/cfut $$(command -v busted) $(NOMPI) $(BUSTED_ARGS) spec
 
 bench: setup-bench
 	@$(MAKE) --no-print-directory all
@@ -253,4 +290,4 @@ uninstall:
 	fi
 
 clean:
-	rm -rf build build-asan build-tsan build-failalloc build-fuzz cfut cfut.so
+	rm -rf build build-asan build-tsan build-failalloc build-fuzz cfut cfut.so lib/cfut/mpi.so

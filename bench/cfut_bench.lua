@@ -1,14 +1,15 @@
 -- cfut_bench.lua: the bench workloads on cfut's thread pool and process
 -- pool (2 workers each).
 -- Run from the repository root: ./cfut bench/cfut_bench.lua [PART]
--- where PART is `threads` (W1..W5), `processes` (P1..P5), `growth` (W4
--- at three sizes), `many` (W1 on 32 workers), `mapmem` (the peak memory
--- of a plain map) or nothing (threads and processes); bench/run.sh sets
--- LUA_PATH and LUA_CPATH and runs the parts separately.  Prints
--- machine-readable lines: `W1 <tasks/s>`, `W2 <items/s>`, `W3 <speedup>`,
--- `W4 <s>`, `W5 <us>`, then `P1 <tasks/s>`, `P2 <items/s>`,
--- `P3 <speedup>`, `P4 <s>`, `P5 <us>`; `G10K <s>`, `G100K <s>`,
--- `G1M <s>`; `T32 <tasks/s>`; `M1 <MB>`.
+-- where PART is `threads` (W1..W5), `processes` (P1..P5), `mpi` (M1..M5,
+-- the process workloads on mpi_pool), `growth` (W4 at three sizes),
+-- `many` (W1 on 32 workers), `mapmem` (the peak memory of a plain map)
+-- or nothing (threads and processes); bench/run.sh sets LUA_PATH and
+-- LUA_CPATH and runs the parts separately.  Prints machine-readable
+-- lines: `W1 <tasks/s>`, `W2 <items/s>`, `W3 <speedup>`, `W4 <s>`,
+-- `W5 <us>`, then `P1 <tasks/s>`, `P2 <items/s>`, `P3 <speedup>`,
+-- `P4 <s>`, `P5 <us>`; `G10K <s>`, `G100K <s>`, `G1M <s>`;
+-- `T32 <tasks/s>`; `MM <MB>`.
 local futures = require "cfut"
 
 local N = 100000          -- W1, W2, P1, P2: tasks / items
@@ -20,7 +21,7 @@ local CHUNK = 1000        -- P2: items per message
 local REPS = tonumber(os.getenv("BENCH_REPS")) or 3
 local W4_REPS = tonumber(os.getenv("BENCH_W4_REPS")) or 3
 local MANY = 32           -- T32: workers
-local MAP_ITEMS = 1000000 -- M1: items of the plain map
+local MAP_ITEMS = 1000000 -- MM: items of the plain map
 local PART = arg and arg[1] or "all"
 
 local now = futures.monotonic
@@ -201,12 +202,32 @@ local function mapmem ()
     local ex <close> = futures.thread_pool(2)
     for _, v in ex:map(noop, xs) do sum = sum + v end
   end
-  assert(sum == MAP_ITEMS * (MAP_ITEMS + 1) // 2, "M1: wrong results")
+  assert(sum == MAP_ITEMS * (MAP_ITEMS + 1) // 2, "MM: wrong results")
   local f = assert(io.open("/proc/self/status"))
   local st = f:read("a")
   f:close()
   local kb = assert(tonumber(st:match("VmHWM:%s*(%d+) kB")), "no VmHWM")
-  print(string.format("M1 %.1f", kb / 1024))
+  print(string.format("MM %.1f", kb / 1024))
+end
+
+-- M1..M5: the process pool's workloads on an MPI pool of 2 (spawn
+-- mode; needs lib/cfut/mpi.so from `make mpi`, docs/mpi.md).
+-- Under `mpiexec -n 3 ./cfut -l cfut.mpi bench/cfut_bench.lua mpi` (static
+-- mode: ranks 1 and 2 are the workers) the lines are S1..S5 instead.
+local function mpi ()
+  local static = require("cfut.mpi").info().mode == "static"
+  local k = static and "S" or "M"
+  local ex <close> = futures.mpi_pool(2)
+  warm(ex)
+  print(string.format("%s1 %.0f", k, N / best_of(REPS, function ()
+    return w1(ex)
+  end)))
+  print(string.format("%s2 %.0f", k, N / best_of(REPS, function ()
+    return w2(ex, CHUNK)
+  end)))
+  print(string.format("%s3 %.3f", k, w3(ex)))
+  print(string.format("%s4 %.4f", k, w4(ex, records())))
+  print(string.format("%s5 %.1f", k, w5(ex, P_LAT_CALLS)))
 end
 
 io.stdout:setvbuf("line")
@@ -215,7 +236,8 @@ elseif PART == "processes" then processes()
 elseif PART == "growth" then growth()
 elseif PART == "many" then many()
 elseif PART == "mapmem" then mapmem()
+elseif PART == "mpi" then mpi()
 elseif PART == "all" then threads(); processes()
 else
-  error("usage: cfut_bench.lua [threads|processes|growth|many|mapmem]", 0)
+  error("usage: cfut_bench.lua [threads|processes|growth|many|mapmem|mpi]", 0)
 end

@@ -61,6 +61,7 @@ fi
 if [ ! -x ./cfut ]; then
   echo "bench: ./cfut is missing (run make first)" >&2; status=1
 fi
+MPIENV="OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1"
 round=1
 while [ "$round" -le "$ROUNDS" ]; do
   if [ -x ./cfut ]; then
@@ -73,6 +74,22 @@ while [ "$round" -le "$ROUNDS" ]; do
     run "python-$part" "$round" python3 bench/py_bench.py "$part"
   done
   run luv "$round" env UV_THREADPOOL_SIZE=2 lua5.4 bench/luv_bench.lua
+  # The MPI rows (docs/mpi.md), when `make mpi` built the module: cfut's
+  # mpi_pool and mpi4py.futures, 2 spawned workers each.  Open MPI runs as
+  # root and oversubscribes only when told to (the bench's setting, not
+  # the library's).
+  if [ -x ./cfut ] && [ -f lib/cfut/mpi.so ]; then
+    run "cfut-mpi" "$round" env LUA_PATH="$ROOT/lua/?.lua;;" \
+      LUA_CPATH="$ROOT/?.so;$ROOT/lib/?.so;;" $MPIENV \
+      ./cfut bench/cfut_bench.lua mpi
+    run "cfut-mpistatic" "$round" env LUA_PATH="$ROOT/lua/?.lua;;" \
+      LUA_CPATH="$ROOT/?.so;$ROOT/lib/?.so;;" $MPIENV \
+      mpiexec -n 3 ./cfut -l cfut.mpi bench/cfut_bench.lua mpi
+  fi
+  if /usr/bin/python3 -c 'import mpi4py.futures' 2>/dev/null; then
+    run mpi4py "$round" env PYTHONPATH="$ROOT/bench" $MPIENV \
+      /usr/bin/python3 bench/mpi4py_bench.py
+  fi
   round=$((round + 1))
 done
 
@@ -88,7 +105,7 @@ done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" \
   {
     if (!(($1, $2) in v) || !num(v[$1, $2])) v[$1, $2] = $3
     else if (num($3)) {
-      less = ($2 ~ /^(W4|W5|P4|P5|F1|F2|G10K|G100K|G1M|M1)$/)
+      less = ($2 ~ /^(W4|W5|P4|P5|M4|M5|S4|S5|F1|F2|G10K|G100K|G1M|MM)$/)
       if (less ? $3 + 0 < v[$1, $2] + 0 : $3 + 0 > v[$1, $2] + 0)
         v[$1, $2] = $3
     }
@@ -125,6 +142,17 @@ done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" \
     }
     printf "  %-40s %12s %8s  %s\n", label, num(x) ? sprintf(fmt, x) : "-",
            ratio, res
+  function mrow(k, label, unit, cmp, target, tlabel,
+                c, m, ratio, goal, res) {
+    c = get("cfut", k); m = get("mpi4py", k)
+    ratio = (num(c) && num(m) && m + 0 != 0) ? sprintf("%.2f mpi4py", c / m) : "-"
+    goal = (target in sides) ? get(target, k) : target
+    if (!num(c)) res = "-"
+    else if (!num(goal)) res = "NO PEER"
+    else if (cmp == "ge") res = (c + 0 >= goal + 0) ? "PASS" : "MISS"
+    else res = (c + 0 <= goal + 0) ? "PASS" : "MISS"
+    printf "%-28s %-8s %10s %10s %10s  %-10s %-14s %s\n",
+           label, unit, c, m, "", ratio, tlabel, res
   }
   END {
     sides["luv"] = 1; sides["python"] = 1
@@ -172,13 +200,38 @@ done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" \
     goal("W4 1M trip <= 11 x 100k (G1M/G100K)",
          num(g1m) && num(g100k) && g100k + 0 != 0 ? g1m / g100k : "-",
          "le", 11, "%.2f")
-    goal("map of 1M items peak <= 150 MB (M1)", get("cfut", "M1"), "le",
+    goal("map of 1M items peak <= 150 MB (MM)", get("cfut", "MM"), "le",
          150, "%.1f")
     goal("W1 on 32 workers >= 0.85 x W1 (T32/W1)",
          num(get("cfut", "T32")) && num(w1) && w1 + 0 != 0 ? \
          get("cfut", "T32") / w1 : "-", "ge", 0.85, "%.2f")
     printf "  W4 growth: 10k %s s, 100k %s s, 1M %s s\n",
            get("cfut", "G10K"), g100k, g1m
+    # MPI pools: cfut mpi_pool(2) (spawn mode), mpi4py MPIPoolExecutor(2);
+    # targets of issue 9: M1 >= 0.5 x P1 of cfut, M2 >= P2 of cfut.
+    sides["mpi4py"] = 1; sides["goal"] = 1
+    if (num(get("cfut", "P1"))) v["goal", "M1"] = get("cfut", "P1") * 0.5
+    if (num(get("cfut", "P2"))) v["goal", "M2"] = get("cfut", "P2")
+    printf "\n%-28s %-8s %10s %10s %10s  %-10s %-14s %s\n",
+           "MPI pools (2 workers)", "unit", "cfut", "mpi4py", "",
+           "cfut/peer", "target", "result"
+    mrow("M1", "M1 mpi submit+collect 100k", "tasks/s", "ge", "goal",
+         ">= 0.5 x P1")
+    mrow("M2", "M2 mpi map 100k chunk 1k", "items/s", "ge", "goal",
+         ">= P2")
+    mrow("M3", "M3 mpi 8 x fib(30) speedup", "x", "ge", 1.85, ">= 1.85")
+    mrow("M4", "M4 mpi 100k records trip", "s", "le", 0.25, "<= 0.25")
+    mrow("M5", "M5 mpi submit->result med", "us", "le", 100, "<= 100")
+    # The same in static mode (mpiexec -n 3: ranks 1 and 2 are the workers),
+    # next to the spawned pool of mpi4py.
+    for (i = 1; i <= 5; i++) v["mpi4py", "S" i] = get("mpi4py", "M" i)
+    v["goal", "S1"] = get("goal", "M1"); v["goal", "S2"] = get("goal", "M2")
+    mrow("S1", "S1 static submit+collect", "tasks/s", "ge", "goal",
+         ">= 0.5 x P1")
+    mrow("S2", "S2 static map chunk 1k", "items/s", "ge", "goal", ">= P2")
+    mrow("S3", "S3 static 8 x fib(30)", "x", "ge", 1.85, ">= 1.85")
+    mrow("S4", "S4 static records trip", "s", "le", 0.25, "<= 0.25")
+    mrow("S5", "S5 static submit->result", "us", "le", 100, "<= 100")
     printf "\nfloors (C, bench/floor.c):\n"
     printf "  condvar ping-pong round trip, median  %8s us\n",
            get("floor", "F1")

@@ -461,6 +461,20 @@ static int m_thread_pool (lua_State *L) {
   return pushpool(L, ex, cfg.init, cfg.initlen, "not enough memory");
 }
 
+/* encodeinit for mpi_pool, protected: the options table at 1 -> a full
+** userdata holding an MBuf, or nil when there is no initializer. */
+static int mpi_encodeinit (lua_State *L) {
+  char *init = NULL;
+  size_t initlen = 0;
+  MBuf *b;
+  encodeinit(L, 0, &init, &initlen);
+  if (init == NULL) return 0;
+  b = (MBuf *)lua_newuserdatauv(L, sizeof *b, 0);
+  b->data = init;
+  b->len = b->cap = initlen;
+  return 1;
+}
+
 /* futures.process_pool([n or opts]) */
 static int m_process_pool (lua_State *L) {
   static const char *const known[] = {
@@ -486,6 +500,76 @@ static int m_process_pool (lua_State *L) {
   if (lua_istable(L, 1)) encodeinit(L, 0, &cfg.init, &cfg.initlen);
   ex = ppool_new(&cfg, &why);   /* first: it sets why, takes cfg.init */
   if (ex != NULL) ex->pertask = cfg.max_tasks > 0;   /* for map (lmap.c) */
+  return pushpool(L, ex, cfg.init, cfg.initlen, why);
+}
+
+/* futures.mpi_pool([n or opts]): the process pool's executor with MPI
+** workers.  The MPI side lives in the module cfut.mpi (cfut/mpi.so, built
+** by `make mpi`), so that this module needs no MPI: its _open gives the
+** transport (ppool.h) and its state for this pool. */
+static int m_mpi_pool (lua_State *L) {
+  static const char *const known[] = {
+    "max_workers", "initializer", "initargs", "max_tasks_per_child",
+    "hosts", "mpi_info", "wdir", "env", NULL
+  };
+  PPoolConfig cfg;
+  Executor *ex;
+  const char *why = NULL;
+  int given;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.max_workers = -1;
+  ex_reap();
+  poolargs(L, known, &cfg.max_workers);
+  if (lua_istable(L, 1) &&
+      lua_getfield(L, 1, "max_tasks_per_child") != LUA_TNIL)
+    luaL_argerror(L, 1, "field 'max_tasks_per_child' is not offered by "
+                  "mpi_pool (its workers are not replaced)");
+  lua_settop(L, 1);
+  given = cfg.max_workers;
+  cfg.path = pkgfield(L, "path");
+  cfg.cpath = pkgfield(L, "cpath");
+  /* cfut.mpi._open(opts, max_workers or nil, path, cpath) ->
+  **   transport, state, max_workers */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "cfut.mpi");
+  if (!lua_isfunction(L, -2) || lua_pcall(L, 1, 1, 0) != LUA_OK)
+    return luaL_error(L, "futures.mpi_pool needs cfut's MPI module "
+      "(cfut/mpi.so), which could not be loaded: build it with `make mpi`, "
+      "which installs Open MPI (apt-get install openmpi-bin libopenmpi-dev) "
+      "(%s)", lua_isstring(L, -1) ? lua_tostring(L, -1) : "require failed");
+  if (lua_getfield(L, -1, "_open") != LUA_TFUNCTION)
+    return luaL_error(L, "module cfut.mpi has no _open");
+  lua_pushvalue(L, 1);
+  if (given > 0) lua_pushinteger(L, given);
+  else lua_pushnil(L);
+  if (cfg.path) lua_pushstring(L, cfg.path);
+  else lua_pushnil(L);
+  if (cfg.cpath) lua_pushstring(L, cfg.cpath);
+  else lua_pushnil(L);
+  lua_call(L, 4, 3);          /* raises its own argument errors */
+  cfg.tr = (const PPTransport *)lua_touserdata(L, -3);
+  cfg.trctx = lua_touserdata(L, -2);
+  cfg.max_workers = (int)lua_tointeger(L, -1);
+  if (cfg.tr == NULL || cfg.trctx == NULL || cfg.max_workers < 1)
+    return luaL_error(L, "module cfut.mpi gave no transport");
+  lua_settop(L, 1);
+  if (lua_istable(L, 1)) {
+    /* (encodeinit raises: the transport state must not leak then) */
+    lua_pushcfunction(L, mpi_encodeinit);
+    lua_pushvalue(L, 1);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+      cfg.tr->close(cfg.trctx);
+      return lua_error(L);
+    }
+    if (!lua_isnil(L, -1)) {
+      MBuf *b = (MBuf *)lua_touserdata(L, -1);
+      cfg.initlen = b->len;
+      cfg.init = mbuf_steal(b, &cfg.initlen);
+    }
+    lua_settop(L, 1);
+  }
+  ex = ppool_new(&cfg, &why);   /* takes cfg.init and cfg.tr on success */
+  if (ex == NULL && cfg.tr != NULL) cfg.tr->close(cfg.trctx);
   return pushpool(L, ex, cfg.init, cfg.initlen, why);
 }
 
@@ -690,6 +774,7 @@ static const luaL_Reg ex_metameth[] = {
 static const luaL_Reg funcs[] = {
   {"thread_pool", m_thread_pool},
   {"process_pool", m_process_pool},
+  {"mpi_pool", m_mpi_pool},
   {"monotonic", m_monotonic},
   {"thread_name", m_thread_name},
   {"getpid", m_getpid},

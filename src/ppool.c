@@ -87,23 +87,27 @@ typedef struct PPool {
   /* set at creation, read-only after: */
   int max_workers;
   long max_tasks;
+  char trerr[200];            /* why tr->start failed (manager's) */
   char *init;
   size_t initlen;
   char *exe;
   char **envp;                /* environ + the workers' LUA_* settings */
+  const PPTransport *tr;      /* MPI workers (ppool.h), or NULL */
+  void *trctx;
+  const char *cls;            /* the class of its Broken... errors */
 } PPool;
 
 /* {======================================================================
 ** Futures
 ** ======================================================================= */
 
-static void failfuture (Future *f, const char *msg) {
-  ex_failfuture(f, "BrokenProcessPool", msg);
+static void failfuture (PPool *p, Future *f, const char *msg) {
+  ex_failfuture(f, p->cls, msg);
 }
 
 /* Settle a list from takeall: cancel (msg NULL) or BrokenProcessPool. */
-static void settlelist (Future *f, const char *msg) {
-  fq_settle(f, msg ? "BrokenProcessPool" : NULL, msg);
+static void settlelist (PPool *p, Future *f, const char *msg) {
+  fq_settle(f, msg ? p->cls : NULL, msg);
 }
 
 static Future *takeall (PPool *p) {
@@ -212,6 +216,16 @@ static PWorker *startworker (PPool *p, int *nomem) {
     return NULL;
   }
   *nomem = 0;
+  if (p->tr != NULL) {        /* an MPI worker, behind a relayed stream */
+    int id;
+    if (p->tr->start(p->trctx, &w->fd, &id, p->trerr, sizeof p->trerr) != 0) {
+      mbuf_free(&w->out);
+      free(w);
+      return NULL;
+    }
+    w->pid = (pid_t)id;
+    goto started;
+  }
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     mbuf_free(&w->out);
     free(w);
@@ -227,6 +241,7 @@ static PWorker *startworker (PPool *p, int *nomem) {
   }
   close(sv[1]);
   w->fd = sv[0];
+ started:
   fcntl(w->fd, F_SETFL, fcntl(w->fd, F_GETFL) | O_NONBLOCK);
   sys_lock(&p->lock);
   w->next = p->workers;
@@ -238,14 +253,21 @@ static PWorker *startworker (PPool *p, int *nomem) {
 
 /* Send w signal sig, unless w was reaped: its pid may be another
 ** process's by now.  Every signal to a worker goes through here. */
-static void signalworker (PWorker *w, int sig) {
-  if (!w->reaped) kill(w->pid, sig);
+static void signalworker (PPool *p, PWorker *w, int sig) {
+  if (w->reaped) return;
+  if (p->tr != NULL) p->tr->signal(p->trctx, (int)w->pid, sig);
+  else kill(w->pid, sig);
 }
 
 /* Wait for w to end (with 'block'), or see whether it has.  1: reaped
 ** (*status set when by this call); 0: still running; -1: it cannot be
 ** waited for (ECHILD: reaped by someone else, so taken as reaped). */
-static int reapworker (PWorker *w, int block, int *status) {
+static int reapworker (PPool *p, PWorker *w, int block, int *status) {
+  if (p->tr != NULL && !w->reaped) {
+    *status = 0;
+    w->reaped = p->tr->reap(p->trctx, (int)w->pid, block);
+    return w->reaped;
+  }
   while (!w->reaped) {
     pid_t r = waitpid(w->pid, status, block ? 0 : WNOHANG);
     if (r == w->pid) w->reaped = 1;
@@ -267,9 +289,9 @@ static void endworker (PPool *p, PWorker *w, int kill_it) {
   for (pw = &p->workers; *pw != NULL; pw = &(*pw)->next)
     if (*pw == w) { *pw = w->next; break; }
   sys_unlock(&p->lock);
-  if (kill_it) signalworker(w, SIGKILL);
+  if (kill_it) signalworker(p, w, SIGKILL);
   close(w->fd);
-  reapworker(w, 1, &status);
+  reapworker(p, w, 1, &status);
   p->nworkers--;
   free(w->fly);
   free(w->flyid);
@@ -332,14 +354,14 @@ static void breakpool (PPool *p, const char *msg) {
   PWorker *w;
   Future *q;
   sys_lock(&p->lock);
-  msg = ex_setbroken(&p->base, "BrokenProcessPool", msg);
+  msg = ex_setbroken(&p->base, p->cls, msg);
   q = takeall(p);
   sys_unlock(&p->lock);
-  settlelist(q, msg);
+  settlelist(p, q, msg);
   while ((w = p->workers) != NULL) {
     int i;
     for (i = w->flyhead; i < w->nfly; i++) {
-      failfuture(w->fly[i], msg);
+      failfuture(p, w->fly[i], msg);
       fut_release(w->fly[i]);
     }
     w->flyhead = w->nfly = 0;
@@ -401,7 +423,7 @@ static int dispatch (PPool *p) {
       continue;
     }
     if (sendtask(p, w, f) != 0) {
-      failfuture(f, "not enough memory to send the task");
+      failfuture(p, f, "not enough memory to send the task");
       fut_release(f);
     }
   }
@@ -577,7 +599,7 @@ static void passinterrupt (PPool *p) {
   p->interrupt = 0;
   sys_unlock(&p->lock);
   if (on)
-    for (w = p->workers; w != NULL; w = w->next) signalworker(w, SIGINT);
+    for (w = p->workers; w != NULL; w = w->next) signalworker(p, w, SIGINT);
 }
 
 /*
@@ -588,10 +610,11 @@ static void passinterrupt (PPool *p) {
 ** unless this process ignores SIGPIPE.  Waits at most 0.2 s for the
 ** worker to end.
 */
-static void passsigpipe (PWorker *w) {
+static void passsigpipe (PPool *p, PWorker *w) {
   int i, r, status = 0;
+  if (p->tr != NULL) return;  /* not our child: its status is not ours */
   for (i = 0; i < 200; i++) {
-    if ((r = reapworker(w, 0, &status)) == 1) {
+    if ((r = reapworker(p, w, 0, &status)) == 1) {
       if (WIFSIGNALED(status) && WTERMSIG(status) == SIGPIPE)
         kill(getpid(), SIGPIPE);
       return;
@@ -613,7 +636,12 @@ static int step (PPool *p, struct pollfd *fds, PWorker **ws) {
   }
   passinterrupt(p);
   if ((r = dispatch(p)) != 0) {
-    breakpool(p, r == CFUT_ENOMEM ? NOMEM_MSG : SPAWN_MSG);
+    if (r != CFUT_ENOMEM && p->trerr[0] != '\0') {
+      char msg[sizeof p->trerr + 100];
+      snprintf(msg, sizeof msg, "%s: %s", SPAWN_MSG, p->trerr);
+      breakpool(p, msg);
+    }
+    else breakpool(p, r == CFUT_ENOMEM ? NOMEM_MSG : SPAWN_MSG);
     return 1;
   }
   retire(p);
@@ -647,7 +675,7 @@ static int step (PPool *p, struct pollfd *fds, PWorker **ws) {
       return 1;
     }
     if (r == 1) {             /* EOF: the worker is gone */
-      passsigpipe(ws[i]);
+      passsigpipe(p, ws[i]);
       breakpool(p, BROKEN_MSG);
       return 1;
     }
@@ -664,6 +692,10 @@ static void *manager (void *arg) {
   if (fds == NULL || ws == NULL) breakpool(p, "not enough memory");
   else while (step(p, fds, ws) == 0) {}
   while (p->workers != NULL) endworker(p, p->workers, 0);
+  if (p->tr != NULL) {        /* no more workers: the spares end now */
+    p->tr->close(p->trctx);
+    p->trctx = NULL;
+  }
   free(fds);
   free(ws);
   sys_lock(&p->lock);
@@ -716,7 +748,7 @@ static void pp_shutdown (Executor *ex, int wait, int cancel_futures) {
   idle = !p->started;
   wakeup(p);
   sys_unlock(&p->lock);
-  settlelist(q, NULL);
+  settlelist(p, q, NULL);
   if (join) sys_thread_join(p->manager);
   if (join || idle) closewake(p);
 }
@@ -729,7 +761,7 @@ static void pp_interrupt (Executor *ex) {
   p->interrupt = 1;
   wakeup(p);
   sys_unlock(&p->lock);
-  settlelist(q, NULL);
+  settlelist(p, q, NULL);
 }
 
 static int pp_alive (Executor *ex, Waiter *wt) {
@@ -763,18 +795,19 @@ static void pp_fail (Executor *ex, const char *msg) {
   PPool *p = (PPool *)ex;
   Future *q;
   sys_lock(&p->lock);
-  msg = ex_setbroken(ex, "BrokenProcessPool", msg);
+  msg = ex_setbroken(ex, p->cls, msg);
   q = takeall(p);
   wakeup(p);
   sys_unlock(&p->lock);
-  settlelist(q, msg);
+  settlelist(p, q, msg);
 }
 
 static void pp_destroy (Executor *ex) {
   PPool *p = (PPool *)ex;
   char **e;
-  settlelist(takeall(p), NULL);
+  settlelist(p, takeall(p), NULL);
   ex_unwatch(p->watch, 0);
+  if (p->tr != NULL && p->trctx != NULL) p->tr->close(p->trctx);
   if (p->init) {
     marshal_discard(p->init, p->initlen);
     free(p->init);
@@ -794,6 +827,12 @@ static void pp_destroy (Executor *ex) {
 
 static const ExecutorOps ppool_ops = {
   "ProcessPoolExecutor", pp_submit, pp_shutdown, pp_interrupt, pp_alive,
+  pp_reap, pp_destroy, pp_fail
+};
+
+/* The same pool with MPI workers (tostring says which it is). */
+static const ExecutorOps mpool_ops = {
+  "MPIPoolExecutor", pp_submit, pp_shutdown, pp_interrupt, pp_alive,
   pp_reap, pp_destroy, pp_fail
 };
 
@@ -849,7 +888,8 @@ Executor *ppool_new (PPoolConfig *cfg, const char **err) {
   ssize_t n;
   *err = "not enough memory";
   if (p == NULL) return NULL;
-  ex_init(&p->base, &ppool_ops, 0);
+  ex_init(&p->base, cfg->tr ? &mpool_ops : &ppool_ops, 0);
+  p->cls = cfg->tr ? cfg->tr->brokencls : "BrokenProcessPool";
   sys_mutex_init(&p->lock);
   p->max_workers = cfg->max_workers;
   p->max_tasks = cfg->max_tasks;
@@ -878,6 +918,9 @@ Executor *ppool_new (PPoolConfig *cfg, const char **err) {
   p->init = cfg->init;
   p->initlen = cfg->initlen;
   cfg->init = NULL;
+  p->tr = cfg->tr;            /* taken: pp_destroy closes it */
+  p->trctx = cfg->trctx;
+  cfg->tr = NULL;
   ex_register(&p->base);
   *err = NULL;
   return &p->base;

@@ -23,8 +23,32 @@
 #define PP_HEADER 9                     /* length + type */
 #define PP_MAXFRAME ((uint64_t)1 << 40) /* larger is malformed */
 
+/*
+** Where a pool's workers come from when they are not local processes
+** started here: the MPI pool (src/mpi.c, built into cfut/mpi.so) gives
+** one of these, and the pool is the same executor with its workers
+** behind sockets that the transport relays (docs/mpi.md).  Its functions
+** are called by the pool's manager thread only; none blocks for long
+** (reap with 'block' waits at most a few seconds).
+*/
+typedef struct PPTransport {
+  const char *exname;         /* "MPIPoolExecutor" */
+  const char *brokencls;      /* "BrokenMPIPool" */
+  /* A new worker: *fd is the pool's end of its stream, *id names it in
+  ** the other calls.  -1 with err set when none can be started. */
+  int (*start) (void *ctx, int *fd, int *id, char *err, size_t errlen);
+  void (*signal) (void *ctx, int id, int sig);
+  /* Has worker id ended (its stream closed, its process gone)?  1 when it
+  ** has (its id is free again), 0 not yet; with 'block', wait for it. */
+  int (*reap) (void *ctx, int id, int block);
+  void (*close) (void *ctx);  /* the pool is gone */
+} PPTransport;
+
 typedef struct PPoolConfig {
   int max_workers;
+  const PPTransport *tr;      /* NULL: local worker processes */
+  void *trctx;                /* tr's, passed to each call; the pool takes
+                                 it (tr->close) */
   long max_tasks;             /* per worker process; 0 = no limit */
   char *init;                 /* marshalled initializer, or NULL */
   size_t initlen;

@@ -31,7 +31,10 @@ return function (M)
   new_class(M, "ShutdownError", Error)
   local Broken = new_class(M, "BrokenExecutor", Error)
   new_class(M, "BrokenThreadPool", Broken)
-  new_class(M, "BrokenProcessPool", Broken)
+  local BrokenProcess = new_class(M, "BrokenProcessPool", Broken)
+  -- An MPI pool is a process pool whose workers are MPI processes: code
+  -- written for process_pool that tests BrokenProcessPool works unchanged.
+  new_class(M, "BrokenMPIPool", BrokenProcess)
 
   -- futures.is(e, Class): is e an error of Class or one of its subclasses?
   function M.is (e, cls)
