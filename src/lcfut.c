@@ -421,6 +421,22 @@ static void poolargs (lua_State *L, const char *const known[], int *max) {
   lua_settop(L, 1);
 }
 
+/* The task_timeout option of the table at 1 (seconds), or 0 for none. */
+static double tasktimeout (lua_State *L) {
+  lua_Number t;
+  if (!lua_istable(L, 1) || lua_getfield(L, 1, "task_timeout") == LUA_TNIL) {
+    lua_settop(L, 1);
+    return 0;
+  }
+  luaL_argcheck(L, lua_type(L, -1) == LUA_TNUMBER, 1,
+                "field 'task_timeout' must be a number");
+  t = lua_tonumber(L, -1);
+  luaL_argcheck(L, t > 0 && t <= 1e9, 1,
+                "field 'task_timeout' must be a positive number of seconds");
+  lua_settop(L, 1);
+  return (double)t;
+}
+
 /* Push the handle of a new pool, or raise why it could not be made (its
 ** initializer message is then freed). */
 static int pushpool (lua_State *L, Executor *ex, char *init, size_t initlen,
@@ -439,7 +455,8 @@ static int pushpool (lua_State *L, Executor *ex, char *init, size_t initlen,
 /* futures.thread_pool([n or opts]) */
 static int m_thread_pool (lua_State *L) {
   static const char *const known[] = {
-    "max_workers", "initializer", "initargs", "thread_name_prefix", NULL
+    "max_workers", "initializer", "initargs", "thread_name_prefix",
+    "task_timeout", NULL
   };
   TPoolConfig cfg;
   Executor *ex;
@@ -447,6 +464,7 @@ static int m_thread_pool (lua_State *L) {
   cfg.max_workers = default_workers();
   ex_reap();
   poolargs(L, known, &cfg.max_workers);
+  cfg.timeout = tasktimeout(L);
   if (lua_istable(L, 1) &&
       lua_getfield(L, 1, "thread_name_prefix") != LUA_TNIL) {
     luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1,
@@ -464,7 +482,8 @@ static int m_thread_pool (lua_State *L) {
 /* futures.process_pool([n or opts]) */
 static int m_process_pool (lua_State *L) {
   static const char *const known[] = {
-    "max_workers", "initializer", "initargs", "max_tasks_per_child", NULL
+    "max_workers", "initializer", "initargs", "max_tasks_per_child",
+    "task_timeout", NULL
   };
   PPoolConfig cfg;
   Executor *ex;
@@ -473,6 +492,7 @@ static int m_process_pool (lua_State *L) {
   cfg.max_workers = sys_cpu_count();
   ex_reap();
   poolargs(L, known, &cfg.max_workers);
+  cfg.timeout = tasktimeout(L);
   if (lua_istable(L, 1) &&
       lua_getfield(L, 1, "max_tasks_per_child") != LUA_TNIL) {
     int isint;
