@@ -156,6 +156,14 @@ int fut_state (Future *f) {
   return atomic_load_explicit(&f->state, memory_order_acquire);
 }
 
+int fut_state_sync (Future *f) {
+  int st;
+  sys_lock(&f->lock);
+  st = atomic_load_explicit(&f->state, memory_order_relaxed);
+  sys_unlock(&f->lock);
+  return st;
+}
+
 FutTask *fut_task (Future *f) {
   return &f->task;
 }

@@ -44,6 +44,9 @@ void fut_release (Future *f);
 
 /* Current state; never blocks (an acquire load). */
 int fut_state (Future *f);
+/* The state, read under f's lock: a stop in progress (fut_stop, which
+** calls the stopper before it settles f) is over by then. */
+int fut_state_sync (Future *f);
 static inline int fut_isdone (int state) { return state >= FUT_CANCELLED; }
 
 /* PENDING -> RUNNING: returns 1.  Already cancelled: returns 0 (the caller

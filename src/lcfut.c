@@ -624,13 +624,23 @@ static int m_loads (lua_State *L) {
 
 /* The end of the script: every open executor shut down with wait, then
 ** the callbacks still due. */
+static atomic_int script_failed;     /* cfut_scriptfailed was called */
+
+void cfut_scriptfailed (void) {
+  atomic_store(&script_failed, 1);
+}
+
 int cfut_atexit (lua_State *L) {
   Executor **arr;
   int i, n;
-  if (fut_interrupted()) {
-    /* Ctrl-C: cancel and interrupt, then give workers a moment. */
-    double end = sys_now() + 0.8;
-    ex_interrupt_all();
+  int failed = atomic_load(&script_failed);
+  if (fut_interrupted() || failed) {
+    /* Ctrl-C: cancel and interrupt, then give workers a moment.  An
+    ** uncaught error: cancel and stop (a process worker stuck in C code
+    ** is killed after half a second), and give them a little longer. */
+    double end = sys_now() + (failed ? 1.5 : 0.8);
+    if (failed) ex_stop_all();
+    else ex_interrupt_all();
     n = ex_list(&arr);
     for (i = 0; i < n; i++) {
       arr[i]->ops->shutdown(arr[i], 0, 1);

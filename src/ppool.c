@@ -73,7 +73,8 @@ typedef struct PWorker {
   size_t outpos;
   int ready;                  /* its 'R' came: its stop handler is set */
   int killed;                 /* killed by a stop: its end breaks nothing */
-  uint64_t killid;            /* a stopped task it is running, or 0 */
+  int killwait;               /* it is to answer killid by killat */
+  uint64_t killid;            /* a stopped task it is running */
   double killat;              /* kill it then unless killid is answered */
 } PWorker;
 
@@ -386,7 +387,8 @@ static void stoptask (PWorker *w, int i, uint64_t id) {
   }
   v.sival_ptr = (void *)(uintptr_t)id;
   sigqueue(w->pid, PP_STOPSIG, v);
-  if (i == w->flyhead && w->killid == 0) {
+  if (i == w->flyhead && !w->killwait) {
+    w->killwait = 1;
     w->killid = id;
     w->killat = sys_now() + STOP_GRACE;
   }
@@ -470,7 +472,7 @@ static int killworkers (PPool *p, int *err) {
   int replaced = 0;
 again:
   for (w = p->workers; w != NULL; w = w->next) {
-    if (!w->killed && w->killid != 0 && now >= w->killat) {
+    if (!w->killed && w->killwait && now >= w->killat) {
       if (!w->reaped) {
         kill(w->pid, SIGSTOP);
         killtree(w->pid, 0);
@@ -485,7 +487,7 @@ again:
       replaced = 1;
       goto again;             /* the list changed */
     }
-    if (w->killid != 0 && w->killat < next) next = w->killat;
+    if (w->killwait && w->killat < next) next = w->killat;
   }
   /* After a replacement, no wait: the next round gives out the queue. */
   return replaced ? 0 : (int)((next - now) * 1000) + 1;
@@ -657,7 +659,7 @@ static int onframe (PWorker *w, int type, const unsigned char *b,
     if (!(r.failed == 1 && r.dlen == 0) &&
         marshal_check((const char *)r.data, r.dlen, why, whylen) != 0)
       return -1;
-    if (r.id == w->killid) w->killid = 0;   /* it did stop */
+    if (w->killwait && r.id == w->killid) w->killwait = 0;  /* it stopped */
     f = w->fly[w->flyhead++];
     if (w->pool->timeout > 0) ex_timeout_unwatch(f);
     if (r.tblen > 0 && (tb = malloc(r.tblen + 1)) != NULL) {
@@ -798,7 +800,8 @@ static int replace (PPool *p, PWorker *w) {
   for (i = w->flyhead; i < w->nfly; i++) {
     Future *f = w->fly[i];
     if (p->timeout > 0) ex_timeout_unwatch(f);
-    if (fut_isdone(fut_state(f))) {    /* the stopped one(s) */
+    /* the stopped one(s): settled, or being settled by their stop */
+    if (fut_isdone(fut_state_sync(f))) {
       fut_droptask(f);
       fut_release(f);
     }
@@ -1102,7 +1105,6 @@ Executor *ppool_new (PPoolConfig *cfg, const char **err) {
   p->max_workers = cfg->max_workers;
   p->max_tasks = cfg->max_tasks;
   p->timeout = cfg->timeout;
-  p->nextid = 1;              /* 0 is no task (PWorker.killid) */
   sys_mutex_init(&p->stoplock);
   p->wake[0] = p->wake[1] = -1;
   n = readlink("/proc/self/exe", exe, sizeof exe - 1);

@@ -20,7 +20,6 @@
 ** (Lines), before the worker blocks for input and at exit.
 */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <limits.h>
@@ -58,7 +57,8 @@ static volatile sig_atomic_t gotsigint;
 */
 #define STOPRING 256
 static atomic_int stopflag;             /* this process's fut_set_stopflag */
-static _Atomic uint64_t current;        /* the running task's id, or 0 */
+#define NOTASK UINT64_MAX             /* no id: no task, no stop */
+static _Atomic uint64_t current;        /* the running task's id, or NOTASK */
 static _Atomic uint64_t stopped[STOPRING];
 static atomic_uint nstopped;
 
@@ -68,7 +68,7 @@ static void onstop (int sig, siginfo_t *si, void *uc) {
   if (si->si_code != SI_QUEUE) return;
   id = (uint64_t)(uintptr_t)si->si_value.sival_ptr;
   atomic_store(&stopped[atomic_fetch_add(&nstopped, 1) % STOPRING], id);
-  if (id != 0 && atomic_load(&current) == id) {
+  if (id != NOTASK && atomic_load(&current) == id) {
     atomic_store(&stopflag, 1);
     worker_sigint();
   }
@@ -345,7 +345,7 @@ static int runtask (lua_State *L, Conn *c, const Frame *fr) {
   if (!atomic_load(&stopflag))
     (void)worker_run(L, f, (const char *)fr->body + 8, fr->blen - 8, 0,
                      NULL, NULL);
-  atomic_store(&current, 0);
+  atomic_store(&current, NOTASK);
   fut_set_interrupt(0);       /* a Ctrl-C ends at the task it stopped */
   failed = fut_outcome(f, &data, &dlen, &tb);
   if (!fut_isdone(fut_state(f)) || fut_state(f) == FUT_CANCELLED) {
@@ -459,14 +459,16 @@ static int m_procworker (lua_State *L) {
   ** parent that died before this call sends no signal: this process has
   ** another parent by now. */
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  /* The programs a task starts (os.execute, io.popen) must not hold the
-  ** socket: the parent sees a killed worker's end by it. */
-  fcntl(FD, F_SETFD, FD_CLOEXEC);
   if (parent != 0 && getppid() != (pid_t)parent) return 0;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = onsigint;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
+  {  /* before the handler: no id is stopped yet */
+    int i;
+    atomic_store(&current, NOTASK);
+    for (i = 0; i < STOPRING; i++) atomic_store(&stopped[i], NOTASK);
+  }
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = onstop;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
