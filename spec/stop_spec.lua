@@ -283,7 +283,7 @@ describe("a script that ends with an uncaught error", function ()
   local src = [[
     local futures = require "cfut"
     local ex = futures.%s(2)
-    ex:submit(function () while true do end end)
+    ex:submit(function () local n = 0 while true do n = #{ n } end end)
     ex:submit(function () futures.sleep(1e6) end)
     for i = 1, 10 do ex:submit(function () futures.sleep(1e6) end) end
     futures.sleep(0.2)
