@@ -654,6 +654,7 @@ int main (int argc, char **argv) {
   status = lua_pcall(L, 1, 1, 0);
   ok = (status == LUA_OK && lua_toboolean(L, -1));
   report(L, status);
+  if (!ok) cfut_scriptfailed();  /* runaway tasks are stopped, not awaited */
   if (finish(L) != LUA_OK) ok = 0;
   heap_close(L);
   return ok ? EXIT_SUCCESS : EXIT_FAILURE;

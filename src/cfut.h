@@ -37,6 +37,14 @@ void cfut_clear_interrupt (void);
 int cfut_atexit (lua_State *L);
 
 /*
+** Tell cfut that the script ended with an uncaught error, before
+** cfut_atexit: it then no longer waits for runaway tasks: queued tasks are
+** cancelled and running ones stopped (as f:cancel{force = true}), and it
+** waits at most 1.5 s for the workers to end.
+*/
+void cfut_scriptfailed (void);
+
+/*
 ** If the value at index idx is the error that Future:result() last re-raised
 ** in L, push the worker's traceback string and return 1; else push nothing
 ** and return 0.  Does not raise.

@@ -6,6 +6,7 @@
 ** Lock order: g_lock is never held while an executor's own lock is taken
 ** or while one of its operations runs: the list is copied out first.
 */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -161,6 +162,17 @@ int ex_list (Executor ***out) {
   return n;
 }
 
+void ex_stop_all (void) {
+  Executor **arr;
+  int i, n = ex_list(&arr);
+  for (i = 0; i < n; i++) {
+    if (arr[i]->ops->stopall != NULL) arr[i]->ops->stopall(arr[i]);
+    else arr[i]->ops->interrupt(arr[i]);
+    ex_release(arr[i]);
+  }
+  free(arr);
+}
+
 void ex_shutdown_all (void) {
   Executor **arr;
   int i, n;
@@ -173,6 +185,7 @@ void ex_shutdown_all (void) {
     }
     free(arr);
   }
+  ex_timeout_join();
 }
 
 void ex_reap (void) {
@@ -194,3 +207,125 @@ void ex_interrupt_all (void) {
   }
   free(arr);
 }
+
+/* {======================================================================
+** The task_timeout watchdog
+** =======================================================================
+** One thread for the whole process: a timed task is rare enough that a
+** list scanned in full serves.  wd_lock is innermost but for the future
+** locks that fut_stop takes, which it never holds.
+*/
+
+typedef struct Watch {
+  Future *f;                  /* one reference */
+  double deadline, seconds;
+} Watch;
+
+static pthread_mutex_t wd_lock = PTHREAD_MUTEX_INITIALIZER;
+static SysCond wd_cond;       /* guarded by wd_lock: a new watch, or quit */
+static int wd_condok, wd_running, wd_quit;
+static pthread_t wd_thread;
+static Watch *wd_list;
+static int wd_n, wd_cap;
+
+void ex_timeout_msg (char *buf, size_t size, double seconds) {
+  snprintf(buf, size, "task ran longer than %g s", seconds);
+}
+
+/* Remove entry i (caller holds wd_lock); its reference passes on. */
+static Watch wd_take (int i) {
+  Watch w = wd_list[i];
+  wd_list[i] = wd_list[--wd_n];
+  return w;
+}
+
+static void *watchdog (void *arg) {
+  (void)arg;
+  sys_thread_setname("cfut-timeout");
+  sys_lock(&wd_lock);
+  while (!wd_quit) {
+    double now = sys_now(), first = -1;
+    int i, due = -1;
+    for (i = 0; i < wd_n && due < 0; i++) {
+      if (wd_list[i].deadline <= now) due = i;
+      else if (first < 0 || wd_list[i].deadline < first)
+        first = wd_list[i].deadline;
+    }
+    if (due >= 0) {
+      Watch w = wd_take(due);
+      MBuf b;
+      char msg[64], *data;
+      size_t len;
+      sys_unlock(&wd_lock);
+      ex_timeout_msg(msg, sizeof msg, w.seconds);
+      mbuf_init(&b);
+      marshal_error(&b, "TimeoutError", msg);
+      data = mbuf_steal(&b, &len);
+      if (!fut_stop(w.f, FUT_STOP_TIMEOUT, data, len)) free(data);
+      fut_release(w.f);
+      sys_lock(&wd_lock);
+    }
+    else if (first < 0) sys_cond_wait(&wd_cond, &wd_lock);
+    else sys_cond_waituntil(&wd_cond, &wd_lock, first);
+  }
+  sys_unlock(&wd_lock);
+  return NULL;
+}
+
+int ex_timeout_watch (Future *f, double seconds) {
+  int r = 0;
+  sys_lock(&wd_lock);
+  if (!wd_condok) {
+    sys_cond_init(&wd_cond);
+    wd_condok = 1;
+  }
+  if (wd_n == wd_cap) {
+    int ncap = wd_cap ? 2 * wd_cap : 16;
+    Watch *nl = realloc(wd_list, (size_t)ncap * sizeof *nl);
+    if (nl == NULL) r = CFUT_ENOMEM;
+    else { wd_list = nl; wd_cap = ncap; }
+  }
+  if (r == 0 && !wd_running) {
+    wd_quit = 0;
+    if (sys_thread_start(&wd_thread, watchdog, NULL) != 0) r = CFUT_ETHREAD;
+    else wd_running = 1;
+  }
+  if (r == 0) {
+    fut_retain(f);
+    wd_list[wd_n].f = f;
+    wd_list[wd_n].seconds = seconds;
+    wd_list[wd_n++].deadline = sys_now() + seconds;
+    sys_cond_signal(&wd_cond);
+  }
+  sys_unlock(&wd_lock);
+  return r;
+}
+
+void ex_timeout_unwatch (Future *f) {
+  int i;
+  Future *found = NULL;
+  sys_lock(&wd_lock);
+  for (i = 0; i < wd_n; i++)
+    if (wd_list[i].f == f) { found = wd_take(i).f; break; }
+  sys_unlock(&wd_lock);
+  if (found != NULL) fut_release(found);
+}
+
+void ex_timeout_join (void) {
+  int join;
+  sys_lock(&wd_lock);
+  join = wd_running;
+  if (join) {
+    wd_quit = 1;
+    sys_cond_signal(&wd_cond);
+  }
+  sys_unlock(&wd_lock);
+  if (!join) return;
+  sys_thread_join(wd_thread);
+  sys_lock(&wd_lock);
+  wd_running = 0;
+  while (wd_n > 0) fut_release(wd_take(0).f);
+  sys_unlock(&wd_lock);
+}
+
+/* }====================================================================== */

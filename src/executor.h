@@ -36,6 +36,10 @@ typedef struct ExecutorOps {
   ** already, the first message stands.  NULL where no such answer comes
   ** (a thread pool: map sends it no chunks). */
   void (*fail) (Executor *ex, const char *msg);
+  /* The script ended with an uncaught error: cancel what is queued and
+  ** stop every running task (as f:cancel{force = true} does).  NULL: the
+  ** Ctrl-C interrupt serves instead. */
+  void (*stopall) (Executor *ex);
 } ExecutorOps;
 
 struct Executor {
@@ -44,7 +48,8 @@ struct Executor {
   atomic_int handles;         /* Lua handles, in any state: when the last
                                  one is collected, shutdown(false) */
   int local;                  /* may cross between states as a handle */
-  int pertask;                /* each task counts (max_tasks_per_child):
+  int pertask;                /* each task counts (max_tasks_per_child)
+                                 or is timed (task_timeout):
                                  map puts one item per task unless asked;
                                  set before the handle is pushed */
   Executor *gnext;            /* guarded by the global list lock */
@@ -109,5 +114,22 @@ int ex_list (Executor ***out);
 void ex_reap (void);
 /* Ctrl-C for every registered executor. */
 void ex_interrupt_all (void);
+/* The script's error end for every registered executor (ops->stopall). */
+void ex_stop_all (void);
+
+/*
+** task_timeout: one process-wide watchdog thread, started on first use.
+** ex_timeout_watch asks it to stop f (fut_stop with FUT_STOP_TIMEOUT and
+** TimeoutError "task ran longer than <seconds> s") once 'seconds' have
+** passed, unless ex_timeout_unwatch came first; the executor calls both
+** around the running of the task.  0, or CFUT_ENOMEM (then f runs without
+** a limit).  ex_timeout_join ends the thread (the module is about to be
+** unloaded); a later watch starts it again.
+*/
+int ex_timeout_watch (Future *f, double seconds);
+void ex_timeout_unwatch (Future *f);
+void ex_timeout_join (void);
+/* The message of a task_timeout, in buf. */
+void ex_timeout_msg (char *buf, size_t size, double seconds);
 
 #endif

@@ -41,6 +41,8 @@ struct Future {
   size_t len;
   char *tb;                   /* idem */
   Listener *listeners;        /* guarded by lock */
+  FutStopper stopper;         /* how to stop the running task: lock */
+  void *stopud;
   FutTask task;               /* guarded by the owning executor's lock */
   char inl[FUT_INLINE];       /* a small outcome: data points here */
   /* a task message given to fut_new_task follows the struct */
@@ -62,6 +64,9 @@ struct Waiter {
 };
 
 static atomic_int g_interrupt;
+/* The calling thread's stop flag (a worker's; fut_set_stopflag). */
+static _Thread_local atomic_int *tl_stop
+  __attribute__((tls_model("initial-exec")));   /* read by handlers */
 typedef void (*DiscardHook) (const char *data, size_t len);
 static _Atomic(DiscardHook) discard_hook;   /* set once, by every state */
 
@@ -153,6 +158,14 @@ int fut_state (Future *f) {
   return atomic_load_explicit(&f->state, memory_order_acquire);
 }
 
+int fut_state_sync (Future *f) {
+  int st;
+  sys_lock(&f->lock);
+  st = atomic_load_explicit(&f->state, memory_order_relaxed);
+  sys_unlock(&f->lock);
+  return st;
+}
+
 FutTask *fut_task (Future *f) {
   return &f->task;
 }
@@ -165,6 +178,7 @@ static void settle (Future *f, int state) {
   Listener *l = f->listeners, *next;
   int pass;
   f->listeners = NULL;
+  f->stopper = NULL;          /* the task is over for its executor */
   atomic_store_explicit(&f->state, state, memory_order_release);
   sys_unlock(&f->lock);
   /* Callback listeners first: a state woken by the other kind then finds
@@ -183,11 +197,18 @@ static void settle (Future *f, int state) {
 }
 
 int fut_set_running (Future *f) {
+  return fut_set_running_by(f, NULL, NULL);
+}
+
+int fut_set_running_by (Future *f, FutStopper fn, void *ud) {
   int st;
   sys_lock(&f->lock);
   st = atomic_load_explicit(&f->state, memory_order_relaxed);
-  if (st == FUT_PENDING)
+  if (st == FUT_PENDING) {
     atomic_store_explicit(&f->state, FUT_RUNNING, memory_order_release);
+    f->stopper = fn;
+    f->stopud = ud;
+  }
   sys_unlock(&f->lock);
   if (st == FUT_PENDING) return 1;
   return st == FUT_CANCELLED ? 0 : CFUT_ESTATE;
@@ -203,6 +224,47 @@ int fut_cancel (Future *f) {
   }
   sys_unlock(&f->lock);
   return st == FUT_CANCELLED;
+}
+
+void fut_set_stopper (Future *f, FutStopper fn, void *ud) {
+  sys_lock(&f->lock);
+  f->stopper = fn;
+  f->stopud = ud;
+  sys_unlock(&f->lock);
+}
+
+int fut_stop (Future *f, int why, char *data, size_t len) {
+  int st;
+  sys_lock(&f->lock);
+  st = atomic_load_explicit(&f->state, memory_order_relaxed);
+  if (st == FUT_PENDING) {
+    settle(f, FUT_CANCELLED);
+    return 1;
+  }
+  if (st != FUT_RUNNING) {
+    sys_unlock(&f->lock);
+    return 0;
+  }
+  if (f->stopper != NULL) f->stopper(f->stopud, f, why);
+  f->stopper = NULL;          /* one stop per task */
+  if (why == FUT_STOP_TIMEOUT) {
+    f->oflags = f->flags;
+    f->failed = 1;
+    f->data = data;
+    f->len = len;
+    settle(f, FUT_FINISHED);
+  }
+  else settle(f, FUT_CANCELLED);
+  return 1;
+}
+
+void fut_set_stopflag (atomic_int *flag) {
+  tl_stop = flag;
+}
+
+int fut_stopping (void) {
+  atomic_int *s = tl_stop;
+  return s != NULL && atomic_load(s) != 0;
 }
 
 int fut_finish (Future *f, int failed, char *data, size_t len, char *tb) {
@@ -373,6 +435,8 @@ static int checkwake (Waiter *w, unsigned seq) {
   if (atomic_load(&w->seq) != seq) return 0;
   if (atomic_load_explicit(&g_interrupt, memory_order_relaxed))
     return CFUT_EINTR;
+  if (tl_stop != NULL && atomic_load_explicit(tl_stop, memory_order_relaxed))
+    return CFUT_EINTR;        /* the task this wait is in is stopped */
   return 1;
 }
 

@@ -10,10 +10,17 @@
 #ifndef CFUT_FUTURE_H
 #define CFUT_FUTURE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 typedef struct Future Future;
 typedef struct Waiter Waiter;
+
+/* What the executor running a future does to stop its task: called with
+** the future's lock held, so it must not block nor take a lock that is
+** taken before a future's (an executor's own lock); it only asks the
+** worker to stop.  'why' is FUT_STOP_CANCEL or FUT_STOP_TIMEOUT. */
+typedef void (*FutStopper) (void *ud, Future *f, int why);
 
 enum {
   FUT_PENDING = 0,
@@ -37,11 +44,18 @@ void fut_release (Future *f);
 
 /* Current state; never blocks (an acquire load). */
 int fut_state (Future *f);
+/* The state, read under f's lock: a stop in progress (fut_stop, which
+** calls the stopper before it settles f) is over by then. */
+int fut_state_sync (Future *f);
 static inline int fut_isdone (int state) { return state >= FUT_CANCELLED; }
 
 /* PENDING -> RUNNING: returns 1.  Already cancelled: returns 0 (the caller
 ** must drop the work).  Running or finished: returns CFUT_ESTATE. */
 int fut_set_running (Future *f);
+
+/* fut_set_running that also registers f's stopper (fut_set_stopper) in
+** the same step. */
+int fut_set_running_by (Future *f, FutStopper fn, void *ud);
 
 /* Cancel a pending future: 1 if it is cancelled (now or before), 0 if it is
 ** running or finished. */
@@ -95,6 +109,35 @@ void fut_droptask (Future *f);
 /* How a message held by a future (task payload, outcome) is let go before
 ** it is freed: marshal_discard, set once by the binding at load time. */
 void fut_set_discard (void (*hook) (const char *data, size_t len));
+
+/* ---- stopping a running task (f:cancel{force = true}, task_timeout) ---- */
+
+/* Why a running task is stopped. */
+enum { FUT_STOP_CANCEL = 1, FUT_STOP_TIMEOUT = 2 };
+
+
+/* The executor running f registers how to stop it (once f is RUNNING),
+** and clears it (fn NULL) once the task is over, before it lets go of f:
+** from then on no stop reaches its worker for f. */
+void fut_set_stopper (Future *f, FutStopper fn, void *ud);
+
+/*
+** Stop f: a pending future is cancelled (as fut_cancel); a running one has
+** its stopper called and is settled at once: cancelled (FUT_STOP_CANCEL),
+** or failed with the marshalled error data[0..len) (FUT_STOP_TIMEOUT; f
+** takes data over on success).  Returns 1 when f was pending or running
+** (now settled), 0 when it was done already (nothing changes, data stays
+** the caller's).  A running future without a stopper (a hand-made one) is
+** settled all the same.
+*/
+int fut_stop (Future *f, int why, char *data, size_t len);
+
+/* The stop flag of the task running on the calling thread: set by a
+** worker to its own flag while it serves tasks (NULL elsewhere).  While it
+** is non-zero, waits (waiter_wait) return CFUT_EINTR at once. */
+void fut_set_stopflag (atomic_int *flag);
+/* The calling thread's task was asked to stop. */
+int fut_stopping (void);
 
 /* ---- listeners ---- */
 

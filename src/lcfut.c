@@ -421,6 +421,22 @@ static void poolargs (lua_State *L, const char *const known[], int *max) {
   lua_settop(L, 1);
 }
 
+/* The task_timeout option of the table at 1 (seconds), or 0 for none. */
+static double tasktimeout (lua_State *L) {
+  lua_Number t;
+  if (!lua_istable(L, 1) || lua_getfield(L, 1, "task_timeout") == LUA_TNIL) {
+    lua_settop(L, 1);
+    return 0;
+  }
+  luaL_argcheck(L, lua_type(L, -1) == LUA_TNUMBER, 1,
+                "field 'task_timeout' must be a number");
+  t = lua_tonumber(L, -1);
+  luaL_argcheck(L, t > 0 && t <= 1e9, 1,
+                "field 'task_timeout' must be a positive number of seconds");
+  lua_settop(L, 1);
+  return (double)t;
+}
+
 /* Push the handle of a new pool, or raise why it could not be made (its
 ** initializer message is then freed). */
 static int pushpool (lua_State *L, Executor *ex, char *init, size_t initlen,
@@ -439,7 +455,8 @@ static int pushpool (lua_State *L, Executor *ex, char *init, size_t initlen,
 /* futures.thread_pool([n or opts]) */
 static int m_thread_pool (lua_State *L) {
   static const char *const known[] = {
-    "max_workers", "initializer", "initargs", "thread_name_prefix", NULL
+    "max_workers", "initializer", "initargs", "thread_name_prefix",
+    "task_timeout", NULL
   };
   TPoolConfig cfg;
   Executor *ex;
@@ -447,6 +464,7 @@ static int m_thread_pool (lua_State *L) {
   cfg.max_workers = default_workers();
   ex_reap();
   poolargs(L, known, &cfg.max_workers);
+  cfg.timeout = tasktimeout(L);
   if (lua_istable(L, 1) &&
       lua_getfield(L, 1, "thread_name_prefix") != LUA_TNIL) {
     luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1,
@@ -458,6 +476,8 @@ static int m_thread_pool (lua_State *L) {
   if (lua_istable(L, 1))
     encodeinit(L, MARSHAL_LOCAL, &cfg.init, &cfg.initlen);
   ex = tpool_new(&cfg);        /* first: it takes cfg.init on success */
+  /* task_timeout times tasks: map then sends one item per task (lmap.c) */
+  if (ex != NULL) ex->pertask = cfg.timeout > 0;
   return pushpool(L, ex, cfg.init, cfg.initlen, "not enough memory");
 }
 
@@ -478,7 +498,8 @@ static int mpi_encodeinit (lua_State *L) {
 /* futures.process_pool([n or opts]) */
 static int m_process_pool (lua_State *L) {
   static const char *const known[] = {
-    "max_workers", "initializer", "initargs", "max_tasks_per_child", NULL
+    "max_workers", "initializer", "initargs", "max_tasks_per_child",
+    "task_timeout", NULL
   };
   PPoolConfig cfg;
   Executor *ex;
@@ -487,6 +508,7 @@ static int m_process_pool (lua_State *L) {
   cfg.max_workers = sys_cpu_count();
   ex_reap();
   poolargs(L, known, &cfg.max_workers);
+  cfg.timeout = tasktimeout(L);
   if (lua_istable(L, 1) &&
       lua_getfield(L, 1, "max_tasks_per_child") != LUA_TNIL) {
     int isint;
@@ -499,7 +521,8 @@ static int m_process_pool (lua_State *L) {
   cfg.cpath = pkgfield(L, "cpath");
   if (lua_istable(L, 1)) encodeinit(L, 0, &cfg.init, &cfg.initlen);
   ex = ppool_new(&cfg, &why);   /* first: it sets why, takes cfg.init */
-  if (ex != NULL) ex->pertask = cfg.max_tasks > 0;   /* for map (lmap.c) */
+  /* one item per task for map (lmap.c) when tasks are counted or timed */
+  if (ex != NULL) ex->pertask = cfg.max_tasks > 0 || cfg.timeout > 0;
   return pushpool(L, ex, cfg.init, cfg.initlen, why);
 }
 
@@ -510,7 +533,7 @@ static int m_process_pool (lua_State *L) {
 static int m_mpi_pool (lua_State *L) {
   static const char *const known[] = {
     "max_workers", "initializer", "initargs", "max_tasks_per_child",
-    "hosts", "mpi_info", "wdir", "env", NULL
+    "task_timeout", "hosts", "mpi_info", "wdir", "env", NULL
   };
   PPoolConfig cfg;
   Executor *ex;
@@ -520,6 +543,7 @@ static int m_mpi_pool (lua_State *L) {
   cfg.max_workers = -1;
   ex_reap();
   poolargs(L, known, &cfg.max_workers);
+  cfg.timeout = tasktimeout(L);
   if (lua_istable(L, 1) &&
       lua_getfield(L, 1, "max_tasks_per_child") != LUA_TNIL)
     luaL_argerror(L, 1, "field 'max_tasks_per_child' is not offered by "
@@ -570,6 +594,7 @@ static int m_mpi_pool (lua_State *L) {
   }
   ex = ppool_new(&cfg, &why);   /* takes cfg.init and cfg.tr on success */
   if (ex == NULL && cfg.tr != NULL) cfg.tr->close(cfg.trctx);
+  if (ex != NULL) ex->pertask = cfg.timeout > 0;   /* as process_pool */
   return pushpool(L, ex, cfg.init, cfg.initlen, why);
 }
 
@@ -689,13 +714,23 @@ static int m_loads (lua_State *L) {
 
 /* The end of the script: every open executor shut down with wait, then
 ** the callbacks still due. */
+static atomic_int script_failed;     /* cfut_scriptfailed was called */
+
+void cfut_scriptfailed (void) {
+  atomic_store(&script_failed, 1);
+}
+
 int cfut_atexit (lua_State *L) {
   Executor **arr;
   int i, n;
-  if (fut_interrupted()) {
-    /* Ctrl-C: cancel and interrupt, then give workers a moment. */
-    double end = sys_now() + 0.8;
-    ex_interrupt_all();
+  int failed = atomic_load(&script_failed);
+  if (fut_interrupted() || failed) {
+    /* Ctrl-C: cancel and interrupt, then give workers a moment.  An
+    ** uncaught error: cancel and stop (a process worker stuck in C code
+    ** is killed after half a second), and give them a little longer. */
+    double end = sys_now() + (failed ? 1.5 : 0.8);
+    if (failed) ex_stop_all();
+    else ex_interrupt_all();
     n = ex_list(&arr);
     for (i = 0; i < n; i++) {
       arr[i]->ops->shutdown(arr[i], 0, 1);

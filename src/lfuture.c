@@ -24,6 +24,7 @@
 #include "lloop.h"
 #include "marshal.h"
 #include "sys.h"
+#include "worker.h"
 
 #define CALLBACKS "cfut.callbacks"    /* F -> {handle, fn1, fn2, ...} */
 #define FUTCACHE  "cfut.futcache"     /* F -> handle (weak values) */
@@ -404,6 +405,8 @@ static int f_add_done_callback (lua_State *L) {
 static atomic_int interrupt_done;   /* executors told of this Ctrl-C */
 
 int cfut_raiseinterrupt (lua_State *L) {
+  /* A stopped task: its wait ends, nothing else is interrupted. */
+  if (fut_stopping()) return luaL_error(L, WORKER_STOPPED);
   if (!atomic_exchange(&interrupt_done, 1)) ex_interrupt_all();
   return luaL_error(L, "interrupted!");
 }
@@ -441,7 +444,7 @@ static int waitfor (lua_State *L, Waiter *w, int (*pred) (void *ud),
     double until;
     int r;
     /* Ctrl-C first: a task it stopped must not be reported instead. */
-    if (fut_interrupted()) return CFUT_EINTR;
+    if (fut_interrupted() || fut_stopping()) return CFUT_EINTR;
     cfut_runcallbacks(L);
     seq = waiter_seq(w);
     if (pred(ud)) return 1;
@@ -471,7 +474,7 @@ static int isdone (void *ud) {
 static int waitone (lua_State *L, Future *f, double deadline) {
   Waiter *w;
   int r;
-  if (fut_interrupted()) cfut_raiseinterrupt(L);
+  if (fut_interrupted() || fut_stopping()) cfut_raiseinterrupt(L);
   if (fut_isdone(fut_state(f))) {
     cfut_runcallbacks(L);
     fire(L, f);
@@ -610,9 +613,36 @@ static int f_cancelled (lua_State *L) {
   return 1;
 }
 
+/* cancel's options table at 2: 1 for force = true.  Unknown names and
+** wrong types are argument errors, as in the constructors. */
+static int forceopt (lua_State *L) {
+  int force = 0;
+  if (lua_isnoneornil(L, 2)) return 0;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, 2) != 0) {
+    if (lua_type(L, -2) != LUA_TSTRING || strcmp(lua_tostring(L, -2),
+                                                   "force") != 0) {
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
+                                                    : luaL_typename(L, -2);
+      return luaL_argerror(L, 2, lua_pushfstring(L, "unknown option '%s'",
+                                                 k));
+    }
+    if (!lua_isboolean(L, -1))
+      return luaL_argerror(L, 2, lua_pushfstring(L,
+                           "field 'force' must be a boolean, not %s",
+                           luaL_typename(L, -1)));
+    force = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  return force;
+}
+
 static int f_cancel (lua_State *L) {
   Future *f = checkfut(L, 1);
-  int r = fut_cancel(f);
+  /* force: a running task is stopped too; true only when it was pending
+  ** or running (a cancelled one stays as it is: false). */
+  int r = forceopt(L) ? fut_stop(f, FUT_STOP_CANCEL, NULL, 0) : fut_cancel(f);
   if (r) fire(L, f);
   lua_pushboolean(L, r);
   return 1;

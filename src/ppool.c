@@ -49,9 +49,15 @@ extern char **environ;
                                  ahead to a busy worker */
 #define WORKER_FD 3
 #define WORKER_CHUNK "require('cfut')._procworker(%ld)"
+/* A stopped task whose worker has not answered after this long (stuck in
+** C code) has its worker killed and replaced (seconds). */
+#define STOP_GRACE 0.5
+
+typedef struct PPool PPool;
 
 typedef struct PWorker {
   struct PWorker *next;       /* guarded by pool lock */
+  PPool *pool;
   /* the manager's own: */
   pid_t pid;
   int reaped;                 /* waited for: 'pid' may name another process
@@ -65,10 +71,15 @@ typedef struct PWorker {
   size_t inlen, incap;
   MBuf out;                   /* whole frames to write */
   size_t outpos;
+  int ready;                  /* its 'R' came: its stop handler is set */
+  int killed;                 /* killed by a stop: its end breaks nothing */
+  int killwait;               /* it is to answer killid by killat */
+  uint64_t killid;            /* a stopped task it is running */
+  double killat;              /* kill it then unless killid is answered */
 } PWorker;
 
 
-typedef struct PPool {
+struct PPool {
   Executor base;
   SysMutex lock;
   FutQueue q;                  /* guarded by lock */
@@ -84,10 +95,17 @@ typedef struct PPool {
   /* the manager's own: */
   int nworkers;
   uint64_t nextid;
+  /* futures to stop (pp_stop), one reference each; guarded by stoplock,
+  ** which is taken under a future's lock and takes none */
+  SysMutex stoplock;
+  Future **stops;
+  int nstops, capstops;
+  int stopall;                /* guarded by lock: stop every running task */
   /* set at creation, read-only after: */
   int max_workers;
   long max_tasks;
   char trerr[200];            /* why tr->start failed (manager's) */
+  double timeout;             /* task_timeout, or 0 */
   char *init;
   size_t initlen;
   char *exe;
@@ -95,7 +113,7 @@ typedef struct PPool {
   const PPTransport *tr;      /* MPI workers (ppool.h), or NULL */
   void *trctx;
   const char *cls;            /* the class of its Broken... errors */
-} PPool;
+};
 
 /* {======================================================================
 ** Futures
@@ -210,6 +228,7 @@ static PWorker *startworker (PPool *p, int *nomem) {
   *nomem = 1;
   if (w == NULL) return NULL;
   mbuf_init(&w->out);
+  w->pool = p;
   if (sendinit(p, w) != 0) {  /* first: the worker waits for it */
     mbuf_free(&w->out);
     free(w);
@@ -336,11 +355,166 @@ static int sendtask (PPool *p, PWorker *w, Future *f) {
   (void)frame(&w->out, 'T', 8 + t->len);
   (void)mbuf_add(&w->out, id, 8);
   (void)mbuf_add(&w->out, t->msg, t->len);
-  fut_droptask(f);
+  /* The message stays with f until it is answered: if w is killed to stop
+  ** another task, f goes to the next worker (resend). */
+  if (p->timeout > 0 && w->ready) (void)ex_timeout_watch(f, p->timeout);
   w->fly[w->nfly] = f;
   w->flyid[w->nfly++] = p->nextid++;
   w->sent++;
   return 0;
+}
+
+/* }====================================================================== */
+
+/* {======================================================================
+** Stopping running tasks
+** =======================================================================
+** f:cancel{force = true} and the watchdog call pp_stop under f's lock: it
+** only queues f for the manager, which owns the workers.  The manager
+** (passstops) sends the worker running f PP_STOPSIG with f's task id (the
+** worker stops that task, or skips it when it gets there) and gives it
+** STOP_GRACE to answer; a worker that does not (a task stuck in C code) is
+** killed (killworkers), and its end replaces it rather than breaking the
+** pool (replace): the tasks it had not started go to another worker.
+*/
+
+static void pp_stop (void *ud, Future *f, int why) {
+  PPool *p = (PPool *)ud;
+  char c = 1;
+  ssize_t r;
+  (void)why;
+  sys_lock(&p->stoplock);
+  if (p->nstops == p->capstops) {
+    int ncap = p->capstops ? 2 * p->capstops : 8;
+    Future **ns = realloc(p->stops, (size_t)ncap * sizeof *ns);
+    if (ns != NULL) { p->stops = ns; p->capstops = ncap; }
+  }
+  if (p->nstops < p->capstops) {     /* else: no memory, it runs on */
+    fut_retain(f);
+    p->stops[p->nstops++] = f;
+  }
+  sys_unlock(&p->stoplock);
+  /* The manager runs (f is one of its running futures): its pipe is open. */
+  do r = write(p->wake[1], &c, 1); while (r < 0 && errno == EINTR);
+}
+
+/* Ask w to stop its task 'id' (at fly[i]). */
+static void stoptask (PWorker *w, int i, uint64_t id) {
+  union sigval v;
+  if (w->killed || w->reaped) return;
+  /* No handler yet (its tasks go elsewhere), or an MPI worker, whose
+  ** relay carries no signal value: kill it; the manager replaces it. */
+  if (!w->ready || w->pool->tr != NULL) {
+    signalworker(w->pool, w, SIGKILL);
+    w->killed = 1;
+    return;
+  }
+  v.sival_ptr = (void *)(uintptr_t)id;
+  sigqueue(w->pid, PP_STOPSIG, v);
+  if (i == w->flyhead && !w->killwait) {
+    w->killwait = 1;
+    w->killid = id;
+    w->killat = sys_now() + STOP_GRACE;
+  }
+}
+
+/* The script's error end (pp_stopall): stop every running task. */
+static void stopeverything (PPool *p) {
+  PWorker *w;
+  int on, i;
+  sys_lock(&p->lock);
+  on = p->stopall;
+  p->stopall = 0;
+  sys_unlock(&p->lock);
+  if (!on) return;
+  for (w = p->workers; w != NULL; w = w->next)
+    for (i = w->flyhead; i < w->nfly; i++)
+      fut_stop(w->fly[i], FUT_STOP_CANCEL, NULL, 0);   /* -> pp_stop */
+}
+
+/* Pass the stops that pp_stop queued on to the workers. */
+static void passstops (PPool *p) {
+  Future **list;
+  int n, k;
+  stopeverything(p);
+  sys_lock(&p->stoplock);
+  list = p->stops;
+  n = p->nstops;
+  p->stops = NULL;
+  p->nstops = p->capstops = 0;
+  sys_unlock(&p->stoplock);
+  for (k = 0; k < n; k++) {
+    PWorker *w;
+    int i, found = 0;
+    for (w = p->workers; w != NULL && !found; w = w->next)
+      for (i = w->flyhead; i < w->nfly; i++)
+        if (w->fly[i] == list[k]) {
+          stoptask(w, i, w->flyid[i]);
+          found = 1;
+          break;
+        }
+    fut_release(list[k]);
+  }
+  free(list);
+}
+
+static int replace (PPool *p, PWorker *w);
+
+/* Kill pid's descendants, deepest first (what a stuck task started:
+** os.execute's shell and its command would outlive the worker and hold
+** the pipes it shares with us).  Read from /proc: best effort. */
+static void killtree (pid_t pid, int depth) {
+  char path[64], buf[4096];
+  FILE *fp;
+  size_t n;
+  char *s, *end;
+  if (depth > 8) return;
+  snprintf(path, sizeof path, "/proc/%ld/task/%ld/children", (long)pid,
+           (long)pid);
+  if ((fp = fopen(path, "re")) == NULL) return;
+  n = fread(buf, 1, sizeof buf - 1, fp);
+  fclose(fp);
+  buf[n] = '\0';
+  for (s = buf; *s != '\0'; s = end) {
+    long child = strtol(s, &end, 10);
+    if (end == s) break;
+    if (child > 0) {
+      kill((pid_t)child, SIGSTOP);    /* no new children meanwhile */
+      killtree((pid_t)child, depth + 1);
+      kill((pid_t)child, SIGKILL);
+    }
+  }
+}
+
+/* Kill and replace the workers whose stopped task did not stop in time
+** (and those killed before they were ready).  Returns the milliseconds
+** until the next such deadline (for poll), at most 1000, or -1 with *err
+** set when no worker could replace one. */
+static int killworkers (PPool *p, int *err) {
+  PWorker *w;
+  double now = sys_now(), next = now + 1;
+  int replaced = 0;
+again:
+  for (w = p->workers; w != NULL; w = w->next) {
+    if (!w->killed && w->killwait && now >= w->killat) {
+      if (!w->reaped && p->tr == NULL) {   /* a pid of ours */
+        kill(w->pid, SIGSTOP);
+        killtree(w->pid, 0);
+      }
+      signalworker(p, w, SIGKILL);
+      w->killed = 1;
+    }
+    if (w->killed) {
+      /* No need to wait for its socket's end: a child of the task may
+      ** hold it open. */
+      if ((*err = replace(p, w)) != 0) return -1;
+      replaced = 1;
+      goto again;             /* the list changed */
+    }
+    if (w->killwait && w->killat < next) next = w->killat;
+  }
+  /* After a replacement, no wait: the next round gives out the queue. */
+  return replaced ? 0 : (int)((next - now) * 1000) + 1;
 }
 
 /* }====================================================================== */
@@ -373,6 +547,7 @@ static void breakpool (PPool *p, const char *msg) {
 static PWorker *pick (PPool *p, int target) {
   PWorker *w, *best = NULL;
   for (w = p->workers; w != NULL; w = w->next) {
+    if (w->killed) continue;
     if (p->max_tasks > 0 && w->sent >= p->max_tasks) continue;
     if (inflight(w) >= target) continue;
     if (best == NULL || inflight(w) < inflight(best)) best = w;
@@ -383,7 +558,8 @@ static PWorker *pick (PPool *p, int target) {
 static int busyall (PPool *p) {
   PWorker *w;
   for (w = p->workers; w != NULL; w = w->next)
-    if (inflight(w) == 0 && (p->max_tasks == 0 || w->sent < p->max_tasks))
+    if (inflight(w) == 0 && !w->killed &&
+        (p->max_tasks == 0 || w->sent < p->max_tasks))
       return 0;
   return 1;
 }
@@ -408,7 +584,9 @@ static int dispatch (PPool *p) {
     ** so a busy worker gets more only when the queue is long: then many go
     ** per worker, in fewer and larger writes. */
     target = 1;
-    if (nq >= SENDAHEAD * (p->nworkers ? p->nworkers : 1)) {
+    /* With task_timeout, none is sent ahead: a task's time counts from
+    ** when it is sent to an idle worker. */
+    if (p->timeout <= 0 && nq >= SENDAHEAD * (p->nworkers ? p->nworkers : 1)) {
       target = (nq + total) / (p->nworkers ? p->nworkers : 1);
       if (target > MAXFLY) target = MAXFLY;
     }
@@ -417,7 +595,7 @@ static int dispatch (PPool *p) {
     f = fq_pop(&p->q);
     sys_unlock(&p->lock);
     if (f == NULL) return 0;
-    if (fut_set_running(f) != 1) {      /* cancelled meanwhile */
+    if (fut_set_running_by(f, pp_stop, p) != 1) { /* cancelled meanwhile */
       fut_droptask(f);
       fut_release(f);
       continue;
@@ -470,8 +648,15 @@ const char *ppool_result (const unsigned char *b, size_t len, PPResult *r) {
 /* Handle one complete frame from w: 0, or -1 with 'why' set. */
 static int onframe (PWorker *w, int type, const unsigned char *b,
                     size_t len, char *why, size_t whylen) {
-  if (type == 'R') return len == 0 ? 0 : (snprintf(why, whylen,
-                                          "bad ready frame"), -1);
+  if (type == 'R') {
+    int i;
+    if (len != 0) return (snprintf(why, whylen, "bad ready frame"), -1);
+    w->ready = 1;
+    if (w->pool->timeout > 0)      /* its tasks start running now */
+      for (i = w->flyhead; i < w->nfly; i++)
+        (void)ex_timeout_watch(w->fly[i], w->pool->timeout);
+    return 0;
+  }
   if (type == 'F') {
     fprintf(stderr, "cfut: exception in initializer:\n%.*s\n", (int)len,
             (const char *)b);
@@ -498,7 +683,9 @@ static int onframe (PWorker *w, int type, const unsigned char *b,
     if (!(r.failed == 1 && r.dlen == 0) &&
         marshal_check((const char *)r.data, r.dlen, why, whylen) != 0)
       return -1;
+    if (w->killwait && r.id == w->killid) w->killwait = 0;  /* it stopped */
     f = w->fly[w->flyhead++];
+    if (w->pool->timeout > 0) ex_timeout_unwatch(f);
     if (r.tblen > 0 && (tb = malloc(r.tblen + 1)) != NULL) {
       memcpy(tb, r.tb, r.tblen);
       tb[r.tblen] = '\0';
@@ -515,6 +702,7 @@ static int onframe (PWorker *w, int type, const unsigned char *b,
       free(data);
       free(tb);
     }
+    fut_droptask(f);
     fut_release(f);
     if (w->flyhead == w->nfly) w->flyhead = w->nfly = 0;
     return 0;
@@ -559,6 +747,7 @@ static int readworker (PWorker *w, char *why, size_t whylen) {
   }
   memmove(w->in, w->in + pos, w->inlen - pos);
   w->inlen -= pos;
+  if (eof && w->inlen > 0 && w->killed) w->inlen = 0;  /* cut by us */
   if (eof && w->inlen > 0) {
     snprintf(why, whylen, "truncated frame");
     return -1;
@@ -624,17 +813,59 @@ static void passsigpipe (PPool *p, PWorker *w) {
   }
 }
 
+/* w, killed by a stop, is gone: let go of what it had and send the tasks
+** it had not started to a new worker.  0, or an error code (the pool is
+** then to be broken). */
+static int replace (PPool *p, PWorker *w) {
+  Future **again = NULL;
+  PWorker *nw;
+  int n = 0, i, total = inflight(w), nomem;
+  if (total > 0 && (again = malloc((size_t)total * sizeof *again)) == NULL)
+    return CFUT_ENOMEM;
+  for (i = w->flyhead; i < w->nfly; i++) {
+    Future *f = w->fly[i];
+    if (p->timeout > 0) ex_timeout_unwatch(f);
+    /* the stopped one(s): settled, or being settled by their stop */
+    if (fut_isdone(fut_state_sync(f))) {
+      fut_droptask(f);
+      fut_release(f);
+    }
+    else again[n++] = f;
+  }
+  w->flyhead = w->nfly = 0;
+  endworker(p, w, 0);
+  if (n > 0) {
+    if ((nw = startworker(p, &nomem)) == NULL) {
+      for (i = 0; i < n; i++) {
+        failfuture(p, again[i], nomem ? NOMEM_MSG : SPAWN_MSG);
+        fut_release(again[i]);
+      }
+      free(again);
+      return nomem ? CFUT_ENOMEM : CFUT_ETHREAD;
+    }
+    for (i = 0; i < n; i++) {
+      if (sendtask(p, nw, again[i]) != 0) {
+        failfuture(p, again[i], "not enough memory to send the task");
+        fut_release(again[i]);
+      }
+    }
+  }
+  free(again);
+  return 0;
+}
+
 /* One round: dispatch, write, wait for something, read.  Returns 0 to go
 ** on, 1 when the pool is done. */
 static int step (PPool *p, struct pollfd *fds, PWorker **ws) {
   PWorker *w;
   char why[160];
-  int n = 1, i, r;
+  int n = 1, i, r, ms;
   if (atomic_load(&p->base.broken)) {       /* pp_fail: its message stands */
     breakpool(p, BROKEN_MSG);
     return 1;
   }
   passinterrupt(p);
+  passstops(p);
   if ((r = dispatch(p)) != 0) {
     if (r != CFUT_ENOMEM && p->trerr[0] != '\0') {
       char msg[sizeof p->trerr + 100];
@@ -645,6 +876,10 @@ static int step (PPool *p, struct pollfd *fds, PWorker **ws) {
     return 1;
   }
   retire(p);
+  if ((ms = killworkers(p, &r)) < 0) {
+    breakpool(p, r == CFUT_ENOMEM ? NOMEM_MSG : SPAWN_MSG);
+    return 1;
+  }
   if (finished(p)) return 1;
   fds[0].fd = p->wake[0];
   fds[0].events = POLLIN;
@@ -657,7 +892,7 @@ static int step (PPool *p, struct pollfd *fds, PWorker **ws) {
     fds[n].events = POLLIN | (w->outpos < w->out.len ? POLLOUT : 0);
     ws[n++] = w;
   }
-  while ((r = poll(fds, (nfds_t)n, 1000)) < 0 && errno == EINTR) {}
+  while ((r = poll(fds, (nfds_t)n, ms)) < 0 && errno == EINTR) {}
   if (fds[0].revents & POLLIN) {
     char buf[256];
     while (read(p->wake[0], buf, sizeof buf) > 0) {}
@@ -674,6 +909,7 @@ static int step (PPool *p, struct pollfd *fds, PWorker **ws) {
       breakpool(p, msg);
       return 1;
     }
+    if (r == 1 && ws[i]->killed) continue;    /* replaced next round */
     if (r == 1) {             /* EOF: the worker is gone */
       passsigpipe(p, ws[i]);
       breakpool(p, BROKEN_MSG);
@@ -764,6 +1000,19 @@ static void pp_interrupt (Executor *ex) {
   settlelist(p, q, NULL);
 }
 
+/* The script's error end: cancel what is queued; the manager stops what
+** runs (stopeverything). */
+static void pp_stopall (Executor *ex) {
+  PPool *p = (PPool *)ex;
+  Future *q;
+  sys_lock(&p->lock);
+  q = takeall(p);
+  p->stopall = 1;
+  wakeup(p);
+  sys_unlock(&p->lock);
+  settlelist(p, q, NULL);
+}
+
 static int pp_alive (Executor *ex, Waiter *wt) {
   PPool *p = (PPool *)ex;
   int alive;
@@ -805,6 +1054,7 @@ static void pp_fail (Executor *ex, const char *msg) {
 static void pp_destroy (Executor *ex) {
   PPool *p = (PPool *)ex;
   char **e;
+  int i;
   settlelist(p, takeall(p), NULL);
   ex_unwatch(p->watch, 0);
   if (p->tr != NULL && p->trctx != NULL) p->tr->close(p->trctx);
@@ -821,19 +1071,22 @@ static void pp_destroy (Executor *ex) {
     close(p->wake[0]);
     close(p->wake[1]);
   }
+  for (i = 0; i < p->nstops; i++) fut_release(p->stops[i]);
+  free(p->stops);
+  sys_mutex_destroy(&p->stoplock);
   sys_mutex_destroy(&p->lock);
   free(p);
 }
 
 static const ExecutorOps ppool_ops = {
   "ProcessPoolExecutor", pp_submit, pp_shutdown, pp_interrupt, pp_alive,
-  pp_reap, pp_destroy, pp_fail
+  pp_reap, pp_destroy, pp_fail, pp_stopall
 };
 
 /* The same pool with MPI workers (tostring says which it is). */
 static const ExecutorOps mpool_ops = {
   "MPIPoolExecutor", pp_submit, pp_shutdown, pp_interrupt, pp_alive,
-  pp_reap, pp_destroy, pp_fail
+  pp_reap, pp_destroy, pp_fail, pp_stopall
 };
 
 /* }====================================================================== */
@@ -893,6 +1146,8 @@ Executor *ppool_new (PPoolConfig *cfg, const char **err) {
   sys_mutex_init(&p->lock);
   p->max_workers = cfg->max_workers;
   p->max_tasks = cfg->max_tasks;
+  p->timeout = cfg->timeout;
+  sys_mutex_init(&p->stoplock);
   p->wake[0] = p->wake[1] = -1;
   n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (n > 0) {
@@ -912,6 +1167,7 @@ Executor *ppool_new (PPoolConfig *cfg, const char **err) {
     }
     if (p->wake[0] >= 0) { close(p->wake[0]); close(p->wake[1]); }
     sys_mutex_destroy(&p->lock);
+    sys_mutex_destroy(&p->stoplock);
     free(p);
     return NULL;
   }

@@ -15,10 +15,15 @@
 #ifndef CFUT_PPOOL_H
 #define CFUT_PPOOL_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "executor.h"
 #include "wire.h"            /* put64, get64 */
+
+/* Parent -> worker: stop the task whose id is the signal's value (a
+** realtime signal: one per task, none lost, sent with sigqueue). */
+#define PP_STOPSIG (SIGRTMIN + 4)
 
 #define PP_HEADER 9                     /* length + type */
 #define PP_MAXFRAME ((uint64_t)1 << 40) /* larger is malformed */
@@ -50,6 +55,7 @@ typedef struct PPoolConfig {
   void *trctx;                /* tr's, passed to each call; the pool takes
                                  it (tr->close) */
   long max_tasks;             /* per worker process; 0 = no limit */
+  double timeout;             /* task_timeout in seconds, or 0 */
   char *init;                 /* marshalled initializer, or NULL */
   size_t initlen;
   const char *path, *cpath;   /* package.path / cpath for the workers */

@@ -20,6 +20,8 @@
 ** (Lines), before the worker blocks for input and at exit.
 */
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -45,6 +47,39 @@
 #define LONGLINE 65536        /* a line without end this long goes out */
 
 static volatile sig_atomic_t gotsigint;
+
+/*
+** Stops (PP_STOPSIG, its value a task id).  The handler notes the id in
+** 'stopped' (the ids of the last STOPRING stops: more than the tasks a
+** worker holds at once) and, when it is the running task's, sets the stop
+** flag and hooks the running Lua code.  runtask sets 'current' before it
+** looks in 'stopped': a stop lands in one place or the other.
+*/
+#define STOPRING 256
+static atomic_int stopflag;             /* this process's fut_set_stopflag */
+#define NOTASK UINT64_MAX             /* no id: no task, no stop */
+static _Atomic uint64_t current;        /* the running task's id, or NOTASK */
+static _Atomic uint64_t stopped[STOPRING];
+static atomic_uint nstopped;
+
+static void onstop (int sig, siginfo_t *si, void *uc) {
+  uint64_t id;
+  (void)sig; (void)uc;
+  if (si->si_code != SI_QUEUE) return;
+  id = (uint64_t)(uintptr_t)si->si_value.sival_ptr;
+  atomic_store(&stopped[atomic_fetch_add(&nstopped, 1) % STOPRING], id);
+  if (id != NOTASK && atomic_load(&current) == id) {
+    atomic_store(&stopflag, 1);
+    worker_sigint();
+  }
+}
+
+static int wasstopped (uint64_t id) {
+  int i;
+  for (i = 0; i < STOPRING; i++)
+    if (atomic_load(&stopped[i]) == id) return 1;
+  return 0;
+}
 
 static void onsigint (int sig) {
   (void)sig;
@@ -297,15 +332,30 @@ static int runtask (lua_State *L, Conn *c, const Frame *fr) {
   const char *data, *tb;
   size_t dlen;
   int failed, r;
+  uint64_t id;
   if (fr->blen < 8 || (f = fut_new()) == NULL) return -1;
+  id = get64(fr->body);
+  atomic_store(&stopflag, 0);
+  atomic_store(&current, id);
+  if (wasstopped(id)) atomic_store(&stopflag, 1);  /* before it started */
   fut_set_running(f);
   fut_set_flags(f, 0);
   /* No collection here after a big task (as thread workers do): measured,
   ** it only slows the next trip of a process worker. */
-  (void)worker_run(L, f, (const char *)fr->body + 8, fr->blen - 8, 0, NULL,
-                   NULL);
+  if (!atomic_load(&stopflag))
+    (void)worker_run(L, f, (const char *)fr->body + 8, fr->blen - 8, 0,
+                     NULL, NULL);
+  atomic_store(&current, NOTASK);
   fut_set_interrupt(0);       /* a Ctrl-C ends at the task it stopped */
   failed = fut_outcome(f, &data, &dlen, &tb);
+  if (!fut_isdone(fut_state(f)) || fut_state(f) == FUT_CANCELLED) {
+    /* stopped (its future, in the parent, is settled already): a failure
+    ** without a value, which the parent drops */
+    failed = 1;
+    data = tb = NULL;
+    dlen = 0;
+  }
+  atomic_store(&stopflag, 0);
   r = answer(c, fr->body, failed, tb, tb != NULL ? strlen(tb) : 0, data,
              dlen);
   fut_release(f);
@@ -375,7 +425,9 @@ static int runinit (lua_State *L, Conn *c) {
   inconsume(&c->in, &fr);
   if (mbuf_reserve(&c->out, PP_HEADER) != 0) return -1;
   addframe(&c->out, 'R', 0);
-  return 0;
+  /* At once, not with the first answer: the parent counts a task's
+  ** task_timeout, and may signal a stop, from here on. */
+  return sendanswers(c);
 }
 
 /* A worker state with the parent's package.path and cpath, as it set them
@@ -412,6 +464,17 @@ static int m_procworker (lua_State *L) {
   sa.sa_handler = onsigint;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
+  {  /* before the handler: no id is stopped yet */
+    int i;
+    atomic_store(&current, NOTASK);
+    for (i = 0; i < STOPRING; i++) atomic_store(&stopped[i], NOTASK);
+  }
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = onstop;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(PP_STOPSIG, &sa, NULL);
+  fut_set_stopflag(&stopflag);
 #ifdef CFUT_FAILALLOC
   fa_startworker();
 #endif

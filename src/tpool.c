@@ -57,6 +57,8 @@ typedef struct Worker {
   TPool *pool;
   int index;
   atomic_int busy;            /* running a task: Ctrl-C signals it */
+  atomic_int stopreq;         /* its task is to stop (tp_stop): the
+                                 thread's stop flag (fut_set_stopflag) */
   atomic_int exited;          /* its loop is over: join will not block */
   int idle;                   /* counted in pool->nidle; owner thread */
   int started;                /* has its state (and first task): lock */
@@ -82,6 +84,7 @@ struct TPool {
   ExitWatch *watch;           /* notified when a worker exits; lock */
   /* set at creation, read-only after: */
   int max_workers;
+  double timeout;             /* task_timeout, or 0 */
   char *init;
   size_t initlen;
   char *prefix, *path, *cpath;
@@ -172,6 +175,19 @@ static void waiting (void *ud) {
   w->idle = 1;
 }
 
+/* f's stopper (fut_stop, under f's lock): the worker's stop flag, then
+** SIGURG, whose handler hooks the running Lua code (worker_sigint); a wait
+** in the task sees the flag.  A task in C code stops when it is back in
+** Lua.  The flag is cleared once the task is over, after its future is
+** settled (which takes f's lock too): a stop for it never reaches the
+** next task. */
+static void tp_stop (void *ud, Future *f, int why) {
+  Worker *w = (Worker *)ud;
+  (void)f; (void)why;
+  atomic_store(&w->stopreq, 1);
+  if (!atomic_load(&w->exited)) pthread_kill(w->tid, SIGURG);
+}
+
 /* Run f if it is not cancelled (running = fut_set_running's answer). */
 static void runone (Worker *w, lua_State *L, Future *f, int running) {
   FutTask *t = fut_task(f);
@@ -180,9 +196,13 @@ static void runone (Worker *w, lua_State *L, Future *f, int running) {
   ** collect them once the task is over. */
   int big = t->len > 3 && ((unsigned char)t->msg[3] & WIRE_HANDLES);
   if (running == 1) {
+    TPool *p = w->pool;
+    int timed = p->timeout > 0 && ex_timeout_watch(f, p->timeout) == 0;
     atomic_store(&w->busy, 1);
     big |= worker_run(L, f, t->msg, t->len, MARSHAL_LOCAL, waiting, w);
     atomic_store(&w->busy, 0);
+    if (timed) ex_timeout_unwatch(f);
+    atomic_store(&w->stopreq, 0);
   }
   fut_droptask(f);
   fut_release(f);
@@ -199,7 +219,7 @@ static void ready (TPool *p, Worker *w, lua_State *L, int first) {
   sys_lock(&p->lock);
   if (first && p->q.head != NULL && !atomic_load(&p->base.broken)) {
     f = pop(p);
-    running = fut_set_running(f);
+    running = fut_set_running_by(f, tp_stop, w);
   }
   w->started = 1;
   sys_cond_broadcast(&p->startcond);
@@ -209,7 +229,8 @@ static void ready (TPool *p, Worker *w, lua_State *L, int first) {
 
 static void runtasks (TPool *p, Worker *w, lua_State *L) {
   Future *f;
-  while ((f = take(p, w)) != NULL) runone(w, L, f, fut_set_running(f));
+  while ((f = take(p, w)) != NULL)
+    runone(w, L, f, fut_set_running_by(f, tp_stop, w));
 }
 
 /* Mark w exited and tell those who wait for it. */
@@ -232,6 +253,7 @@ static void *workermain (void *arg) {
   char *why = NULL;
   current_pool = p;
   current_worker = w;
+  fut_set_stopflag(&w->stopreq);
   if (name != NULL) {
     snprintf(name, namelen, "%s_%d", p->prefix, w->index);
     sys_thread_setname(name);
@@ -259,6 +281,7 @@ static void *workermain (void *arg) {
     worker_poll(L);
   }
   worker_close(L);
+  fut_set_stopflag(NULL);
   exited(p, w);
   return NULL;
 }
@@ -370,6 +393,24 @@ static void tp_interrupt (Executor *ex) {
   fq_settle(q, NULL, NULL);
 }
 
+/* The script's error end: cancel what is queued, stop every running
+** task (its future ends cancelled: worker.c, finish). */
+static void tp_stopall (Executor *ex) {
+  TPool *p = (TPool *)ex;
+  Future *q;
+  Worker *w;
+  sys_lock(&p->lock);
+  q = takeall(p);
+  for (w = p->workers; w != NULL; w = w->next) {
+    if (atomic_load(&w->busy) && !atomic_load(&w->exited)) {
+      atomic_store(&w->stopreq, 1);
+      pthread_kill(w->tid, SIGURG);
+    }
+  }
+  sys_unlock(&p->lock);
+  fq_settle(q, NULL, NULL);
+}
+
 static int tp_alive (Executor *ex, Waiter *wt) {
   TPool *p = (TPool *)ex;
   Worker *w;
@@ -428,7 +469,7 @@ static void tp_destroy (Executor *ex) {
 
 static const ExecutorOps tpool_ops = {
   "ThreadPoolExecutor", tp_submit, tp_shutdown, tp_interrupt, tp_alive,
-  tp_reap, tp_destroy, NULL
+  tp_reap, tp_destroy, NULL, tp_stopall
 };
 
 /* }====================================================================== */
@@ -447,6 +488,7 @@ Executor *tpool_new (TPoolConfig *cfg) {
   sys_cond_init(&p->joincond);
   sys_cond_init(&p->startcond);
   p->max_workers = cfg->max_workers;
+  p->timeout = cfg->timeout;
   if (cfg->prefix == NULL) {
     snprintf(prefix, sizeof prefix, "ThreadPoolExecutor-%d",
              atomic_fetch_add(&pool_count, 1));

@@ -9,6 +9,7 @@
 
 typedef struct TPoolConfig {
   int max_workers;
+  double timeout;         /* task_timeout in seconds, or 0 for none */
   char *init;             /* marshalled initializer + initargs, or NULL */
   size_t initlen;
   const char *prefix;     /* thread_name_prefix, or NULL for the default */

@@ -174,9 +174,15 @@ static void tell (Publish *pub) {
 
 static void finish (lua_State *L, Future *f, int failed, int base, int n,
                     const char *tb, Publish *pub) {
-  MBuf *b = cfut_scratch();
+  MBuf *b;
   char *data, *t;
   size_t len;
+  if (fut_stopping()) {       /* stopped: settled by the stopper, or here */
+    tell(pub);
+    fut_stop(f, FUT_STOP_CANCEL, NULL, 0);
+    return;
+  }
+  b = cfut_scratch();
   if (b != NULL) encode(L, b, pub->flags, &failed, base, n);
   tell(pub);
   if (b == NULL) {
@@ -261,6 +267,8 @@ static int prun (lua_State *L) {
   return 0;
 }
 
+static void stop (lua_State *L, lua_Debug *ar);
+
 /* Messages from this size on make a task "big" (worker_run). */
 #define BIGTASK (1u << 20)
 
@@ -278,15 +286,26 @@ int worker_run (lua_State *L, Future *f, const char *msg, size_t len,
   run.pub.flags = flags;
   run.pub.told = 0;
   running_L = L;
+  /* A stop that came before the task started (its signal found no state
+  ** to hook) takes effect at its first instruction. */
+  if (fut_stopping()) lua_sethook(L, stop, LUA_MASKCOUNT, 1);
   lua_pushcfunction(L, prun);
   lua_pushlightuserdata(L, &run);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
     const char *why = lua_tostring(L, -1);
-    char *t = strdup(why ? why : "not enough memory");
+    char *t;
+    if (fut_stopping()) {
+      lua_sethook(L, NULL, 0, 0);
+      tell(&run.pub);
+      fut_stop(f, FUT_STOP_CANCEL, NULL, 0);
+      goto over;
+    }
+    t = strdup(why ? why : "not enough memory");
     tell(&run.pub);
     /* It may be finished already (Ctrl-C's hook fired after finish). */
     if (fut_finish(f, 1, NULL, 0, t) != 0) free(t);
   }
+over:
   running_L = NULL;
   lua_sethook(L, NULL, 0, 0);
   lua_settop(L, base);
@@ -353,14 +372,29 @@ void worker_poll (lua_State *L) {
   cfut_runcallbacks(L);
 }
 
+/*
+** The hook that stops Lua code.  A stop (fut_stopping: f:cancel{force},
+** task_timeout, the script's error end) raises at every Lua instruction
+** until the task is over: a pcall in the task that catches it raises again
+** at its next instruction, so no code of the task goes on after a stop.
+** A count hook only, so that it never fires inside the message handler (a
+** C function).  A Ctrl-C raises "interrupted!" once, as before; a signal
+** that came for a task already over finds neither and does nothing.
+*/
 static void stop (lua_State *L, lua_Debug *ar) {
   (void)ar;
+  if (fut_stopping()) {
+    lua_sethook(L, stop, LUA_MASKCOUNT, 1);
+    luaL_error(L, WORKER_STOPPED);
+  }
   lua_sethook(L, NULL, 0, 0);
-  luaL_error(L, "interrupted!");
+  if (fut_interrupted()) luaL_error(L, "interrupted!");
 }
 
 void worker_sigint (void) {
   lua_State *L = running_L;
-  if (L != NULL)
-    lua_sethook(L, stop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  if (L != NULL) {
+    if (fut_stopping()) lua_sethook(L, stop, LUA_MASKCOUNT, 1);
+    else lua_sethook(L, stop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  }
 }

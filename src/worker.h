@@ -56,4 +56,8 @@ void worker_poll (lua_State *L);
 ** current state, set by worker_run). */
 void worker_sigint (void);
 
+/* What a stopped task raises (in the worker; its future is settled by the
+** stop, so nobody sees it but the task's own pcalls). */
+#define WORKER_STOPPED "the task was stopped"
+
 #endif
