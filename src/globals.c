@@ -49,7 +49,8 @@ static char COPIES;     /* worker: global name -> the copy installed */
 
 typedef struct Rd {
   const unsigned char *p, *end;
-  int bad;
+  int bad;            /* bytes it cannot read */
+  int nomem;          /* (and bad) a malloc failed */
 } Rd;
 
 typedef struct Scan {
@@ -145,7 +146,7 @@ static int isenv (const unsigned char *names, size_t nnames, const
   size_t i, len = 0;
   const char *s = NULL;
   if (b >= nnames) return 0;
-  r.p = names; r.end = end; r.bad = 0;
+  r.p = names; r.end = end; r.bad = r.nomem = 0;
   for (i = 0; i <= b; i++) s = getstring(&r, &len);
   return s != NULL && len == 4 && memcmp(s, "_ENV", 4) == 0;
 }
@@ -171,7 +172,7 @@ static void scancode (Rd *r, Scan *sc, const unsigned char *code, size_t n,
       Rd k;
       size_t len;
       const char *s;
-      k.p = kp[c]; k.end = r->end; k.bad = 0;
+      k.p = kp[c]; k.end = r->end; k.bad = k.nomem = 0;
       if ((s = getstring(&k, &len)) != NULL) sc->fn(sc->ud, s, len);
     }
   }
@@ -208,7 +209,7 @@ static void function (Rd *r, Scan *sc, int nest) {
     return;
   }
   if ((kp = malloc((sizek > 0 ? sizek : 1) * sizeof(*kp))) == NULL) {
-    r->bad = 1;
+    r->bad = r->nomem = 1;
     return;
   }
   constants(r, kp, sizek);
@@ -239,12 +240,12 @@ int globals_scan (const char *dump, size_t len,
   Scan sc;
   r.p = (const unsigned char *)dump;
   r.end = r.p + len;
-  r.bad = 0;
+  r.bad = r.nomem = 0;
   sc.fn = fn;
   sc.ud = ud;
   if (header(&r) != 0) return -1;
   function(&r, &sc, 0);
-  return r.bad ? -1 : 0;
+  return r.nomem ? -2 : r.bad ? -1 : 0;
 }
 
 /* }====================================================== */
@@ -365,7 +366,8 @@ static int pushnames (lua_State *L, int f, const char *dump, size_t len) {
   }
   lua_pop(L, 1);
   memset(&fd, 0, sizeof(fd));
-  if (globals_scan(dump, len, found, &fd) != 0) fd.len = 0;
+  if ((st = globals_scan(dump, len, found, &fd)) == -2) fd.nomem = 1;
+  else if (st != 0) fd.len = 0;         /* a format it cannot read */
   if (fd.nomem) {
     free(fd.v);
     return CFUT_ENOMEM;

@@ -44,8 +44,8 @@ void globals_install (lua_State *L, int t);
 ** The global names the bytecode dump[0..len) reads (GETTABUP on an
 ** upvalue named _ENV with a constant string key), in this function and
 ** its nested prototypes: calls fn(ud, name, namelen) for each (repeats
-** included).  Returns 0, or -1 for bytes it cannot read (a format it
-** does not know: no names).  Pure C, for the fuzzer too.
+** included).  Returns 0, -1 for bytes it cannot read (a format it does
+** not know: no names), or -2 when it lacked memory.  Pure C.
 */
 int globals_scan (const char *dump, size_t len,
                   void (*fn) (void *ud, const char *s, size_t n), void *ud);
