@@ -321,32 +321,21 @@ static int pcache (lua_State *L) {
   return 1;
 }
 
-/* (pending or nil, names, env, argno): append the names not pending
-** yet; returns the pending table (a new one for nil). */
+/* (pending or nil, names, env, argno): append the three to the pending
+** list; returns it (a new one for nil). */
 static int pappend (lua_State *L) {
-  lua_Integer i, n = (lua_Integer)lua_rawlen(L, 2), top;
+  lua_Integer top;
   if (lua_isnil(L, 1)) {
-    lua_newtable(L);
+    lua_createtable(L, 6, 0);             /* room for two functions */
     lua_replace(L, 1);
   }
   top = (lua_Integer)lua_rawlen(L, 1);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, 2, i);
-    lua_pushvalue(L, -1);
-    if (lua_rawget(L, 1) != LUA_TNIL) {
-      lua_pop(L, 2);
-      continue;
-    }
-    lua_pop(L, 1);
-    lua_pushvalue(L, -1);
-    lua_pushboolean(L, 1);
-    lua_rawset(L, 1);                     /* pending[name] = true */
-    lua_rawseti(L, 1, ++top);             /* the name, */
-    lua_pushvalue(L, 3);
-    lua_rawseti(L, 1, ++top);             /* where to read it, */
-    lua_pushvalue(L, 4);
-    lua_rawseti(L, 1, ++top);             /* the value that brought it */
-  }
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, 1, top + 1);             /* the names, */
+  lua_pushvalue(L, 3);
+  lua_rawseti(L, 1, top + 2);             /* where to read them, */
+  lua_pushvalue(L, 4);
+  lua_rawseti(L, 1, top + 3);             /* the value that brought them */
   lua_settop(L, 1);
   return 1;
 }

@@ -16,9 +16,9 @@
 ** dump[0..len) (as lua_dump writes it), with the table at env as the
 ** place to read them from and 'argno' as the value that brought it.
 ** The names are computed once per function object and cached (weakly).
-** A name not met yet in this message is appended to the pending table
-** in slot 'pending' (created there if the slot is nil) as three entries
-** (name, env, argno).  Never raises: 0 or CFUT_ENOMEM.
+** A function that reads some appends three entries to the pending list
+** in slot 'pending' (created there if the slot is nil): the array of its
+** names, env and argno.  Never raises: 0 or CFUT_ENOMEM.
 */
 int globals_note (lua_State *L, int f, const char *dump, size_t len,
                   int env, int pending, int argno);

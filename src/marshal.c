@@ -750,8 +750,7 @@ static int ownname (Enc *e, int v, const char *name, size_t n) {
   const char *s;
   size_t len;
   int i;
-  int t = lua_type(L, v);
-  if ((t != LUA_TFUNCTION && t != LUA_TTABLE) || n > 100
+  if (!(lua_iscfunction(L, v) || lua_istable(L, v)) || n > 100
       || names_find(L, &e->names, v, lua_topointer(L, v), &s, &len))
     return 0;
   if (s[0] == T_FIELD)
@@ -765,15 +764,45 @@ static int ownname (Enc *e, int v, const char *name, size_t n) {
   return 0;
 }
 
-/* One pending global (name at k, env at k+1): its value, unless it has
-** none (nil is not sent) or the receiver has it by name.  *count counts
-** the entries written. */
+/* The names written so far (each once a message): their strings stay
+** alive in the pending list. */
+typedef struct Written {
+  const char **s;
+  size_t *n;
+  size_t len, cap;
+} Written;
+
+/* Add s[0..n) if it is not there yet: 1 if added, 0 if there, or
+** CFUT_ENOMEM. */
+static int newname (Written *w, const char *s, size_t n) {
+  size_t i;
+  for (i = 0; i < w->len; i++)
+    if (w->n[i] == n && (w->s[i] == s || memcmp(w->s[i], s, n) == 0))
+      return 0;
+  if (w->len == w->cap) {
+    size_t cap = w->cap ? 2 * w->cap : 16;
+    const char **ns = realloc(w->s, cap * sizeof(*ns));
+    size_t *nn;
+    if (ns == NULL) return CFUT_ENOMEM;
+    w->s = ns;
+    if ((nn = realloc(w->n, cap * sizeof(*nn))) == NULL) return CFUT_ENOMEM;
+    w->n = nn;
+    w->cap = cap;
+  }
+  w->s[w->len] = s;
+  w->n[w->len++] = n;
+  return 1;
+}
+
+/* One global (name at k, the env to read it from at k-1): its value,
+** unless it has none (nil is not sent) or every receiver has it by that
+** name.  *count counts the entries written. */
 static int encglobal (Enc *e, int k, uint64_t *count) {
   lua_State *L = e->L;
   size_t n;
   const char *name = lua_tolstring(L, k, &n);
-  int rc, v = k + 2;
-  rc = globals_fetch(L, k + 1, k);
+  int rc, v = k + 1;
+  rc = globals_fetch(L, k - 1, k);
   if (rc == 0 && !lua_isnil(L, v) && !ownname(e, v, name, n)) {
     (*count)++;
     if ((rc = enckey(e, k)) == 0) rc = encvalue(e, v);
@@ -783,27 +812,47 @@ static int encglobal (Enc *e, int k, uint64_t *count) {
   return rc;
 }
 
+/* The names of one pending function (its names array at k, env at k+1),
+** those not written yet. */
+static int encnames (Enc *e, int k, Written *w, uint64_t *count) {
+  lua_State *L = e->L;
+  lua_Integer j, nn = (lua_Integer)lua_rawlen(L, k);
+  int rc = 0;
+  for (j = 1; rc == 0 && j <= nn; j++) {
+    size_t len;
+    const char *s;
+    lua_rawgeti(L, k, j);
+    s = lua_tolstring(L, -1, &len);
+    if ((rc = newname(w, s, len)) == 1) rc = encglobal(e, k + 2, count);
+    lua_pop(L, 1);
+  }
+  return rc;
+}
+
 /* After the values: the table of the globals that functions among them
 ** read (name -> value), while there are any; the values' own functions
 ** add theirs to the list as they are written.  On failure *argno is the
-** value that brought the global. */
+** value that brought the global.  1 when no global had a value (then
+** nothing is written). */
 static int encglobals (Enc *e, int *argno) {
   lua_State *L = e->L;
   size_t at = e->b->len;
   uint64_t count = 0;
   lua_Integer i;
+  Written w;
   int rc, k = lua_gettop(L) + 1;
   if ((rc = enter(e)) != 0) return rc;
+  memset(&w, 0, sizeof(w));
   e->nrefs++;               /* numbered, as the decoder numbers a table */
   if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = puttag(e->b, 0)) != 0)
     goto out;
   for (i = 1; rc == 0 && i <= (lua_Integer)lua_rawlen(L, e->gslot); i += 3) {
-    lua_rawgeti(L, e->gslot, i);          /* name, */
-    lua_rawgeti(L, e->gslot, i + 1);      /* where to read it, */
-    lua_rawgeti(L, e->gslot, i + 2);      /* the value that brought it */
+    lua_rawgeti(L, e->gslot, i);          /* names, */
+    lua_rawgeti(L, e->gslot, i + 1);      /* where to read them, */
+    lua_rawgeti(L, e->gslot, i + 2);      /* the value that brought them */
     e->garg = *argno = (int)lua_tointeger(L, k + 2);
     lua_pop(L, 1);
-    rc = encglobal(e, k, &count);
+    rc = encnames(e, k, &w, &count);
     lua_pop(L, 2);
   }
   if (rc == 0 && count == 0) {            /* all nil: no table at all */
@@ -814,6 +863,8 @@ static int encglobals (Enc *e, int *argno) {
   else if (rc == 0 && (rc = patchcounts(e, at, 0, count)) == 0)
     rc = puttag(e->b, T_NIL);             /* its metatable */
 out:
+  free(w.s);
+  free(w.n);
   e->depth--;
   return rc;
 }
