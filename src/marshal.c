@@ -834,6 +834,7 @@ static int encnames (Enc *e, int k, Written *w, uint64_t *count) {
 ** add theirs to the list as they are written.  On failure *argno is the
 ** value that brought the global.  1 when no global had a value (then
 ** nothing is written). */
+__attribute__((noinline))     /* (off the path of a task without any) */
 static int encglobals (Enc *e, int *argno) {
   lua_State *L = e->L;
   size_t at = e->b->len;
