@@ -6,7 +6,9 @@
 ** bounds-checked reader of our own: every GETTABUP whose table is an
 ** upvalue named _ENV and whose key is a constant string, in the function
 ** and in each nested prototype.  They are cached per function object in
-** a weak table, so a function sent again costs one table lookup.
+** a table keyed by the hash of the dump (which the encoder has already
+** computed), so a function sent again, or another closure of the same
+** prototype, costs a table lookup.
 **
 ** Receiver: globals_install copies the message's globals into the
 ** worker's own globals where it lacks them; a registry table remembers
@@ -25,7 +27,7 @@
 #include "globals.h"
 
 /* Registry keys (only their addresses matter) */
-static char GNAMES;     /* Lua function -> array of its global names */
+static char GNAMES;     /* bytecode hash -> array of its global names */
 static char COPIES;     /* worker: global name -> the copy installed */
 
 
@@ -281,43 +283,45 @@ static void found (void *ud, const char *s, size_t n) {
   f->v[f->len++].n = n;
 }
 
-/* (fn, found): GNAMES[fn] = the names (an array, each once), or
-** false for none; returns it. */
+#define MAXPROTOS 4096    /* cached functions' names: emptied when full */
+
+/* (hash, len, found): GNAMES[hash] = the names (an array, each once),
+** with the dump's length at [0]; returns it. */
 static int pcache (lua_State *L) {
-  Found *f = (Found *)lua_touserdata(L, 2);
+  Found *f = (Found *)lua_touserdata(L, 3);
   size_t i;
-  lua_Integer n = 0;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &GNAMES) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 8);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
+  lua_Integer n = 0, count;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &GNAMES) != LUA_TTABLE
+      || (lua_getfield(L, -1, "count"), lua_tointeger(L, -1)) >= MAXPROTOS) {
+    lua_settop(L, 3);
+    lua_createtable(L, 0, 64);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &GNAMES);
+    lua_pushinteger(L, 0);
   }
-  if (f->len == 0) lua_pushboolean(L, 0);
-  else {
-    lua_createtable(L, (int)f->len, 0);
-    lua_createtable(L, 0, (int)f->len);     /* (the set, to drop repeats) */
-    for (i = 0; i < f->len; i++) {
+  count = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  lua_createtable(L, (int)f->len, 1);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, 0);
+  lua_createtable(L, 0, (int)f->len);     /* (the set, to drop repeats) */
+  for (i = 0; i < f->len; i++) {
+    lua_pushlstring(L, f->v[i].s, f->v[i].n);
+    if (lua_rawget(L, -2) == LUA_TNIL) {
+      lua_pop(L, 1);
       lua_pushlstring(L, f->v[i].s, f->v[i].n);
-      if (lua_rawget(L, -2) == LUA_TNIL) {
-        lua_pop(L, 1);
-        lua_pushlstring(L, f->v[i].s, f->v[i].n);
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, -4, ++n);
-        lua_pushboolean(L, 1);
-        lua_rawset(L, -3);
-      }
-      else lua_pop(L, 1);
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, -4, ++n);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, -3);
     }
-    lua_pop(L, 1);
+    else lua_pop(L, 1);
   }
-  lua_pushvalue(L, 1);
-  lua_pushvalue(L, -2);
-  lua_rawset(L, -4);
+  lua_pop(L, 1);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, -3, lua_tointeger(L, 1));
+  lua_pushinteger(L, count + 1);
+  lua_setfield(L, -3, "count");
   return 1;
 }
 
@@ -340,16 +344,22 @@ static int pappend (lua_State *L) {
   return 1;
 }
 
-/* Push the cached names of the function at f (or false), scanning the
-** dump if there are none yet.  0 or CFUT_ENOMEM (nothing pushed). */
-static int pushnames (lua_State *L, int f, const char *dump, size_t len) {
+/* Push the cached names of the function whose dump is dump[0..len)
+** with this hash, scanning the dump if they are not known yet.  0 or
+** CFUT_ENOMEM (nothing pushed). */
+static int pushnames (lua_State *L, const char *dump, size_t len,
+                      lua_Integer hash) {
   Found fd;
   int st;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &GNAMES) == LUA_TTABLE) {
-    lua_pushvalue(L, f);
-    if (lua_rawget(L, -2) != LUA_TNIL) {
-      lua_remove(L, -2);
-      return 0;
+    if (lua_rawgeti(L, -1, hash) == LUA_TTABLE) {
+      int same = (lua_rawgeti(L, -1, 0) == LUA_TNUMBER
+                  && lua_tointeger(L, -1) == (lua_Integer)len);
+      lua_pop(L, 1);
+      if (same) {
+        lua_remove(L, -2);
+        return 0;
+      }
     }
     lua_pop(L, 1);
   }
@@ -362,9 +372,10 @@ static int pushnames (lua_State *L, int f, const char *dump, size_t len) {
     return CFUT_ENOMEM;
   }
   lua_pushcfunction(L, pcache);
-  lua_pushvalue(L, f);
+  lua_pushinteger(L, hash);
+  lua_pushinteger(L, (lua_Integer)len);
   lua_pushlightuserdata(L, &fd);
-  st = lua_pcall(L, 2, 1, 0);
+  st = lua_pcall(L, 3, 1, 0);
   free(fd.v);
   if (st != LUA_OK) {
     lua_pop(L, 1);
@@ -373,15 +384,14 @@ static int pushnames (lua_State *L, int f, const char *dump, size_t len) {
   return 0;
 }
 
-int globals_note (lua_State *L, int f, const char *dump, size_t len,
-                  int env, int pending, int argno) {
+int globals_note (lua_State *L, const char *dump, size_t len,
+                  uint64_t hash, int env, int pending, int argno) {
   int rc, st;
   if (!lua_checkstack(L, 8)) return CFUT_ENOMEM;
-  f = lua_absindex(L, f);
   env = lua_absindex(L, env);
   pending = lua_absindex(L, pending);
-  if ((rc = pushnames(L, f, dump, len)) != 0) return rc;
-  if (!lua_toboolean(L, -1)) {            /* it reads no globals */
+  if ((rc = pushnames(L, dump, len, (lua_Integer)hash)) != 0) return rc;
+  if (lua_rawlen(L, -1) == 0) {           /* it reads no globals */
     lua_pop(L, 1);
     return 0;
   }

@@ -9,19 +9,21 @@
 #define CFUT_GLOBALS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "lua.h"
 
 /*
-** Note the global names the Lua function at f reads, its bytecode being
-** dump[0..len) (as lua_dump writes it), with the table at env as the
-** place to read them from and 'argno' as the value that brought it.
-** The names are computed once per function object and cached (weakly).
+** Note the global names a Lua function reads, its bytecode being
+** dump[0..len) (as lua_dump writes it) with FNV hash 'hash', with the
+** table at env as the place to read them from and 'argno' as the value
+** that brought it.  The names are computed once per prototype: cached by
+** hash (and length), for at most 4096 prototypes at a time.
 ** A function that reads some appends three entries to the pending list
 ** in slot 'pending' (created there if the slot is nil): the array of its
 ** names, env and argno.  Never raises: 0 or CFUT_ENOMEM.
 */
-int globals_note (lua_State *L, int f, const char *dump, size_t len,
-                  int env, int pending, int argno);
+int globals_note (lua_State *L, const char *dump, size_t len,
+                  uint64_t hash, int env, int pending, int argno);
 
 /*
 ** Push the value of the string at 'name' in the table at env, as the

@@ -594,7 +594,10 @@ static int noteglobals (Enc *e, int f, int env) {
     return 0;
   }
   dump = lua_tolstring(L, -1, &len);
-  rc = globals_note(L, f, dump, len - TRAILER, env, e->gslot, e->garg);
+  len -= TRAILER;             /* then id, hash (of nups and bytecode) */
+  rc = globals_note(L, dump, len,
+                    get64((const unsigned char *)dump + len + 8), env,
+                    e->gslot, e->garg);
   lua_pop(L, 1);
   e->gpending = !lua_isnil(L, e->gslot);
   return rc;
