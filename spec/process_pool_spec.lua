@@ -330,12 +330,16 @@ describe("futures.process_pool", function ()
                        :result(LONG))
   end)
 
-  it("does not show the main script's globals to tasks", function ()
+  it("gives tasks a copy of the main script's globals they read", function ()
     PPSPEC_MAIN_GLOBAL = "main"
     finally(function () PPSPEC_MAIN_GLOBAL = nil end)
     local ex = pool(1)
-    assert.is_nil(ex:submit(function () return PPSPEC_MAIN_GLOBAL end)
-                    :result(LONG))
+    assert.equal("main", ex:submit(function ()
+      local seen = PPSPEC_MAIN_GLOBAL
+      PPSPEC_MAIN_GLOBAL = "worker"     -- stays in the worker
+      return seen
+    end):result(LONG))
+    assert.equal("main", PPSPEC_MAIN_GLOBAL)
   end)
 
   it("runs the initializer once in each worker, with initargs", function ()

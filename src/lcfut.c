@@ -189,7 +189,7 @@ static int e_tostring (lua_State *L) {
 }
 
 int cfut_exflags (Executor *ex) {
-  return ex->local ? MARSHAL_LOCAL : 0;
+  return (ex->local ? MARSHAL_LOCAL : 0) | MARSHAL_GLOBALS;
 }
 
 Future *cfut_newtask (Executor *ex, MBuf *b) {
@@ -362,7 +362,8 @@ static void encodeinit (lua_State *L, int flags, char **init,
   }
   else lua_pop(L, 1);
   mbuf_init(&b);
-  r = marshal_encode(L, base + 1, n, flags, "initializer value", 1,
+  r = marshal_encode(L, base + 1, n, flags | MARSHAL_GLOBALS,
+                     "initializer value", 1,
                      &b, err, sizeof err);
   if (r != 0) {
     mbuf_free(&b);

@@ -23,6 +23,7 @@
 
 #include "cfut.h"
 #include "errors.h"
+#include "globals.h"
 #include "marshal.h"
 #include "mnames.h"
 #include "seenmap.h"
@@ -143,7 +144,8 @@ static int putstr (MBuf *b, int tag, const char *s, size_t len) {
 
 /* One step of the path to an unsendable value, recorded on the way out. */
 typedef struct Seg {
-  char kind;              /* 'f' field, 'k' key, 'm' metatable, 'u' upvalue */
+  char kind;              /* 'f' field, 'k' key, 'm' metatable, 'u' upvalue,
+                             'g' global */
   char text[SEGTEXT];     /* ".name", "[3]"... or an upvalue's name */
 } Seg;
 
@@ -159,6 +161,9 @@ typedef struct Enc {
   int nhandles;       /* handles written (referenced after success) */
   int rebuilt;        /* names rebuilt after a C function was not found */
   const void *globals;      /* the sender's globals table */
+  int gslot;          /* slot: the globals to copy, pending (or nil) */
+  int gpending;       /* that slot holds a table */
+  int garg;           /* the value being encoded (its argument number) */
   /* the failure path (written only when encoding fails) */
   int nseg;
   Seg seg[MAXDEPTH + 2];
@@ -266,6 +271,7 @@ static void addstep (Str *s, const Seg *g, int *infield, int *first,
     addf(s, "%s", *first ? "" : ", ");
     if (g->kind == 'k') addf(s, "key");
     else if (g->kind == 'm') addf(s, "metatable");
+    else if (g->kind == 'g') addf(s, "global '%s'", t);
     else addf(s, "upvalue '%s'", t);
     *infield = 0;
   }
@@ -575,6 +581,28 @@ static int encproto (Enc *e, int idx, int *nups) {
   return 0;
 }
 
+/* The function at f reads its globals from the table at env (its _ENV):
+** note the names, to be copied after the values (encglobals). */
+static int noteglobals (Enc *e, int f, int env) {
+  lua_State *L = e->L;
+  size_t len;
+  const char *dump;
+  int rc;
+  lua_pushvalue(L, f);
+  if (lua_rawget(L, e->dumps) != LUA_TSTRING) {   /* (encproto made it) */
+    lua_pop(L, 1);
+    return 0;
+  }
+  dump = lua_tolstring(L, -1, &len);
+  len -= TRAILER;             /* then id, hash (of nups and bytecode) */
+  rc = globals_note(L, dump, len,
+                    get64((const unsigned char *)dump + len + 8), env,
+                    e->gslot, e->garg);
+  lua_pop(L, 1);
+  e->gpending = !lua_isnil(L, e->gslot);
+  return rc;
+}
+
 /* Upvalue i (its value on top, its name 'name') of the function at f,
 ** numbered 'ref'.  The defining chunk's _ENV (whatever table it is: a
 ** test runner gives each file its own) becomes the receiver's globals.
@@ -586,8 +614,13 @@ static int encupvalue (Enc *e, int f, lua_Integer ref, int i,
   lua_Integer where;
   void *id;
   if (strcmp(name, "_ENV") == 0 ||
-      (lua_type(L, v) == LUA_TTABLE && lua_topointer(L, v) == globals(e)))
+      (lua_type(L, v) == LUA_TTABLE && lua_topointer(L, v) == globals(e))) {
+    int rc;
+    if ((e->flags & MARSHAL_GLOBALS) && strcmp(name, "_ENV") == 0
+        && lua_type(L, v) == LUA_TTABLE && (rc = noteglobals(e, f, v)) != 0)
+      return rc;
     return mbuf_add(e->b, GNAME, sizeof(GNAME));
+  }
   id = lua_upvalueid(L, f, i);
   if ((where = pmap_claim(&e->seen, id, ref * 256 + i)) != 0) {
     unsigned char *p = room(e->b, 2 + MAXVARINT);
@@ -706,6 +739,140 @@ static int encvalue (Enc *e, int idx) {
   }
 }
 
+
+/* ---- the globals that travel (docs/wire.md, "Globals") ---- */
+
+/* Is the value at v (named 'name' in the sender's globals) one every
+** worker has under that name by itself?  A C function whose wire name is
+** _G.name (print, pairs...), or a standard library module that is the
+** global of its own name (string, math...): then it need not travel. */
+static int ownname (Enc *e, int v, const char *name, size_t n) {
+  static const char *const std[] = { "coroutine", "debug", "io", "math",
+    "os", "package", "string", "table", "utf8", NULL };
+  lua_State *L = e->L;
+  const char *s;
+  size_t len;
+  int i;
+  if (!(lua_iscfunction(L, v) || lua_istable(L, v)) || n > 100
+      || names_find(L, &e->names, v, lua_topointer(L, v), &s, &len))
+    return 0;
+  if (s[0] == T_FIELD)
+    return len == 4 + n && s[1] == 2 && s[2] == '_' && s[3] == 'G'
+           && (size_t)(unsigned char)s[4] == n && memcmp(s + 5, name, n) == 0;
+  if (len != 2 + n || (size_t)(unsigned char)s[1] != n
+      || memcmp(s + 2, name, n) != 0)
+    return 0;
+  for (i = 0; std[i] != NULL; i++)
+    if (strlen(std[i]) == n && memcmp(std[i], name, n) == 0) return 1;
+  return 0;
+}
+
+/* The names written so far (each once a message): their strings stay
+** alive in the pending list. */
+typedef struct Written {
+  const char **s;
+  size_t *n;
+  size_t len, cap;
+} Written;
+
+/* Add s[0..n) if it is not there yet: 1 if added, 0 if there, or
+** CFUT_ENOMEM. */
+static int newname (Written *w, const char *s, size_t n) {
+  size_t i;
+  for (i = 0; i < w->len; i++)
+    if (w->n[i] == n && (w->s[i] == s || memcmp(w->s[i], s, n) == 0))
+      return 0;
+  if (w->len == w->cap) {
+    size_t cap = w->cap ? 2 * w->cap : 16;
+    const char **ns = realloc(w->s, cap * sizeof(*ns));
+    size_t *nn;
+    if (ns == NULL) return CFUT_ENOMEM;
+    w->s = ns;
+    if ((nn = realloc(w->n, cap * sizeof(*nn))) == NULL) return CFUT_ENOMEM;
+    w->n = nn;
+    w->cap = cap;
+  }
+  w->s[w->len] = s;
+  w->n[w->len++] = n;
+  return 1;
+}
+
+/* One global (name at k, the env to read it from at k-1): its value,
+** unless it has none (nil is not sent) or every receiver has it by that
+** name.  *count counts the entries written. */
+static int encglobal (Enc *e, int k, uint64_t *count) {
+  lua_State *L = e->L;
+  size_t n;
+  const char *name = lua_tolstring(L, k, &n);
+  int rc, v = k + 1;
+  rc = globals_fetch(L, k - 1, k);
+  if (rc == 0 && !lua_isnil(L, v) && !ownname(e, v, name, n)) {
+    (*count)++;
+    if ((rc = enckey(e, k)) == 0) rc = encvalue(e, v);
+    if (rc != 0) addseg(e, 'g', 0, name);
+  }
+  lua_pop(L, 1);
+  return rc;
+}
+
+/* The names of one pending function (its names array at k, env at k+1),
+** those not written yet. */
+static int encnames (Enc *e, int k, Written *w, uint64_t *count) {
+  lua_State *L = e->L;
+  lua_Integer j, nn = (lua_Integer)lua_rawlen(L, k);
+  int rc = 0;
+  for (j = 1; rc == 0 && j <= nn; j++) {
+    size_t len;
+    const char *s;
+    lua_rawgeti(L, k, j);
+    s = lua_tolstring(L, -1, &len);
+    if ((rc = newname(w, s, len)) == 1) rc = encglobal(e, k + 2, count);
+    lua_pop(L, 1);
+  }
+  return rc;
+}
+
+/* After the values: the table of the globals that functions among them
+** read (name -> value), while there are any; the values' own functions
+** add theirs to the list as they are written.  On failure *argno is the
+** value that brought the global.  1 when no global had a value (then
+** nothing is written). */
+__attribute__((noinline))     /* (off the path of a task without any) */
+static int encglobals (Enc *e, int *argno) {
+  lua_State *L = e->L;
+  size_t at = e->b->len;
+  uint64_t count = 0;
+  lua_Integer i;
+  Written w;
+  int rc, k = lua_gettop(L) + 1;
+  if ((rc = enter(e)) != 0) return rc;
+  memset(&w, 0, sizeof(w));
+  e->nrefs++;               /* numbered, as the decoder numbers a table */
+  if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = puttag(e->b, 0)) != 0)
+    goto out;
+  for (i = 1; rc == 0 && i <= (lua_Integer)lua_rawlen(L, e->gslot); i += 3) {
+    lua_rawgeti(L, e->gslot, i);          /* names, */
+    lua_rawgeti(L, e->gslot, i + 1);      /* where to read them, */
+    lua_rawgeti(L, e->gslot, i + 2);      /* the value that brought them */
+    e->garg = *argno = (int)lua_tointeger(L, k + 2);
+    lua_pop(L, 1);
+    rc = encnames(e, k, &w, &count);
+    lua_pop(L, 2);
+  }
+  if (rc == 0 && count == 0) {            /* all nil: no table at all */
+    e->b->len = at;
+    e->nrefs--;
+    rc = 1;
+  }
+  else if (rc == 0 && (rc = patchcounts(e, at, 0, count)) == 0)
+    rc = puttag(e->b, T_NIL);             /* its metatable */
+out:
+  free(w.s);
+  free(w.n);
+  e->depth--;
+  return rc;
+}
+
 /* }====================================================== */
 
 
@@ -721,10 +888,10 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
   Enc e;
   size_t start = out->len;
   int fresh = (out->data == NULL);
-  int base = lua_gettop(L), i, rc = 0;
+  int base = lua_gettop(L), i, rc = 0, gl = 0;
   unsigned char head[4 + MAXVARINT];
   first = lua_absindex(L, first);
-  if (!lua_checkstack(L, 3 + STACKSTEP)) rc = CFUT_ENOMEM;
+  if (!lua_checkstack(L, 8 + STACKSTEP)) rc = CFUT_ENOMEM;
   memcpy(head, MAGIC, 3);
   head[3] = WIRE_VERSION;
   if (rc == 0)
@@ -734,12 +901,21 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
     return rc;
   }
   e.L = L; e.b = out; e.flags = flags; e.depth = 0;
-  lua_pushnil(L); lua_pushnil(L);     /* the two slots */
+  lua_pushnil(L); lua_pushnil(L);     /* the two slots, */
+  if (flags & MARSHAL_GLOBALS) lua_pushnil(L);    /* and the globals' */
   e.names.slot = base + 1; e.names.filter = NULL; e.dumps = base + 2;
+  e.gslot = base + 3; e.gpending = 0;
   pmap_init(&e.seen);
   e.nrefs = 0; e.nhandles = 0; e.rebuilt = 0;
   e.globals = NULL; e.nseg = 0;
-  for (i = 0; i < n && rc == 0; i++) rc = encvalue(&e, first + i);
+  for (i = 0; i < n && rc == 0; i++) {
+    e.garg = i + 1;
+    rc = encvalue(&e, first + i);
+  }
+  if (rc == 0 && e.gpending) {              /* globals to copy */
+    gl = 1;
+    if ((rc = encglobals(&e, &i)) == 1) gl = rc = 0;
+  }
   pmap_free(&e.seen);
   lua_settop(L, base);
   if (rc != 0) {
@@ -749,8 +925,9 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
     else describe(&e, what, argbase + i - 1, err, errlen);
     return rc;
   }
+  if (gl) out->data[start + 3] |= (char)WIRE_GLOBALS;
   if (e.nhandles > 0) {       /* mark it, so that discard needs no walk */
-    out->data[start + 3] = (char)(WIRE_VERSION | WIRE_HANDLES);
+    out->data[start + 3] |= (char)WIRE_HANDLES;
     wire_walkhandles(out->data + start, out->len - start, 1);
   }
   return 0;

@@ -56,6 +56,10 @@ void marshal_sethandles (const MarshalHandles *ops);
                              handles to the same object */
 #define MARSHAL_NOCODE 2  /* decoding: refuse functions (bytecode from
                              another process is never loaded) */
+#define MARSHAL_GLOBALS 4 /* a task for a worker: encoding copies the
+                             globals its functions read (after the
+                             values); decoding installs them in this
+                             state where it lacks them (globals.h) */
 
 /*
 ** Append the 'n' values at L[first], L[first+1]... to 'out'.

@@ -29,6 +29,7 @@
 #include "lauxlib.h"
 
 #include "errors.h"
+#include "globals.h"
 #include "marshal.h"
 #include "wire.h"
 
@@ -609,10 +610,12 @@ static int decheader (Dec *d, uint64_t *n) {
   if (rem(d) < 4) return fail(d, d->end, "truncated message");
   if (memcmp(d->p, MAGIC, 3) != 0)
     return fail(d, NULL, "not a cfut message (bad magic)");
-  if ((d->p[3] & ~WIRE_HANDLES) != WIRE_VERSION)
+  if ((d->p[3] & ~(WIRE_HANDLES | WIRE_GLOBALS)) != WIRE_VERSION)
     return fail(d, NULL, "unsupported wire version %u", (unsigned)d->p[3]);
   if ((d->p[3] & WIRE_HANDLES) && !(d->flags & MARSHAL_LOCAL))
     return fail(d, NULL, "handles in a message from another process");
+  if ((d->p[3] & WIRE_GLOBALS) && !(d->flags & MARSHAL_GLOBALS))
+    return fail(d, NULL, "globals in a message that is not a task");
   d->p += 4;
   if ((rc = getvarint(d, n)) != 0) return rc;
   if (*n > rem(d) || *n > INT_MAX / 2)
@@ -624,11 +627,17 @@ static int decheader (Dec *d, uint64_t *n) {
   return 0;
 }
 
-/* The header, the values and nothing after them. */
+/* The header, the values (and the table of globals the header
+** announces: one more value on the stack) and nothing after them. */
 static int walkall (Dec *d, uint64_t *n) {
   uint64_t i;
   int rc = decheader(d, n);
   for (i = 0; i < *n && rc == 0; i++) rc = decvalue(d);
+  if (rc == 0 && (d->start[3] & WIRE_GLOBALS)) {
+    if (d->p >= d->end || *d->p != T_TABLE)
+      return fail(d, d->p, "the globals are not a table");
+    rc = decvalue(d);
+  }
   if (rc == 0 && d->p != d->end)
     rc = fail(d, d->p, "trailing bytes after the last value");
   return rc;
@@ -684,7 +693,7 @@ static int pdecode (lua_State *L) {
   Dec *d = (Dec *)lua_touserdata(L, 1);
   lua_settop(L, 0);
   d->rc = decodeall(d, 0, &d->n);
-  return d->rc == 0 ? (int)d->n : 0;
+  return d->rc == 0 ? lua_gettop(L) : 0;    /* (and the globals) */
 }
 
 /* Messages this large are decoded with the collector stopped: it would
@@ -711,6 +720,10 @@ int wire_decode (lua_State *L, const char *data, size_t len, int flags,
   else rc = decodeall(&d, base, &n);
   if (receiver != NULL) *receiver = (rc != 0 && d.receiver);
   if (rc != 0) return CFUT_EBADMSG;
+  if ((unsigned char)data[3] & WIRE_GLOBALS) {   /* (checked: a table) */
+    globals_install(L, -1);
+    lua_pop(L, 1);
+  }
   return lua_gettop(L) - base;
 }
 
@@ -725,7 +738,8 @@ int wire_check (const char *data, size_t len, int flags, char *err,
   uint64_t n;
   uint16_t kinds[64];
   int rc;
-  initdec(&d, NULL, data, len, flags & MARSHAL_NOCODE, W_CHECK, err,
+  initdec(&d, NULL, data, len, flags & (MARSHAL_NOCODE | MARSHAL_GLOBALS),
+          W_CHECK, err,
           errlen);
   d.kinds = kinds;
   d.kcap = sizeof(kinds) / sizeof(kinds[0]);
@@ -744,10 +758,11 @@ void wire_walkhandles (const char *data, size_t len, int retain) {
   Dec d;
   uint64_t n;
   /* Only a message marked as holding handles has any to walk. */
-  if (len < 4 || (unsigned char)data[3] != (WIRE_VERSION | WIRE_HANDLES))
+  if (len < 4 || ((unsigned char)data[3] & ~WIRE_GLOBALS)
+                  != (WIRE_VERSION | WIRE_HANDLES))
     return;
-  initdec(&d, NULL, data, len, MARSHAL_LOCAL, retain ? W_RETAIN : W_RELEASE,
-          NULL, 0);
+  initdec(&d, NULL, data, len, MARSHAL_LOCAL | MARSHAL_GLOBALS,
+          retain ? W_RETAIN : W_RELEASE, NULL, 0);
   (void)walkall(&d, &n);
 }
 

@@ -17,6 +17,8 @@ _Static_assert(sizeof(lua_Integer) == 8 && sizeof(lua_Number) == 8,
 #define WIRE_VERSION  1
 #define WIRE_HANDLES  0x80  /* or'ed into the version byte: the message
                                holds handles (LOCAL only) */
+#define WIRE_GLOBALS  0x40  /* idem: a table of globals follows the
+                               values (MARSHAL_GLOBALS only) */
 #define MAGIC         "\x1b" "CF"   /* then the version byte */
 #define MAXDEPTH      200   /* tables/functions nested in one another */
 #define MAXVARINT     10

@@ -31,8 +31,8 @@ unset CFUT_FAILAT CFUT_FAILMODE CFUT_FAILIN
 
 if [ $# -eq 0 ]; then
   set -- submit map marshal poolstart callbacks process process:all:worker \
-         submit:once map:once marshal:once poolstart:once callbacks:once \
-         process:once process:once:worker
+         globals submit:once map:once marshal:once poolstart:once \
+         callbacks:once globals:once process:once process:once:worker
 fi
 
 out=$(mktemp)
