@@ -135,6 +135,35 @@ print(pcall(ex.submit, ex, print))
                    .. "after shutdown", lines[7])
   end)
 
+  it("stops a running task with task_timeout and cancel{force = true} "
+     .. "by replacing its worker, without breaking the pool", function ()
+    local code, out, err = run([[
+local futures = require "cfut"
+local ex = futures.mpi_pool{max_workers = 1, task_timeout = 1}
+local pid = ex:submit(futures.getpid):result()
+local f = ex:submit(function () while true do end end)
+print(pcall(f.result, f, 30))
+print(ex:submit(function (x) return x * 2 end, 21):result(30))
+local gate = ex:submit(function () futures.sleep(100) end)
+local t0 = futures.monotonic()
+while not gate:running() and futures.monotonic() - t0 < 20 do
+  futures.sleep(0.01)
+end
+print(gate:cancel{force = true}, gate:cancelled())
+print(ex:submit(function (x) return x * 3 end, 5):result(30))
+print(ex:submit(futures.getpid):result(30) ~= pid)
+ex:shutdown()
+]])
+    expect_ok(code, out, err)
+    local lines = {}
+    for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    assert.equal("false\tTimeoutError: task ran longer than 1 s", lines[1])
+    assert.equal("42", lines[2])
+    assert.equal("true\ttrue", lines[3])
+    assert.equal("15", lines[4])
+    assert.equal("true", lines[5])
+  end)
+
   it("runs under the stock lua5.4 too", function ()
     local code, out, err = run([[
 local futures = require "cfut"
