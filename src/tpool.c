@@ -80,6 +80,8 @@ struct TPool {
   int nsleep;                 /* asleep on cond; guarded by lock */
   int shutdown;               /* guarded by lock */
   atomic_int stopping;        /* shutdown or broken, for spinners */
+  atomic_int stopall;         /* the script's error end (tp_stopall): a
+                                 task that starts from now on is stopped */
   Worker *workers;            /* guarded by lock */
   ExitWatch *watch;           /* notified when a worker exits; lock */
   /* set at creation, read-only after: */
@@ -199,6 +201,10 @@ static void runone (Worker *w, lua_State *L, Future *f, int running) {
     TPool *p = w->pool;
     int timed = p->timeout > 0 && ex_timeout_watch(f, p->timeout) == 0;
     atomic_store(&w->busy, 1);
+    /* tp_stopall sets stopall, then looks for busy workers; we set busy,
+    ** then look at stopall (both seq_cst): a task taken just before the
+    ** error end, not yet busy when it looked, is stopped here. */
+    if (atomic_load(&p->stopall)) atomic_store(&w->stopreq, 1);
     big |= worker_run(L, f, t->msg, t->len, MARSHAL_LOCAL, waiting, w);
     atomic_store(&w->busy, 0);
     if (timed) ex_timeout_unwatch(f);
@@ -400,6 +406,7 @@ static void tp_stopall (Executor *ex) {
   Future *q;
   Worker *w;
   sys_lock(&p->lock);
+  atomic_store(&p->stopall, 1);
   q = takeall(p);
   for (w = p->workers; w != NULL; w = w->next) {
     if (atomic_load(&w->busy) && !atomic_load(&w->exited)) {
