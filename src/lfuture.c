@@ -933,16 +933,19 @@ typedef struct BarWait {
   int bar;                    /* stack index of the bar */
 } BarWait;
 
-/* listready, telling the bar how many are done. */
+/* listready, telling the bar how many are done.  Counted after the
+** readiness is decided (futures only ever become done), so that the last
+** count the bar gets is at least what made the wait end: all of them for
+** ALL_COMPLETED. */
 static int barready (void *ud) {
   BarWait *b = (BarWait *)ud;
-  int i, ndone = 0;
+  int i, ndone = 0, ready = listready(b->l);
   for (i = 0; i < b->l->n; i++) ndone += fut_isdone(fut_state(b->l->fs[i]));
   lua_getfield(b->L, b->bar, "update");
   lua_pushvalue(b->L, b->bar);
   lua_pushinteger(b->L, ndone);
   lua_call(b->L, 2, 0);
-  return listready(b->l);
+  return ready;
 }
 
 /* Call bar:name() for the bar at index i. */
