@@ -157,7 +157,7 @@ local function signal_after_reap (log)
     rest = rest or line
     local wpid, got = rest:match("^wait4%((%d+),.*%) = (%d+)")
     if not wpid then
-      local p = rest:match("^wait4%((%d+), <unfinished")
+      local p = rest:match("^wait4%((%d+),%s*<unfinished")
       if p then pending[tid] = p end
       got = rest:match("^<%.%.%. wait4 resumed>.*%) = (%d+)")
       if got then wpid, pending[tid] = pending[tid], nil end
