@@ -9,7 +9,9 @@
 # side's best round, so a burst of other load hurts no side alone.
 # Env: BENCH_ROUNDS (default 2), BENCH_REPS (default 3), BENCH_W4_REPS
 # (default 3), BENCH_PY_P1_REPS (default 1: Python's P1 takes ~10 s),
-# BENCH_TIMEOUT (seconds one program may run, default 300), CC (default cc).
+# BENCH_TIMEOUT (seconds one program may run, default 300), CC (default cc),
+# BENCH_BASE (a checkout of an older commit, built with make: its cfut runs
+# the same W1-W5 and P1-P5 in each round, and a last table compares).
 # Exit status: 1 if a side failed to run, else 0 (a MISS is not a failure:
 # the figures are the product).
 set -u
@@ -61,6 +63,14 @@ fi
 if [ ! -x ./cfut ]; then
   echo "bench: ./cfut is missing (run make first)" >&2; status=1
 fi
+BASE=${BENCH_BASE:-}
+if [ -n "$BASE" ]; then
+  BASE=$(cd "$BASE" 2>/dev/null && pwd) || BASE=
+  if [ -z "$BASE" ] || [ ! -x "$BASE/cfut" ]; then
+    echo "bench: BENCH_BASE=${BENCH_BASE} holds no built cfut (make there first)" >&2
+    status=1; BASE=
+  fi
+fi
 MPIENV="OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1"
 round=1
 while [ "$round" -le "$ROUNDS" ]; do
@@ -68,6 +78,14 @@ while [ "$round" -le "$ROUNDS" ]; do
     for part in threads processes growth many mapmem; do
       run "cfut-$part" "$round" env LUA_PATH="$ROOT/lua/?.lua;;" \
         LUA_CPATH="$ROOT/?.so;;" ./cfut bench/cfut_bench.lua "$part"
+    done
+  fi
+  # An older build to hold this one against (issues 8 and 11: "no workload
+  # more than 5 % slower, same run"): the same bench script, its binary.
+  if [ -n "$BASE" ]; then
+    for part in threads processes; do
+      run "base-$part" "$round" env LUA_PATH="$BASE/lua/?.lua;;" \
+        LUA_CPATH="$BASE/?.so;;" "$BASE/cfut" bench/cfut_bench.lua "$part"
     done
   fi
   for part in threads processes; do
@@ -133,7 +151,7 @@ done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" \
   # One line of the issue-12 targets: label, the figure (or "-"), "ge" or
   # "le", the goal, how the figure is shown.  ratio = figure / goal, so
   # for a "ge" target PASS is ratio >= 1, for an "le" one ratio <= 1.
-  function goal(label, x, cmp, g, fmt,   ratio, res) {
+  function tgt(label, x, cmp, g, fmt,   ratio, res) {
     if (!num(x) || !num(g) || g + 0 == 0) { ratio = "-"; res = "-" }
     else {
       ratio = sprintf("%.2f", x / g)
@@ -142,6 +160,7 @@ done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" \
     }
     printf "  %-40s %12s %8s  %s\n", label, num(x) ? sprintf(fmt, x) : "-",
            ratio, res
+  }
   function mrow(k, label, unit, cmp, target, tlabel,
                 c, m, ratio, goal, res) {
     c = get("cfut", k); m = get("mpi4py", k)
@@ -188,21 +207,21 @@ done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" \
     g100k = get("cfut", "G100K"); g1m = get("cfut", "G1M")
     printf "\nissue 12 targets (ratio = figure / goal):\n"
     printf "  %-40s %12s %8s  %s\n", "target", "figure", "ratio", "result"
-    goal("W1 thread >= 2000000 tasks/s", w1, "ge", 2000000, "%.0f")
-    goal("W1 thread >= 3 x luv (x luv)", num(w1) && num(luv1) ? w1 / luv1 \
+    tgt("W1 thread >= 2000000 tasks/s", w1, "ge", 2000000, "%.0f")
+    tgt("W1 thread >= 3 x luv (x luv)", num(w1) && num(luv1) ? w1 / luv1 \
          : "-", "ge", 3, "%.2f")
-    goal("P1 process >= 1000000 tasks/s", get("cfut", "P1"), "ge", 1000000,
+    tgt("P1 process >= 1000000 tasks/s", get("cfut", "P1"), "ge", 1000000,
          "%.0f")
-    goal("P5 process <= 40 us", get("cfut", "P5"), "le", 40, "%.1f")
-    goal("W2 thread >= 4000000 items/s", get("cfut", "W2"), "ge", 4000000,
+    tgt("P5 process <= 40 us", get("cfut", "P5"), "le", 40, "%.1f")
+    tgt("W2 thread >= 4000000 items/s", get("cfut", "W2"), "ge", 4000000,
          "%.0f")
-    goal("W4 100k trip <= 0.12 s (G100K)", g100k, "le", 0.12, "%.4f")
-    goal("W4 1M trip <= 11 x 100k (G1M/G100K)",
+    tgt("W4 100k trip <= 0.12 s (G100K)", g100k, "le", 0.12, "%.4f")
+    tgt("W4 1M trip <= 11 x 100k (G1M/G100K)",
          num(g1m) && num(g100k) && g100k + 0 != 0 ? g1m / g100k : "-",
          "le", 11, "%.2f")
-    goal("map of 1M items peak <= 150 MB (MM)", get("cfut", "MM"), "le",
+    tgt("map of 1M items peak <= 150 MB (MM)", get("cfut", "MM"), "le",
          150, "%.1f")
-    goal("W1 on 32 workers >= 0.85 x W1 (T32/W1)",
+    tgt("W1 on 32 workers >= 0.85 x W1 (T32/W1)",
          num(get("cfut", "T32")) && num(w1) && w1 + 0 != 0 ? \
          get("cfut", "T32") / w1 : "-", "ge", 0.85, "%.2f")
     printf "  W4 growth: 10k %s s, 100k %s s, 1M %s s\n",
@@ -232,6 +251,27 @@ done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" \
     mrow("S3", "S3 static 8 x fib(30)", "x", "ge", 1.85, ">= 1.85")
     mrow("S4", "S4 static records trip", "s", "le", 0.25, "<= 0.25")
     mrow("S5", "S5 static submit->result", "us", "le", 100, "<= 100")
+    # The older build (BENCH_BASE), row by row: speed = how many times
+    # faster this build is (new / base, or base / new where less is
+    # better); below 0.95 is more than 5 % slower.
+    nb = 0
+    for (i = 1; i <= 5; i++) {
+      keys[++nb] = "W" i; keys[++nb] = "P" i
+    }
+    hasbase = 0
+    for (i = 1; i <= nb; i++) if (num(get("base", keys[i]))) hasbase = 1
+    if (hasbase) {
+      printf "\nthis build against BENCH_BASE (speed = this / base, less-is-better rows inverted):\n"
+      printf "  %-6s %12s %12s %8s  %s\n", "row", "this", "base", "speed", "result"
+      for (i = 1; i <= nb; i++) {
+        k = keys[i]; c = get("cfut", k); b = get("base", k)
+        if (!num(c) || !num(b) || c + 0 == 0 || b + 0 == 0) sp = "-"
+        else if (k ~ /^(W4|W5|P4|P5)$/) sp = sprintf("%.3f", b / c)
+        else sp = sprintf("%.3f", c / b)
+        printf "  %-6s %12s %12s %8s  %s\n", k, c, b, sp,
+               sp == "-" ? "-" : (sp + 0 >= 0.95 ? "ok" : "SLOWER > 5 %")
+      }
+    }
     printf "\nfloors (C, bench/floor.c):\n"
     printf "  condvar ping-pong round trip, median  %8s us\n",
            get("floor", "F1")
