@@ -186,6 +186,34 @@ describe("executor methods given hostile arguments", function ()
     works(ex)
   end)
 
+  it("name the bad self of a future's methods and metamethods", function ()
+    -- The handle check compares metatables without a registry look-up
+    -- (lfuture.c, checkbox): anything else still gets luaL_checkudata's
+    -- error, an executor handle and a file included.
+    local ex = pool(1)
+    local f = ex:submit(function () return 7 end)
+    local mt = getmetatable(f)
+    for _, bad in ipairs{ 42, {}, ex, io.stdout } do
+      local shown = bad == ex and "cfut.Executor"
+        or bad == io.stdout and "FILE*" or type(bad)
+      for _, m in ipairs{ "result", "exception", "done", "running",
+                          "cancelled", "cancel" } do
+        local t = { [m] = f[m] }
+        local e = errof(load("local t, x = ... return t." .. m .. "(x)"), t,
+                        bad)
+        argerr(e, 1, m, "cfut.Future expected, got " .. shown)
+      end
+      for _, m in ipairs{ "__tostring", "__gc", "__index", "__newindex" } do
+        local t = { [m] = mt[m] }
+        local e = errof(load("local t, x = ... return t." .. m .. "(x, 'k')"),
+                        t, bad)
+        argerr(e, 1, m, "cfut.Future expected, got " .. shown)
+      end
+    end
+    assert.equal(7, f:result(LONG))
+    works(ex)
+  end)
+
   it("name the bad self of the executor's metamethods", function ()
     local ex = pool(1)
     local mt = getmetatable(ex)

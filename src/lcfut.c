@@ -87,8 +87,20 @@ void cfut_unscratch (MBuf *b) {
 ** Executor handles
 ** ======================================================================= */
 
+/* The handle at i when it is one; like checkbox in lfuture.c, the
+** metatable is upvalue 1 of every method and metamethod of a handle. */
+static ExBox *checkbox (lua_State *L, int i) {
+  void *p = lua_touserdata(L, i);
+  if (p != NULL && lua_getmetatable(L, i)) {
+    int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (ok) return (ExBox *)p;
+  }
+  return (ExBox *)luaL_checkudata(L, i, CFUT_EXECUTOR);
+}
+
 static Executor *checkex (lua_State *L, int i) {
-  ExBox *b = (ExBox *)luaL_checkudata(L, i, CFUT_EXECUTOR);
+  ExBox *b = checkbox(L, i);
   if (b->ex == NULL) luaL_argerror(L, i, "executor handle is closed");
   return b->ex;
 }
@@ -123,7 +135,7 @@ void cfut_pushexecutor (lua_State *L, Executor *ex) {
 }
 
 static int e_gc (lua_State *L) {
-  ExBox *b = (ExBox *)luaL_checkudata(L, 1, CFUT_EXECUTOR);
+  ExBox *b = checkbox(L, 1);
   Executor *ex = b->ex;
   if (ex == NULL) return 0;
   b->ex = NULL;
@@ -864,8 +876,11 @@ int luaopen_cfut (lua_State *L) {
   lua_pushvalue(L, m);
   lua_setfield(L, LUA_REGISTRYINDEX, "cfut.module");
   luaL_newmetatable(L, CFUT_EXECUTOR);
-  luaL_setfuncs(L, ex_metameth, 0);
-  luaL_newlib(L, ex_meth);
+  lua_pushvalue(L, -1);               /* upvalue 1 of each: for checkbox */
+  luaL_setfuncs(L, ex_metameth, 1);
+  luaL_newlibtable(L, ex_meth);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, ex_meth, 1);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "__index");
   lua_remove(L, -2);                  /* methods table on top */

@@ -28,7 +28,10 @@
 
 #define CALLBACKS "cfut.callbacks"    /* F -> {handle, fn1, fn2, ...} */
 #define FUTCACHE  "cfut.futcache"     /* F -> handle (weak values) */
-#define WAITERKEY "cfut.waiter"
+/* Registry keys looked up for every task are addresses, not names: a
+** name is hashed and compared (strcmp) at each lua_getfield. */
+static const char waiterkey = 'w';    /* this state's Waiter */
+static const char futmtkey = 'm';     /* the handles' metatable */
 #define LASTERR   "cfut.lasterr"      /* {err, traceback} last re-raised */
 #define ASCOMP    "cfut.as_completed"
 
@@ -36,8 +39,24 @@ typedef struct FutBox {
   Future *f;                  /* one reference, dropped by __gc */
 } FutBox;
 
+/* The handle at i when it is one: what luaL_checkudata does, but the
+** metatable is compared with upvalue 1 of the running C function (every
+** method and metamethod of a handle holds it there) instead of being
+** looked up by name in the registry, a fifth of W1's work in the main
+** state (docs/bench.md).  A function without that upvalue falls back on
+** luaL_checkudata, which also raises the error. */
+static FutBox *checkbox (lua_State *L, int i) {
+  void *p = lua_touserdata(L, i);
+  if (p != NULL && lua_getmetatable(L, i)) {
+    int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (ok) return (FutBox *)p;
+  }
+  return (FutBox *)luaL_checkudata(L, i, CFUT_FUTURE);
+}
+
 static Future *checkfut (lua_State *L, int i) {
-  FutBox *b = (FutBox *)luaL_checkudata(L, i, CFUT_FUTURE);
+  FutBox *b = checkbox(L, i);
   /* NULL once __gc ran: a script can call it (getmetatable(f).__gc). */
   if (b->f == NULL) luaL_argerror(L, i, "future handle is closed");
   return b->f;
@@ -80,7 +99,8 @@ void cfut_pushnewfuture (lua_State *L, Future *f) {
     lua_error(L);
   }
   ((FutBox *)lua_touserdata(L, -1))->f = f;
-  luaL_setmetatable(L, CFUT_FUTURE);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &futmtkey);
+  lua_setmetatable(L, -2);
   hiddendebt(L);
   cfut_loopwatch(L, f);       /* an event loop waits on fileno() */
 }
@@ -125,7 +145,7 @@ static int waiter_gc (lua_State *L) {
 
 Waiter *cfut_waiter (lua_State *L) {
   Waiter **pw;
-  if (lua_getfield(L, LUA_REGISTRYINDEX, WAITERKEY) == LUA_TUSERDATA) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &waiterkey) == LUA_TUSERDATA) {
     Waiter *w = *(Waiter **)lua_touserdata(L, -1);
     lua_pop(L, 1);
     return w;
@@ -138,7 +158,7 @@ Waiter *cfut_waiter (lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
   if ((*pw = waiter_new()) == NULL) luaL_error(L, "not enough memory");
-  lua_setfield(L, LUA_REGISTRYINDEX, WAITERKEY);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &waiterkey);
   return *pw;
 }
 
@@ -340,7 +360,7 @@ int cfut_runcallbacks (lua_State *L) {
   Future **list;
   int i, n, total = 0;
   /* At lua_close the waiter may be finalized already: nothing is due. */
-  if (lua_getfield(L, LUA_REGISTRYINDEX, WAITERKEY) != LUA_TUSERDATA ||
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &waiterkey) != LUA_TUSERDATA ||
       (w = *(Waiter **)lua_touserdata(L, -1)) == NULL) {
     lua_pop(L, 1);
     return 0;
@@ -706,17 +726,17 @@ static int f_set_running_or_notify_cancel (lua_State *L) {
 }
 
 static int f_gc (lua_State *L) {
-  FutBox *b = (FutBox *)luaL_checkudata(L, 1, CFUT_FUTURE);
+  FutBox *b = checkbox(L, 1);
   if (b->f != NULL) fut_release(b->f);
   b->f = NULL;
   return 0;
 }
 
-/* Methods first, then the handle's own fields. */
+/* Methods first (upvalue 2), then the handle's own fields. */
 static int f_index (lua_State *L) {
   checkfut(L, 1);
   lua_pushvalue(L, 2);
-  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) return 1;
   if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) return 0;
   lua_pushvalue(L, 2);
   lua_rawget(L, -2);
@@ -1210,11 +1230,19 @@ static void weaktable (lua_State *L, const char *key, const char *mode) {
 void cfut_openfutures (lua_State *L) {
   luaL_setfuncs(L, funcs, 0);
   if (luaL_newmetatable(L, CFUT_FUTURE)) {
-    luaL_setfuncs(L, fut_metameth, 0);
-    luaL_newlib(L, fut_meth);
-    lua_pushcclosure(L, f_index, 1);
+    /* Every method and metamethod gets the metatable as upvalue 1, for
+    ** checkbox; __index the methods as upvalue 2. */
+    lua_pushvalue(L, -1);
+    luaL_setfuncs(L, fut_metameth, 1);
+    lua_pushvalue(L, -1);                 /* mt, mt */
+    luaL_newlibtable(L, fut_meth);        /* mt, mt, methods */
+    lua_pushvalue(L, -3);
+    luaL_setfuncs(L, fut_meth, 1);
+    lua_pushcclosure(L, f_index, 2);
     lua_setfield(L, -2, "__index");
   }
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &futmtkey);
   lua_pop(L, 1);
   if (luaL_newmetatable(L, ASCOMP)) {
     lua_pushcfunction(L, ac_gc);
