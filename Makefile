@@ -63,8 +63,8 @@ EXAMPLES = $(filter-out examples/futures_mpi_pool.lua,$(sort $(wildcard examples
 
 # Run busted with the 5.4 interpreter whatever the `lua` alternative says.
 BUSTED   = lua5.4 $$(command -v busted)
-# The MPI pool's spec needs MPI: only `make test-mpi` runs it.
-NOMPI    = --exclude-pattern=mpi_pool_spec
+# The MPI pool's specs need MPI: only `make test-mpi` runs them.
+NOMPI    = --exclude-pattern=^mpi_pool
 TESTENV  = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/spec/?.lua;;" \
            LUA_CPATH="$(CURDIR)/$(OUT)/?.so;;" \
            CFUT_BIN="$(CURDIR)/$(OUT)/cfut" CFUT_ROOT="$(CURDIR)"
@@ -136,6 +136,8 @@ $(MPISO): src/mpi.c src/ppool.h src/executor.h src/future.h src/wire.h
 test-mpi: setup-mpi setup-rocks
 	@$(MAKE) --no-print-directory mpi
 	$(MPITESTENV) $(BUSTED) $(BUSTED_ARGS) spec/mpi_pool_spec.lua
+	$(MPITESTENV) timeout -k 5 600 mpiexec -n 4 ./$(OUT)/cfut -l cfut.mpi \
+	  $$(command -v busted) $(BUSTED_ARGS) spec/mpi_pool_static_spec.lua
 	$(MPITESTENV) ./$(OUT)/cfut examples/futures_mpi_pool.lua
 	$(MPITESTENV) mpiexec -n 3 ./$(OUT)/cfut -l cfut.mpi examples/futures_mpi_pool.lua
 
