@@ -285,6 +285,29 @@ print(e.message)
                    .. "failed: ", out)
   end)
 
+  it("fails with BrokenMPIPool within 5 s when a host does not answer",
+     function ()
+    -- Open MPI 4.1 prints why its daemon could not start there, and its
+    -- MPI_Comm_spawn never returns: no worker starts on this host.
+    local code, out, err = run([[
+local futures = require "cfut"
+local ex = futures.mpi_pool{ max_workers = 1, hosts = "cfut-nohost.invalid" }
+local t0 = futures.monotonic()
+local e = ex:submit(print):exception(30)
+local took = futures.monotonic() - t0
+print(futures.is(e, futures.BrokenMPIPool), took < 5 or took)
+print(e.message)
+]])
+    expect_ok(code, out, err)
+    assert.matches("^true\ttrue\nNo worker process could be started, the "
+                   .. "process pool is not usable anymore: ", out)
+    if os.execute("command -v ssh >/dev/null") then
+      assert.matches("no MPI worker started within 4 s (MPI_Comm_spawn did "
+                     .. "not return: a host that does not answer?)", out, 1,
+                     true)
+    end
+  end)
+
   it("rejects max_tasks_per_child and unknown options, naming them",
      function ()
     local e = helpers.errof(futures.mpi_pool, { max_tasks_per_child = 2 })

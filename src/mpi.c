@@ -39,10 +39,12 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,7 +64,9 @@ enum { SINGLE, SPAWNED, MASTER, SERVANT };
 #define NAPMAX    2000000L      /* ns */
 #define WATCH     0.1           /* s between liveness checks */
 #define REAPWAIT  10.0          /* s a reap waits at most */
-#define SPAWNWAIT 10.0          /* s a new worker may take to start */
+#define SPAWNWAIT 4.0           /* s until a spawn shows a worker here */
+#define SPAWNMAX  60.0          /* s a spawn that showed one may take */
+#define PINGENV   "CFUT_MPI_PING"
 #define QUITWAIT  3.0           /* s the exit waits for MPI to end */
 
 typedef struct Buf {          /* bytes for a link's socket */
@@ -113,6 +117,7 @@ struct MPool {
   int nkv;
   pid_t *ended;               /* its spawned workers on this host whose */
   int nended;                 /* streams ended: tr_close waits for them */
+  int pingfd;                 /* spawned workers here say they started */
 };
 
 typedef struct Cmd {
@@ -604,6 +609,7 @@ static void docmd (Cmd *c) {
       free(mp->keys);
       free(mp->vals);
       free(mp->ended);
+      if (mp->pingfd >= 0) close(mp->pingfd);
       free(mp);
       break;
   }
@@ -897,12 +903,16 @@ static const char *startrelay (void) {
 ** The transport (a pool's manager thread)
 ** ======================================================================= */
 
-/* A new worker, waiting at most SPAWNWAIT: MPI_Comm_spawn never returns
-** when a host's daemon cannot be started (Open MPI 4.1 prints why). */
+/* A new worker.  MPI_Comm_spawn never returns when a host's daemon
+** cannot be started (Open MPI 4.1 prints why), so the wait is bounded:
+** SPAWNWAIT until a worker process of the spawn has started on this host
+** (it pings the pool's socket before its MPI_Init; Open MPI starts the
+** workers only once every host's daemon has answered), SPAWNMAX after. */
 static int tr_start (void *ctx, int *fd, int *id, char *err, size_t errlen) {
+  MPool *mp = ctx;
   Cmd *c = calloc(1, sizeof *c);
-  double end = now() + SPAWNWAIT;
-  int rc;
+  double start = now(), end = start + SPAWNWAIT;
+  int rc, seen = 0;
   if (c == NULL) {
     snprintf(err, errlen, "not enough memory");
     return -1;
@@ -916,13 +926,27 @@ static int tr_start (void *ctx, int *fd, int *id, char *err, size_t errlen) {
     snprintf(err, errlen, "MPI has been finalized");
     return -1;
   }
-  while (!c->done && !R.finished && now() < end) timedwait(0.1);
+  while (!c->done && !R.finished && now() < end) {
+    char b[64];
+    timedwait(0.05);
+    if (!seen && mp->pingfd >= 0 &&
+        recv(mp->pingfd, b, sizeof b, MSG_DONTWAIT) >= 0) {
+      seen = 1;
+      end = start + SPAWNMAX;
+      TRACE("spawn: a worker started here after %.3f s", now() - start);
+    }
+  }
   if (!c->done) {
     c->abandoned = 1;
     pthread_mutex_unlock(&mu);
-    snprintf(err, errlen, R.finished ? "MPI has been finalized" :
-             "the MPI worker did not start within %g s (MPI_Comm_spawn did "
-             "not return: a host that does not answer?)", SPAWNWAIT);
+    if (R.finished) snprintf(err, errlen, "MPI has been finalized");
+    else if (seen)
+      snprintf(err, errlen, "the MPI workers did not start within %g s "
+               "(MPI_Comm_spawn did not return)", SPAWNMAX);
+    else
+      snprintf(err, errlen, "no MPI worker started within %g s "
+               "(MPI_Comm_spawn did not return: a host that does not "
+               "answer?)", SPAWNWAIT);
     return -1;
   }
   rc = c->rc;
@@ -1073,6 +1097,41 @@ static void longstring (luaL_Buffer *b, const char *s) {
   luaL_addstring(b, close);
 }
 
+/* An abstract datagram socket the pool's spawned workers on this host
+** ping when they start (tr_start); its name in 'name'.  -1: none. */
+static int pingsocket (char *name, size_t len) {
+  static int seq;
+  struct sockaddr_un a;
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -1;
+  memset(&a, 0, sizeof a);
+  a.sun_family = AF_UNIX;
+  snprintf(name, len, "cfut-mpi-%ld-%d", (long)getpid(), ++seq);
+  memcpy(a.sun_path + 1, name, strlen(name));
+  if (bind(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct
+           sockaddr_un, sun_path) + 1 + strlen(name))) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* A spawned worker: tell the pool this process has started, if the pool
+** is on this host (else the send fails, and that is all). */
+static void ping (const char *name) {
+  struct sockaddr_un a;
+  size_t n = strlen(name);
+  int fd;
+  if (n == 0 || n >= sizeof a.sun_path - 1) return;
+  if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0) return;
+  memset(&a, 0, sizeof a);
+  a.sun_family = AF_UNIX;
+  memcpy(a.sun_path + 1, name, n);
+  (void)sendto(fd, "", 1, MSG_DONTWAIT, (struct sockaddr *)&a,
+               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n));
+  close(fd);
+}
+
 static int mp_gc (lua_State *L) {
   MPool **pp = (MPool **)lua_touserdata(L, 1);
   if (*pp != NULL) {
@@ -1112,6 +1171,7 @@ static int m_open (lua_State *L) {
   lua_setmetatable(L, -2);
   if ((mp = calloc(1, sizeof *mp)) == NULL)
     return luaL_error(L, "not enough memory");
+  mp->pingfd = -1;
   *box = mp;
   if (R.role == MASTER) {
     static const char *const spawnonly[] = {"hosts", "mpi_info", "wdir",
@@ -1150,6 +1210,14 @@ static int m_open (lua_State *L) {
   mp->argv[1] = dupstr(L, lua_tostring(L, -1));
   lua_pop(L, 1);
   addkv(L, mp, "env", "LUA_INIT_5_4=");
+  if (R.role != MASTER) {
+    char name[80];
+    if ((mp->pingfd = pingsocket(name, sizeof name)) >= 0) {
+      lua_pushfstring(L, "%s\n%s=%s", mp->vals[0], PINGENV, name);
+      addkv(L, mp, "env", lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+  }
   if (lua_istable(L, 1)) {
     /* hosts: "a,b" or {"a", "b"} (the MPI info key "host") */
     if (lua_getfield(L, 1, "hosts") != LUA_TNIL) {
@@ -1301,6 +1369,11 @@ int luaopen_cfut_mpi (lua_State *L) {
   ** after a Lua state that loaded it has closed. */
   if (dladdr((void *)luaopen_cfut_mpi, &dl) != 0 && dl.dli_fname != NULL)
     (void)dlopen(dl.dli_fname, RTLD_NOW | RTLD_NODELETE | RTLD_NOLOAD);
+  /* A worker being spawned tells its pool before MPI_Init (tr_start). */
+  if (getenv(PINGENV) != NULL) {
+    ping(getenv(PINGENV));
+    unsetenv(PINGENV);
+  }
   /* Under mpiexec (-l cfut.mpi), the ranks other than 0 serve from here. */
   if (getenv("OMPI_COMM_WORLD_SIZE") != NULL || getenv("PMI_SIZE") != NULL
       || getenv("PMIX_RANK") != NULL) {
