@@ -29,6 +29,14 @@ local function run (src, opts)
   fh:close()
   local prog = opts.prog or helpers.cfut_bin()
   local cmd
+  if prog == "lua5.4" then    -- under the sanitizers: with their runtime
+    local stock = assert(helpers.stock_lua())
+    if stock.env then
+      opts.env = string.format("%s env LD_PRELOAD=%s", opts.env or "",
+        shquote(stock.env.LD_PRELOAD .. " " .. (os.getenv("LD_PRELOAD")
+                                                or "")))
+    end
+  end
   if opts.np then
     cmd = string.format("mpiexec -n %d %s -l cfut.mpi %s", opts.np,
                         shquote(prog), shquote(script))
