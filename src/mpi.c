@@ -185,11 +185,25 @@ static void timedwait (double secs) {
 ** The relay's links (relay thread, mu held)
 ** ======================================================================= */
 
+/* Why an MPI call failed.  MPICH's text is a stack, one line per level:
+** its first line (the class, before ", error stack:") and its last (the
+** innermost reason) say it; the lines between name every argument. */
 static void mpierr (int rc, char *err, size_t errlen, const char *what) {
-  char s[MPI_MAX_ERROR_STRING];
+  char s[MPI_MAX_ERROR_STRING + 1], *nl, *p;
   int n = 0;
-  if (MPI_Error_string(rc, s, &n) != MPI_SUCCESS) snprintf(s, sizeof s, "%d", rc);
-  snprintf(err, errlen, "%s failed: %.200s", what, s);
+  if (MPI_Error_string(rc, s, &n) != MPI_SUCCESS || n < 0)
+    n = snprintf(s, sizeof s, "%d", rc);
+  s[n < (int)sizeof s ? n : (int)sizeof s - 1] = '\0';
+  n = (int)strlen(s);
+  while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' ')) s[--n] = '\0';
+  if ((nl = strchr(s, '\n')) == NULL) {
+    snprintf(err, errlen, "%s failed: %.150s", what, s);
+    return;
+  }
+  *nl = '\0';
+  if ((p = strstr(s, ", error stack:")) != NULL) *p = '\0';
+  snprintf(err, errlen, "%s failed: %.60s: %.100s", what, s,
+           strrchr(nl + 1, '\n') ? strrchr(nl + 1, '\n') + 1 : nl + 1);
 }
 
 /* A new link to (comm, rank) with a socketpair; -1 when none can be made. */
