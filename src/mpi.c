@@ -13,9 +13,11 @@
 ** All MPI calls of a process are made by one thread, the relay (so
 ** MPI_THREAD_FUNNELED is all it asks for).  Other threads talk to it
 ** through commands under mu (start a worker, signal one, free a pool).
-** Idle, the relay does not spin: it sleeps in ppoll on its sockets with a
-** timeout that grows from 20 us to 2 ms (mpi4py's back-off), and probes
-** MPI between naps; any activity resets the nap.
+** Idle, the relay does not spin: after work it probes for a window (2 ms
+** while work keeps coming within it, halved each time it runs out unused,
+** down to 50 us), then sleeps in ppoll on its sockets with a timeout that
+** grows from 20 us to 2 ms (mpi4py's back-off), and probes MPI between
+** naps; any activity resets the nap.
 **
 ** Roles: a process that loads the module outside mpiexec is a singleton
 ** and spawns its workers (MPI_Comm_spawn); a spawned worker serves its
@@ -38,6 +40,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -59,7 +62,8 @@ enum { TAG_DATA = 1, TAG_EOF, TAG_HELLO, TAG_SIG, TAG_OPEN, TAG_EXIT };
 enum { SINGLE, SPAWNED, MASTER, SERVANT };
 
 #define READMAX   (1 << 20)     /* bytes per MPI message, at most */
-#define SPIN      0.0001        /* s of polling without a nap after work */
+#define SPINMAX   0.002         /* s of polling without a nap after work, */
+#define SPINMIN   0.00005       /* adapting between these */
 #define NAPMIN    20000L        /* ns */
 #define NAPMAX    2000000L      /* ns */
 #define WATCH     0.1           /* s between liveness checks */
@@ -379,28 +383,29 @@ static void opensession (void) {
   pthread_cond_broadcast(&cv);
 }
 
-static void onmessage (MPI_Comm comm, int src, int tag, char *buf, int n) {
+/* A message came; b (taken) holds its n bytes, which a DATA message's
+** link sends on as they are. */
+static void onmessage (MPI_Comm comm, int src, int tag, Buf *b, int n) {
+  char *buf = b->data;
   int i;
   TRACE("message tag %d from %d, %d bytes, link %d", tag, src, n, findlink(comm, src));
-  if (R.role == SERVANT && tag == TAG_OPEN) { opensession(); free(buf); return; }
+  if (R.role == SERVANT && tag == TAG_OPEN) { opensession(); free(b); return; }
   if (R.role == SERVANT && tag == TAG_EXIT) {
     R.exiting = 1;
     pthread_cond_broadcast(&cv);
-    free(buf);
+    free(b);
     return;
   }
-  if ((i = findlink(comm, src)) < 0) { free(buf); return; }
+  if ((i = findlink(comm, src)) < 0) { free(b); return; }
   if (tag == TAG_DATA && n > 0) {
     Link *l = &R.links[i];
-    Buf *b = malloc(sizeof *b + (size_t)n);
-    if (b == NULL) { linkdead(l); free(buf); return; }
     b->next = NULL;
     b->len = (size_t)n;
     b->pos = 0;
-    memcpy(b->data, buf, (size_t)n);
     if (l->outtail) l->outtail->next = b;
     else l->out = b;
     l->outtail = b;
+    return;
   }
   else if (tag == TAG_EOF) {
     R.links[i].peereof = 1;
@@ -421,7 +426,7 @@ static void onmessage (MPI_Comm comm, int src, int tag, char *buf, int n) {
     memcpy(&sig, buf, sizeof sig);
     if (sig > 0 && sig < 65) kill(getpid(), sig);
   }
-  free(buf);
+  free(b);
 }
 
 /* Receive what has come on comm; 1 if anything did. */
@@ -430,19 +435,20 @@ static int probe (MPI_Comm comm) {
   for (;;) {
     MPI_Status st;
     int flag = 0, n = 0;
-    char *buf;
+    Buf *b;
     if (MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm, &flag, &st)
         != MPI_SUCCESS || !flag)
       return any;
     MPI_Get_count(&st, MPI_BYTE, &n);
-    buf = malloc(n > 0 ? (size_t)n : 1);
-    if (buf == NULL) return any;          /* later, with memory */
-    if (MPI_Recv(buf, n, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, comm,
+    if (n < 0) n = 0;
+    b = malloc(sizeof *b + (size_t)n + 1);
+    if (b == NULL) return any;            /* later, with memory */
+    if (MPI_Recv(b->data, n, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, comm,
                  MPI_STATUS_IGNORE) != MPI_SUCCESS) {
-      free(buf);
+      free(b);
       return any;
     }
-    onmessage(comm, st.MPI_SOURCE, st.MPI_TAG, buf, n);
+    onmessage(comm, st.MPI_SOURCE, st.MPI_TAG, b, n);
     any = 1;
   }
 }
@@ -768,8 +774,8 @@ static void finish (void) {
 }
 
 static void *relay (void *arg) {
-  int rc;
-  double last = 0;
+  int rc, armed = 0;
+  double last = 0, spin = SPINMAX;
   long ns = NAPMIN;
   (void)arg;
   trace = getenv("CFUT_MPI_TRACE") != NULL;
@@ -822,13 +828,28 @@ static void *relay (void *arg) {
   pthread_cond_broadcast(&cv);
   while (!R.quit) {
     if (pump()) {
-      last = now();
+      double t = now();
+      /* Work came while polling: polling pays here (short tasks), so
+      ** poll longer next time. */
+      if (armed && t - last < spin) spin = spin * 2 > SPINMAX ? SPINMAX
+                                                              : spin * 2;
+      last = t;
+      armed = 1;
       ns = NAPMIN;
       continue;
     }
     if (R.role == SPAWNED && !anyopen() && R.sends == NULL) break;
     if (R.role == SERVANT && R.exiting && !anyopen()) break;
-    if (now() - last < SPIN) continue;
+    if (now() - last < spin) {  /* an answer may follow: no nap, but */
+      pthread_mutex_unlock(&mu);  /* leave the core to the threads that */
+      sched_yield();              /* make it (2 cores serve 3 here) */
+      pthread_mutex_lock(&mu);
+      continue;
+    }
+    if (armed) {              /* polled in vain (long tasks): less next time */
+      armed = 0;
+      spin = spin / 2 < SPINMIN ? SPINMIN : spin / 2;
+    }
     nap(ns);
     ns = ns * 2 > NAPMAX ? NAPMAX : ns * 2;
   }
