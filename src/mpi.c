@@ -13,11 +13,10 @@
 ** All MPI calls of a process are made by one thread, the relay (so
 ** MPI_THREAD_FUNNELED is all it asks for).  Other threads talk to it
 ** through commands under mu (start a worker, signal one, free a pool).
-** Idle, the relay does not spin: after work it probes for a window (2 ms
-** while work keeps coming within it, halved each time it runs out unused,
-** down to 50 us), then sleeps in ppoll on its sockets with a timeout that
-** grows from 20 us to 2 ms (mpi4py's back-off), and probes MPI between
-** naps; any activity resets the nap.
+** Idle, the relay does not spin: after work it probes for 2 ms (yielding
+** the core between probes), then sleeps in ppoll on its sockets with a
+** timeout that grows from 20 us to 2 ms (mpi4py's back-off), and probes
+** MPI between naps; any activity resets the nap.
 **
 ** Roles: a process that loads the module outside mpiexec is a singleton
 ** and spawns its workers (MPI_Comm_spawn); a spawned worker serves its
@@ -62,8 +61,7 @@ enum { TAG_DATA = 1, TAG_EOF, TAG_HELLO, TAG_SIG, TAG_OPEN, TAG_EXIT };
 enum { SINGLE, SPAWNED, MASTER, SERVANT };
 
 #define READMAX   (1 << 20)     /* bytes per MPI message, at most */
-#define SPINMAX   0.002         /* s of polling without a nap after work, */
-#define SPINMIN   0.00005       /* adapting between these */
+#define SPIN      0.002         /* s of polling without a nap after work */
 #define NAPMIN    20000L        /* ns */
 #define NAPMAX    2000000L      /* ns */
 #define WATCH     0.1           /* s between liveness checks */
@@ -302,12 +300,15 @@ static int testsends (void) {
 
 static unsigned char scratch[READMAX];
 
-/* Move bytes between l's socket and MPI; 1 if anything moved. */
-static int pumplink (int i) {
+/* Move bytes between l's socket and MPI (from the socket only if 'in');
+** 1 if anything moved.  A short read or write ends its loop: the socket
+** had no more then, and asking again would cost a system call for an
+** EAGAIN (the next round, or ppoll, sees what comes later). */
+static int pumplink (int i, int in) {
   Link *l = &R.links[i];
   int any = 0;
   if (l->dead || l->fd < 0) return 0;
-  while (!l->rdeof) {
+  while (in && !l->rdeof) {
     ssize_t n = recv(l->fd, scratch, sizeof scratch, MSG_DONTWAIT);
     if (n > 0) {
       char *b = malloc((size_t)n);
@@ -317,6 +318,7 @@ static int pumplink (int i) {
       mpisend(i, l->comm, l->rank, TAG_DATA, b, (int)n);
       any = 1;
       if (l->dead) return 1;
+      if ((size_t)n < sizeof scratch) break;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -335,11 +337,10 @@ static int pumplink (int i) {
     if (n < 0) { dropout(l); break; }     /* the reader is gone */
     any = 1;
     b->pos += (size_t)n;
-    if (b->pos == b->len) {
-      l->out = b->next;
-      if (l->out == NULL) l->outtail = NULL;
-      free(b);
-    }
+    if (b->pos < b->len) break;           /* the socket is full */
+    l->out = b->next;
+    if (l->out == NULL) l->outtail = NULL;
+    free(b);
   }
   if (l->peereof && l->out == NULL && !l->wrshut && l->fd >= 0) {
     shutdown(l->fd, SHUT_WR);
@@ -695,14 +696,15 @@ static int pump (void) {
   Group *g;
   runcmds();
   for (i = 0; i < R.nlinks; i++)
-    if (R.links[i].used) any |= pumplink(i);
+    if (R.links[i].used) any |= pumplink(i, 1);
   any |= testsends();
   if (R.role == MASTER || R.role == SERVANT) any |= probe(MPI_COMM_WORLD);
   if (R.role == SPAWNED) any |= probe(R.parent);
   for (g = R.groups; g != NULL; g = g->next)
     if (!g->dead) any |= probe(g->comm);
   for (i = 0; i < R.nlinks; i++)   /* what came may go out at once */
-    if (R.links[i].used) any |= pumplink(i);
+    if (R.links[i].used && (R.links[i].out || R.links[i].peereof))
+      any |= pumplink(i, 0);
   watch();
   tidy();
   return any;
@@ -774,8 +776,8 @@ static void finish (void) {
 }
 
 static void *relay (void *arg) {
-  int rc, armed = 0;
-  double last = 0, spin = SPINMAX;
+  int rc;
+  double last = 0;
   long ns = NAPMIN;
   (void)arg;
   trace = getenv("CFUT_MPI_TRACE") != NULL;
@@ -828,27 +830,17 @@ static void *relay (void *arg) {
   pthread_cond_broadcast(&cv);
   while (!R.quit) {
     if (pump()) {
-      double t = now();
-      /* Work came while polling: polling pays here (short tasks), so
-      ** poll longer next time. */
-      if (armed && t - last < spin) spin = spin * 2 > SPINMAX ? SPINMAX
-                                                              : spin * 2;
-      last = t;
-      armed = 1;
+      last = now();
       ns = NAPMIN;
       continue;
     }
     if (R.role == SPAWNED && !anyopen() && R.sends == NULL) break;
     if (R.role == SERVANT && R.exiting && !anyopen()) break;
-    if (now() - last < spin) {  /* an answer may follow: no nap, but */
+    if (now() - last < SPIN) {  /* an answer may follow: no nap, but */
       pthread_mutex_unlock(&mu);  /* leave the core to the threads that */
       sched_yield();              /* make it (2 cores serve 3 here) */
       pthread_mutex_lock(&mu);
       continue;
-    }
-    if (armed) {              /* polled in vain (long tasks): less next time */
-      armed = 0;
-      spin = spin / 2 < SPINMIN ? SPINMIN : spin / 2;
     }
     nap(ns);
     ns = ns * 2 > NAPMAX ? NAPMAX : ns * 2;
