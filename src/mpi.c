@@ -938,7 +938,9 @@ static const char *startrelay (void) {
 static int tr_start (void *ctx, int *fd, int *id, char *err, size_t errlen) {
   MPool *mp = ctx;
   Cmd *c = calloc(1, sizeof *c);
-  double start = now(), end = start + SPAWNWAIT;
+  double start = now();
+  /* (Without a socket to be told on, the bound the sign would give.) */
+  double end = start + (mp->pingfd >= 0 ? SPAWNWAIT : SPAWNMAX);
   int rc, seen = 0;
   if (c == NULL) {
     snprintf(err, errlen, "not enough memory");
@@ -973,7 +975,7 @@ static int tr_start (void *ctx, int *fd, int *id, char *err, size_t errlen) {
     else
       snprintf(err, errlen, "no MPI worker started within %g s "
                "(MPI_Comm_spawn did not return: a host that does not "
-               "answer?)", SPAWNWAIT);
+               "answer?)", mp->pingfd >= 0 ? SPAWNWAIT : SPAWNMAX);
     return -1;
   }
   rc = c->rc;
@@ -1130,17 +1132,19 @@ static int pingsocket (char *name, size_t len) {
   static int seq;
   struct sockaddr_un a;
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int tries;
   if (fd < 0) return -1;
-  memset(&a, 0, sizeof a);
-  a.sun_family = AF_UNIX;
-  snprintf(name, len, "cfut-mpi-%ld-%d", (long)getpid(), ++seq);
-  memcpy(a.sun_path + 1, name, strlen(name));
-  if (bind(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct
-           sockaddr_un, sun_path) + 1 + strlen(name))) != 0) {
-    close(fd);
-    return -1;
+  for (tries = 0; tries < 16; tries++) {  /* (a pid another namespace has) */
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    snprintf(name, len, "cfut-mpi-%ld-%d", (long)getpid(), ++seq);
+    memcpy(a.sun_path + 1, name, strlen(name));
+    if (bind(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct
+             sockaddr_un, sun_path) + 1 + strlen(name))) == 0) return fd;
+    if (errno != EADDRINUSE) break;
   }
-  return fd;
+  close(fd);
+  return -1;
 }
 
 /* A spawned worker: tell the pool this process has started, if the pool
