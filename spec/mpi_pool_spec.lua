@@ -29,6 +29,14 @@ local function run (src, opts)
   fh:close()
   local prog = opts.prog or helpers.cfut_bin()
   local cmd
+  if prog == "lua5.4" then    -- under the sanitizers: with their runtime
+    local stock = assert(helpers.stock_lua())
+    if stock.env then
+      opts.env = string.format("%s env LD_PRELOAD=%s", opts.env or "",
+        shquote(stock.env.LD_PRELOAD .. " " .. (os.getenv("LD_PRELOAD")
+                                                or "")))
+    end
+  end
   if opts.np then
     cmd = string.format("mpiexec -n %d %s -l cfut.mpi %s", opts.np,
                         shquote(prog), shquote(script))
@@ -283,6 +291,29 @@ print(e.message)
     assert.matches("^true\ttrue\nNo worker process could be started, the "
                    .. "process pool is not usable anymore: MPI_Comm_spawn "
                    .. "failed: ", out)
+  end)
+
+  it("fails with BrokenMPIPool within 5 s when a host does not answer",
+     function ()
+    -- Open MPI 4.1 prints why its daemon could not start there, and its
+    -- MPI_Comm_spawn never returns: no worker starts on this host.
+    local code, out, err = run([[
+local futures = require "cfut"
+local ex = futures.mpi_pool{ max_workers = 1, hosts = "cfut-nohost.invalid" }
+local t0 = futures.monotonic()
+local e = ex:submit(print):exception(30)
+local took = futures.monotonic() - t0
+print(futures.is(e, futures.BrokenMPIPool), took < 5 or took)
+print(e.message)
+]])
+    expect_ok(code, out, err)
+    assert.matches("^true\ttrue\nNo worker process could be started, the "
+                   .. "process pool is not usable anymore: ", out)
+    if os.execute("command -v ssh >/dev/null") then
+      assert.matches("no MPI worker started within 4 s (MPI_Comm_spawn did "
+                     .. "not return: a host that does not answer?)", out, 1,
+                     true)
+    end
   end)
 
   it("rejects max_tasks_per_child and unknown options, naming them",

@@ -13,7 +13,8 @@
 ** All MPI calls of a process are made by one thread, the relay (so
 ** MPI_THREAD_FUNNELED is all it asks for).  Other threads talk to it
 ** through commands under mu (start a worker, signal one, free a pool).
-** Idle, the relay does not spin: it sleeps in ppoll on its sockets with a
+** Idle, the relay does not spin: after work it probes for 2 ms (yielding
+** the core between probes), then sleeps in ppoll on its sockets with a
 ** timeout that grows from 20 us to 2 ms (mpi4py's back-off), and probes
 ** MPI between naps; any activity resets the nap.
 **
@@ -38,11 +39,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,12 +61,14 @@ enum { TAG_DATA = 1, TAG_EOF, TAG_HELLO, TAG_SIG, TAG_OPEN, TAG_EXIT };
 enum { SINGLE, SPAWNED, MASTER, SERVANT };
 
 #define READMAX   (1 << 20)     /* bytes per MPI message, at most */
-#define SPIN      0.0001        /* s of polling without a nap after work */
+#define SPIN      0.002         /* s of polling without a nap after work */
 #define NAPMIN    20000L        /* ns */
 #define NAPMAX    2000000L      /* ns */
 #define WATCH     0.1           /* s between liveness checks */
 #define REAPWAIT  10.0          /* s a reap waits at most */
-#define SPAWNWAIT 10.0          /* s a new worker may take to start */
+#define SPAWNWAIT 4.0           /* s until a spawn shows a worker here */
+#define SPAWNMAX  60.0          /* s a spawn that showed one may take */
+#define PINGENV   "CFUT_MPI_PING"
 #define QUITWAIT  3.0           /* s the exit waits for MPI to end */
 
 typedef struct Buf {          /* bytes for a link's socket */
@@ -113,6 +119,7 @@ struct MPool {
   int nkv;
   pid_t *ended;               /* its spawned workers on this host whose */
   int nended;                 /* streams ended: tr_close waits for them */
+  int pingfd;                 /* spawned workers here say they started */
 };
 
 typedef struct Cmd {
@@ -180,11 +187,25 @@ static void timedwait (double secs) {
 ** The relay's links (relay thread, mu held)
 ** ======================================================================= */
 
+/* Why an MPI call failed.  MPICH's text is a stack, one line per level:
+** its first line (the class, before ", error stack:") and its last (the
+** innermost reason) say it; the lines between name every argument. */
 static void mpierr (int rc, char *err, size_t errlen, const char *what) {
-  char s[MPI_MAX_ERROR_STRING];
+  char s[MPI_MAX_ERROR_STRING + 1], *nl, *p;
   int n = 0;
-  if (MPI_Error_string(rc, s, &n) != MPI_SUCCESS) snprintf(s, sizeof s, "%d", rc);
-  snprintf(err, errlen, "%s failed: %.200s", what, s);
+  if (MPI_Error_string(rc, s, &n) != MPI_SUCCESS || n < 0)
+    n = snprintf(s, sizeof s, "%d", rc);
+  s[n < (int)sizeof s ? n : (int)sizeof s - 1] = '\0';
+  n = (int)strlen(s);
+  while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' ')) s[--n] = '\0';
+  if ((nl = strchr(s, '\n')) == NULL) {
+    snprintf(err, errlen, "%s failed: %.150s", what, s);
+    return;
+  }
+  *nl = '\0';
+  if ((p = strstr(s, ", error stack:")) != NULL) *p = '\0';
+  snprintf(err, errlen, "%s failed: %.60s: %.100s", what, s,
+           strrchr(nl + 1, '\n') ? strrchr(nl + 1, '\n') + 1 : nl + 1);
 }
 
 /* A new link to (comm, rank) with a socketpair; -1 when none can be made. */
@@ -279,12 +300,15 @@ static int testsends (void) {
 
 static unsigned char scratch[READMAX];
 
-/* Move bytes between l's socket and MPI; 1 if anything moved. */
-static int pumplink (int i) {
+/* Move bytes between l's socket and MPI (from the socket only if 'in');
+** 1 if anything moved.  A short read or write ends its loop: the socket
+** had no more then, and asking again would cost a system call for an
+** EAGAIN (the next round, or ppoll, sees what comes later). */
+static int pumplink (int i, int in) {
   Link *l = &R.links[i];
   int any = 0;
   if (l->dead || l->fd < 0) return 0;
-  while (!l->rdeof) {
+  while (in && !l->rdeof) {
     ssize_t n = recv(l->fd, scratch, sizeof scratch, MSG_DONTWAIT);
     if (n > 0) {
       char *b = malloc((size_t)n);
@@ -294,6 +318,7 @@ static int pumplink (int i) {
       mpisend(i, l->comm, l->rank, TAG_DATA, b, (int)n);
       any = 1;
       if (l->dead) return 1;
+      if ((size_t)n < sizeof scratch) break;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -312,11 +337,10 @@ static int pumplink (int i) {
     if (n < 0) { dropout(l); break; }     /* the reader is gone */
     any = 1;
     b->pos += (size_t)n;
-    if (b->pos == b->len) {
-      l->out = b->next;
-      if (l->out == NULL) l->outtail = NULL;
-      free(b);
-    }
+    if (b->pos < b->len) break;           /* the socket is full */
+    l->out = b->next;
+    if (l->out == NULL) l->outtail = NULL;
+    free(b);
   }
   if (l->peereof && l->out == NULL && !l->wrshut && l->fd >= 0) {
     shutdown(l->fd, SHUT_WR);
@@ -360,28 +384,29 @@ static void opensession (void) {
   pthread_cond_broadcast(&cv);
 }
 
-static void onmessage (MPI_Comm comm, int src, int tag, char *buf, int n) {
+/* A message came; b (taken) holds its n bytes, which a DATA message's
+** link sends on as they are. */
+static void onmessage (MPI_Comm comm, int src, int tag, Buf *b, int n) {
+  char *buf = b->data;
   int i;
   TRACE("message tag %d from %d, %d bytes, link %d", tag, src, n, findlink(comm, src));
-  if (R.role == SERVANT && tag == TAG_OPEN) { opensession(); free(buf); return; }
+  if (R.role == SERVANT && tag == TAG_OPEN) { opensession(); free(b); return; }
   if (R.role == SERVANT && tag == TAG_EXIT) {
     R.exiting = 1;
     pthread_cond_broadcast(&cv);
-    free(buf);
+    free(b);
     return;
   }
-  if ((i = findlink(comm, src)) < 0) { free(buf); return; }
+  if ((i = findlink(comm, src)) < 0) { free(b); return; }
   if (tag == TAG_DATA && n > 0) {
     Link *l = &R.links[i];
-    Buf *b = malloc(sizeof *b + (size_t)n);
-    if (b == NULL) { linkdead(l); free(buf); return; }
     b->next = NULL;
     b->len = (size_t)n;
     b->pos = 0;
-    memcpy(b->data, buf, (size_t)n);
     if (l->outtail) l->outtail->next = b;
     else l->out = b;
     l->outtail = b;
+    return;
   }
   else if (tag == TAG_EOF) {
     R.links[i].peereof = 1;
@@ -402,7 +427,7 @@ static void onmessage (MPI_Comm comm, int src, int tag, char *buf, int n) {
     memcpy(&sig, buf, sizeof sig);
     if (sig > 0 && sig < 65) kill(getpid(), sig);
   }
-  free(buf);
+  free(b);
 }
 
 /* Receive what has come on comm; 1 if anything did. */
@@ -411,19 +436,20 @@ static int probe (MPI_Comm comm) {
   for (;;) {
     MPI_Status st;
     int flag = 0, n = 0;
-    char *buf;
+    Buf *b;
     if (MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm, &flag, &st)
         != MPI_SUCCESS || !flag)
       return any;
     MPI_Get_count(&st, MPI_BYTE, &n);
-    buf = malloc(n > 0 ? (size_t)n : 1);
-    if (buf == NULL) return any;          /* later, with memory */
-    if (MPI_Recv(buf, n, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, comm,
+    if (n < 0) n = 0;
+    b = malloc(sizeof *b + (size_t)n + 1);
+    if (b == NULL) return any;            /* later, with memory */
+    if (MPI_Recv(b->data, n, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, comm,
                  MPI_STATUS_IGNORE) != MPI_SUCCESS) {
-      free(buf);
+      free(b);
       return any;
     }
-    onmessage(comm, st.MPI_SOURCE, st.MPI_TAG, buf, n);
+    onmessage(comm, st.MPI_SOURCE, st.MPI_TAG, b, n);
     any = 1;
   }
 }
@@ -604,6 +630,7 @@ static void docmd (Cmd *c) {
       free(mp->keys);
       free(mp->vals);
       free(mp->ended);
+      if (mp->pingfd >= 0) close(mp->pingfd);
       free(mp);
       break;
   }
@@ -669,14 +696,15 @@ static int pump (void) {
   Group *g;
   runcmds();
   for (i = 0; i < R.nlinks; i++)
-    if (R.links[i].used) any |= pumplink(i);
+    if (R.links[i].used) any |= pumplink(i, 1);
   any |= testsends();
   if (R.role == MASTER || R.role == SERVANT) any |= probe(MPI_COMM_WORLD);
   if (R.role == SPAWNED) any |= probe(R.parent);
   for (g = R.groups; g != NULL; g = g->next)
     if (!g->dead) any |= probe(g->comm);
   for (i = 0; i < R.nlinks; i++)   /* what came may go out at once */
-    if (R.links[i].used) any |= pumplink(i);
+    if (R.links[i].used && (R.links[i].out || R.links[i].peereof))
+      any |= pumplink(i, 0);
   watch();
   tidy();
   return any;
@@ -808,7 +836,12 @@ static void *relay (void *arg) {
     }
     if (R.role == SPAWNED && !anyopen() && R.sends == NULL) break;
     if (R.role == SERVANT && R.exiting && !anyopen()) break;
-    if (now() - last < SPIN) continue;
+    if (now() - last < SPIN) {  /* an answer may follow: no nap, but */
+      pthread_mutex_unlock(&mu);  /* leave the core to the threads that */
+      sched_yield();              /* make it (2 cores serve 3 here) */
+      pthread_mutex_lock(&mu);
+      continue;
+    }
     nap(ns);
     ns = ns * 2 > NAPMAX ? NAPMAX : ns * 2;
   }
@@ -897,12 +930,18 @@ static const char *startrelay (void) {
 ** The transport (a pool's manager thread)
 ** ======================================================================= */
 
-/* A new worker, waiting at most SPAWNWAIT: MPI_Comm_spawn never returns
-** when a host's daemon cannot be started (Open MPI 4.1 prints why). */
+/* A new worker.  MPI_Comm_spawn never returns when a host's daemon
+** cannot be started (Open MPI 4.1 prints why), so the wait is bounded:
+** SPAWNWAIT until a worker process of the spawn has started on this host
+** (it pings the pool's socket before its MPI_Init; Open MPI starts the
+** workers only once every host's daemon has answered), SPAWNMAX after. */
 static int tr_start (void *ctx, int *fd, int *id, char *err, size_t errlen) {
+  MPool *mp = ctx;
   Cmd *c = calloc(1, sizeof *c);
-  double end = now() + SPAWNWAIT;
-  int rc;
+  double start = now();
+  /* (Without a socket to be told on, the bound the sign would give.) */
+  double end = start + (mp->pingfd >= 0 ? SPAWNWAIT : SPAWNMAX);
+  int rc, seen = 0;
   if (c == NULL) {
     snprintf(err, errlen, "not enough memory");
     return -1;
@@ -916,13 +955,27 @@ static int tr_start (void *ctx, int *fd, int *id, char *err, size_t errlen) {
     snprintf(err, errlen, "MPI has been finalized");
     return -1;
   }
-  while (!c->done && !R.finished && now() < end) timedwait(0.1);
+  while (!c->done && !R.finished && now() < end) {
+    char b[64];
+    timedwait(0.05);
+    if (!seen && mp->pingfd >= 0 &&
+        recv(mp->pingfd, b, sizeof b, MSG_DONTWAIT) >= 0) {
+      seen = 1;
+      end = start + SPAWNMAX;
+      TRACE("spawn: a worker started here after %.3f s", now() - start);
+    }
+  }
   if (!c->done) {
     c->abandoned = 1;
     pthread_mutex_unlock(&mu);
-    snprintf(err, errlen, R.finished ? "MPI has been finalized" :
-             "the MPI worker did not start within %g s (MPI_Comm_spawn did "
-             "not return: a host that does not answer?)", SPAWNWAIT);
+    if (R.finished) snprintf(err, errlen, "MPI has been finalized");
+    else if (seen)
+      snprintf(err, errlen, "the MPI workers did not start within %g s "
+               "(MPI_Comm_spawn did not return)", SPAWNMAX);
+    else
+      snprintf(err, errlen, "no MPI worker started within %g s "
+               "(MPI_Comm_spawn did not return: a host that does not "
+               "answer?)", mp->pingfd >= 0 ? SPAWNWAIT : SPAWNMAX);
     return -1;
   }
   rc = c->rc;
@@ -1073,6 +1126,43 @@ static void longstring (luaL_Buffer *b, const char *s) {
   luaL_addstring(b, close);
 }
 
+/* An abstract datagram socket the pool's spawned workers on this host
+** ping when they start (tr_start); its name in 'name'.  -1: none. */
+static int pingsocket (char *name, size_t len) {
+  static int seq;
+  struct sockaddr_un a;
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int tries;
+  if (fd < 0) return -1;
+  for (tries = 0; tries < 16; tries++) {  /* (a pid another namespace has) */
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    snprintf(name, len, "cfut-mpi-%ld-%d", (long)getpid(), ++seq);
+    memcpy(a.sun_path + 1, name, strlen(name));
+    if (bind(fd, (struct sockaddr *)&a, (socklen_t)(offsetof(struct
+             sockaddr_un, sun_path) + 1 + strlen(name))) == 0) return fd;
+    if (errno != EADDRINUSE) break;
+  }
+  close(fd);
+  return -1;
+}
+
+/* A spawned worker: tell the pool this process has started, if the pool
+** is on this host (else the send fails, and that is all). */
+static void ping (const char *name) {
+  struct sockaddr_un a;
+  size_t n = strlen(name);
+  int fd;
+  if (n == 0 || n >= sizeof a.sun_path - 1) return;
+  if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0) return;
+  memset(&a, 0, sizeof a);
+  a.sun_family = AF_UNIX;
+  memcpy(a.sun_path + 1, name, n);
+  (void)sendto(fd, "", 1, MSG_DONTWAIT, (struct sockaddr *)&a,
+               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n));
+  close(fd);
+}
+
 static int mp_gc (lua_State *L) {
   MPool **pp = (MPool **)lua_touserdata(L, 1);
   if (*pp != NULL) {
@@ -1112,6 +1202,7 @@ static int m_open (lua_State *L) {
   lua_setmetatable(L, -2);
   if ((mp = calloc(1, sizeof *mp)) == NULL)
     return luaL_error(L, "not enough memory");
+  mp->pingfd = -1;
   *box = mp;
   if (R.role == MASTER) {
     static const char *const spawnonly[] = {"hosts", "mpi_info", "wdir",
@@ -1150,6 +1241,14 @@ static int m_open (lua_State *L) {
   mp->argv[1] = dupstr(L, lua_tostring(L, -1));
   lua_pop(L, 1);
   addkv(L, mp, "env", "LUA_INIT_5_4=");
+  if (R.role != MASTER) {
+    char name[80];
+    if ((mp->pingfd = pingsocket(name, sizeof name)) >= 0) {
+      lua_pushfstring(L, "%s\n%s=%s", mp->vals[0], PINGENV, name);
+      addkv(L, mp, "env", lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+  }
   if (lua_istable(L, 1)) {
     /* hosts: "a,b" or {"a", "b"} (the MPI info key "host") */
     if (lua_getfield(L, 1, "hosts") != LUA_TNIL) {
@@ -1301,6 +1400,11 @@ int luaopen_cfut_mpi (lua_State *L) {
   ** after a Lua state that loaded it has closed. */
   if (dladdr((void *)luaopen_cfut_mpi, &dl) != 0 && dl.dli_fname != NULL)
     (void)dlopen(dl.dli_fname, RTLD_NOW | RTLD_NODELETE | RTLD_NOLOAD);
+  /* A worker being spawned tells its pool before MPI_Init (tr_start). */
+  if (getenv(PINGENV) != NULL) {
+    ping(getenv(PINGENV));
+    unsetenv(PINGENV);
+  }
   /* Under mpiexec (-l cfut.mpi), the ranks other than 0 serve from here. */
   if (getenv("OMPI_COMM_WORLD_SIZE") != NULL || getenv("PMI_SIZE") != NULL
       || getenv("PMIX_RANK") != NULL) {

@@ -26,7 +26,7 @@ supp=""
 
 root=$(pwd)
 busted=$(command -v busted) || { echo "busted not found"; exit 2; }
-[ $# -gt 0 ] || set -- --exclude-pattern=mpi_pool_spec spec   # (MPI: make test-mpi)
+[ $# -gt 0 ] || set -- --exclude-pattern=^mpi_pool spec   # (MPI: make test-mpi)
 
 start=$(date +%s)
 { env LUA_PATH="$root/lua/?.lua;$root/spec/?.lua;;" \
