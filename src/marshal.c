@@ -142,7 +142,35 @@ static int putstr (MBuf *b, int tag, const char *s, size_t len) {
 ** =======================================================
 */
 
-/* One step of the path to an unsendable value, recorded on the way out. */
+/*
+** The walk is iterative, so that nesting is bounded by memory alone, never
+** by the C stack.  The containers being written (a table: its entries,
+** then its metatable; a Lua function: its upvalues) are the frames of a
+** stack in C memory.  Each frame has three Lua stack slots: the container,
+** its current key (lua_next's) and the value being written.  The first
+** WINDOW frames keep theirs; deeper ones all use the slots of frame
+** WINDOW, and a frame that opens a child there moves its three values to
+** spill chunks (Lua tables of CHUNK frames, made by protected calls), taking them back
+** when the child is done.  So the Lua stack stays small at any depth.
+*/
+#define WINDOW        256   /* frames with Lua stack slots of their own */
+#define SMALLFRAMES   16    /* frames inside Enc (no malloc when shallow) */
+#define CHUNK         1024  /* frames a spill chunk holds */
+
+enum { F_TABLE, F_FUNC };
+enum { S_NEXT, S_VALUE, S_DONE };   /* a table's next step */
+
+typedef struct Frame {
+  union {
+    struct { size_t at; uint64_t narr, nhash; } t;  /* tag offset, counts */
+    struct { lua_Integer ref; int nups, i; } f;     /* number, upvalues */
+  } u;
+  unsigned char kind, step;
+  char seg;     /* a failure in the value being written is in this step of
+                   the path: 'f' field, 'k' key, 'm' metatable, 'u' upvalue */
+} Frame;
+
+/* One step of the path to an unsendable value. */
 typedef struct Seg {
   char kind;              /* 'f' field, 'k' key, 'm' metatable, 'u' upvalue,
                              'g' global */
@@ -153,10 +181,13 @@ typedef struct Enc {
   lua_State *L;
   MBuf *b;
   int flags;
-  int depth;
   PMap seen;          /* object -> number, upvalue id -> where */
   Names names;        /* value -> wire bytes of its module name */
   int dumps;          /* slot: the registry's DUMPS table */
+  int spill;          /* slot: the list of spill chunks (nil until needed) */
+  int chunk;          /* slot: the current chunk */
+  size_t nchunks, chunkno;  /* chunks made; the current one's index */
+  int lvl0;           /* slot of frame 0's container */
   lua_Integer nrefs;  /* tables and functions numbered so far */
   int nhandles;       /* handles written (referenced after success) */
   int rebuilt;        /* names rebuilt after a C function was not found */
@@ -164,17 +195,20 @@ typedef struct Enc {
   int gslot;          /* slot: the globals to copy, pending (or nil) */
   int gpending;       /* that slot holds a table */
   int garg;           /* the value being encoded (its argument number) */
-  /* the failure path (written only when encoding fails) */
-  int nseg;
-  Seg seg[MAXDEPTH + 2];
+  Frame *fr;          /* the frames: 'small' or malloc'ed */
+  size_t depth, cap;
+  /* the failure path (written only when encoding fails): the outermost
+  ** and innermost KEEPSEGS steps of nseg */
+  size_t nseg;
+  Seg seg[2 * KEEPSEGS];
   char desc[64];
+  Frame small[SMALLFRAMES];
 } Enc;
 
 static int encvalue (Enc *e, int idx);
 
 static int unsendable (Enc *e, int code, const char *desc) {
   snprintf(e->desc, sizeof(e->desc), "%s", desc);
-  e->nseg = 0;
   return code;
 }
 
@@ -233,16 +267,6 @@ static void keystep (lua_State *L, int k, char *buf) {
   }
 }
 
-/* Record a step of the failure path (kind 'f' takes the key at k). */
-static void addseg (Enc *e, int kind, int k, const char *text) {
-  Seg *g;
-  if (e->nseg >= MAXDEPTH + 2) return;
-  g = &e->seg[e->nseg++];
-  g->kind = (char)kind;
-  if (kind == 'f') keystep(e->L, k, g->text);
-  else snprintf(g->text, SEGTEXT, "%s", text ? text : "");
-}
-
 typedef struct Str { char *p; size_t size, len; } Str;
 
 static void addf (Str *s, const char *fmt, ...) {
@@ -278,25 +302,34 @@ static void addstep (Str *s, const Seg *g, int *infield, int *first,
   *first = *dots = 0;
 }
 
+/* Where step d (0: the outermost) of the failure path is kept, or NULL
+** for a step cut from the middle of a long path. */
+static Seg *segat (Enc *e, size_t d) {
+  if (e->nseg <= 2 * KEEPSEGS || d < KEEPSEGS) return &e->seg[d];
+  if (d >= e->nseg - KEEPSEGS) return &e->seg[d - (e->nseg - 2 * KEEPSEGS)];
+  return NULL;
+}
+
 /* err = "what #n (path: desc)", long paths cut in the middle. */
 static void describe (Enc *e, const char *what, int argno, char *err,
                       size_t errlen) {
   Str s;
-  int i, infield = 0, first = 1, dots = 0;
-  int cut = (e->nseg > 2 * KEEPSEGS);
+  size_t d;
+  int infield = 0, first = 1, dots = 0;
   if (err == NULL || errlen == 0) return;
   s.p = err; s.size = errlen; s.len = 0;
   err[0] = '\0';
   addf(&s, "%s #%d (", what ? what : "value", argno);
-  for (i = e->nseg - 1; i >= 0; i--) {
-    if (cut && i < e->nseg - KEEPSEGS && i >= KEEPSEGS) {
-      if (i == e->nseg - KEEPSEGS - 1) {
+  for (d = 0; d < e->nseg; d++) {
+    Seg *g = segat(e, d);
+    if (g == NULL) {
+      if (d == KEEPSEGS) {
         addf(&s, infield ? "..." : ", ...");
         dots = 1;
       }
       continue;
     }
-    addstep(&s, &e->seg[i], &infield, &first, &dots);
+    addstep(&s, g, &infield, &first, &dots);
   }
   if (infield) addf(&s, "'");
   addf(&s, "%s%s)", first ? "" : ": ", e->desc);
@@ -310,16 +343,6 @@ static const void *globals (Enc *e) {
     lua_pop(e->L, 1);
   }
   return e->globals;
-}
-
-/* One level deeper: refuse past MAXDEPTH, keep the Lua stack roomy. */
-static int enter (Enc *e) {
-  if (e->depth >= MAXDEPTH)
-    return unsendable(e, CFUT_EDEPTH, "nesting deeper than 200 levels");
-  if ((e->depth & 3) == 0 && !lua_checkstack(e->L, STACKSTEP))
-    return unsendable(e, CFUT_EDEPTH, "Lua stack overflow");
-  e->depth++;
-  return 0;
 }
 
 /* Number the table or Lua function at idx, as its decoder will; if it has
@@ -336,6 +359,169 @@ static int seen (Enc *e, const void *p, int *rc) {
   }
   *rc = putvar(e->b, T_REF, (uint64_t)ref);
   return 1;
+}
+
+
+/* ---- the frame stack ---- */
+
+/* The Lua stack slot of frame d's container (its key and value follow). */
+static int slot (const Enc *e, size_t d) {
+  return e->lvl0 + 3 * (int)(d < WINDOW ? d : WINDOW);
+}
+
+/* (list, n): chunk n of the spill list, made if new, and the list, made
+** if nil (Lua memory: called protected). */
+static int pchunk (lua_State *L) {
+  lua_Integer n = lua_tointeger(L, 2);
+  if (lua_isnil(L, 1)) {
+    lua_newtable(L);
+    lua_replace(L, 1);
+  }
+  lua_createtable(L, 3 * CHUNK, 0);
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, 1, n);
+  lua_pushvalue(L, 1);
+  return 2;
+}
+
+/* Make the spill chunk of frame d (>= WINDOW) the current one, made when
+** new: the index before frame d's first entry in it, or -1 when there is
+** no memory.  A chunk's array part is allocated whole when it is made, so
+** writing into it allocates nothing: it cannot raise nor run the
+** collector. */
+static lua_Integer spillat (Enc *e, size_t d) {
+  lua_State *L = e->L;
+  size_t k = d - WINDOW, c = k / CHUNK;
+  if (c != e->chunkno) {
+    if (c < e->nchunks) lua_rawgeti(L, e->spill, (lua_Integer)c + 1);
+    else {
+      lua_pushcfunction(L, pchunk);
+      lua_pushvalue(L, e->spill);
+      lua_pushinteger(L, (lua_Integer)c + 1);
+      if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        return -1;
+      }
+      lua_replace(L, e->spill);
+      e->nchunks = c + 1;
+    }
+    lua_replace(L, e->chunk);
+    e->chunkno = c;
+  }
+  return 3 * (lua_Integer)(k % CHUNK);
+}
+
+/* How many of frame d's slots it needs when its child closes: the
+** container, a table's key (for lua_next) and, after a key, the value. */
+static int keepslots (const Enc *e, size_t d) {
+  const Frame *p = &e->fr[d];
+  if (p->kind != F_TABLE) return 1;
+  return (p->step == S_VALUE) ? 3 : 2;
+}
+
+/* Open a frame for the table or Lua function at idx, its container a copy
+** on top.  Past WINDOW, the parent's slots go to a spill chunk first. */
+static int pushframe (Enc *e, int idx, int kind) {
+  lua_State *L = e->L;
+  Frame *f;
+  if (e->depth == e->cap) {
+    size_t cap = 2 * e->cap;
+    Frame *fr = (cap > SIZE_MAX / sizeof(*fr)) ? NULL
+                : (e->fr == e->small) ? malloc(cap * sizeof(*fr))
+                : realloc(e->fr, cap * sizeof(*fr));
+    if (fr == NULL) return CFUT_ENOMEM;
+    if (e->fr == e->small) memcpy(fr, e->small, sizeof(e->small));
+    e->fr = fr;
+    e->cap = cap;
+  }
+  /* (3 slots a frame, every 4 frames room for 4 more and the leaf work) */
+  if ((e->depth & 3) == 0 && !lua_checkstack(L, 4 * 3 + STACKSTEP))
+    return CFUT_ENOMEM;
+  lua_pushvalue(L, idx);
+  if (e->depth > WINDOW) {    /* the parent's slots are the child's */
+    int c = slot(e, e->depth), j;
+    lua_Integer at = spillat(e, e->depth - 1);
+    if (at < 0) {
+      lua_pop(L, 1);
+      return CFUT_ENOMEM;
+    }
+    for (j = 0; j < keepslots(e, e->depth - 1); j++) {
+      lua_pushvalue(L, c + j);
+      lua_rawseti(L, e->chunk, at + j + 1);
+    }
+    lua_copy(L, -1, c);
+    lua_settop(L, c);
+  }
+  lua_pushnil(L);             /* the key slot */
+  f = &e->fr[e->depth++];
+  f->kind = (unsigned char)kind;
+  f->step = S_NEXT;
+  f->seg = 0;
+  return 0;
+}
+
+/* Close the top frame, and drop the parent's value slot too unless the
+** parent needs it (a table whose key was just written: its value is next).
+** The parent's slots come back from a spill chunk when they were
+** there. */
+static int popframe (Enc *e) {
+  lua_State *L = e->L;
+  size_t d = --e->depth;
+  int c = slot(e, d), j, keep = 3;
+  if (d > 0 && !(e->fr[d - 1].kind == F_TABLE
+                 && e->fr[d - 1].step == S_VALUE))
+    keep = 2;
+  if (d > WINDOW) {
+    int n = keepslots(e, d - 1);
+    lua_Integer at;
+    lua_settop(L, c - 1);
+    at = spillat(e, d - 1);     /* (the chunk exists: never -1) */
+    for (j = 1; j <= n; j++) lua_rawgeti(L, e->chunk, at + j);
+    if (n < keep) lua_pushnil(L);     /* a function's empty key slot */
+  }
+  else lua_settop(L, c - 4 + keep);
+  return 0;
+}
+
+/* Push value j (0: the container, 1: the key) of frame d. */
+static void pushfromframe (Enc *e, size_t d, int j) {
+  if (d < WINDOW || d == e->depth - 1) lua_pushvalue(e->L, slot(e, d) + j);
+  else lua_rawgeti(e->L, e->chunk, spillat(e, d) + j + 1);
+}
+
+/* After a failure: the path to it, from the open frames (only the steps
+** that describe() shows: a long path is cut in the middle), after the
+** global 'gname' when the value is one (encglobals). */
+static void tracepath (Enc *e, const char *gname) {
+  lua_State *L = e->L;
+  size_t d, g0 = (gname != NULL);
+  e->nseg = e->depth + g0;
+  if (gname != NULL) {
+    e->seg[0].kind = 'g';
+    snprintf(e->seg[0].text, SEGTEXT, "%s", gname);
+  }
+  for (d = 0; d < e->depth; d++) {
+    Frame *f = &e->fr[d];
+    Seg *g = segat(e, d + g0);
+    const char *name = NULL;
+    if (g == NULL) continue;
+    g->kind = f->seg;
+    g->text[0] = '\0';
+    if (f->seg == 'f') {
+      pushfromframe(e, d, 1);
+      keystep(L, lua_gettop(L), g->text);
+      lua_pop(L, 1);
+    }
+    else if (f->seg == 'u') {
+      pushfromframe(e, d, 0);
+      name = lua_getupvalue(L, -1, f->u.f.i);
+      if (name != NULL) lua_pop(L, 1);
+      lua_pop(L, 1);
+      if (name == NULL || name[0] == '\0' || name[0] == '(')
+        snprintf(g->text, SEGTEXT, "#%d", f->u.f.i);
+      else snprintf(g->text, SEGTEXT, "%s", name);
+    }
+  }
 }
 
 
@@ -358,73 +544,79 @@ static int patchcounts (Enc *e, size_t at, uint64_t narr, uint64_t nhash) {
   return 0;
 }
 
-/* Metatable of the table at idx, or nil. */
-static int encmeta (Enc *e, int idx) {
-  int rc;
-  if (!lua_getmetatable(e->L, idx)) return puttag(e->b, T_NIL);
-  rc = encvalue(e, lua_gettop(e->L));
-  lua_pop(e->L, 1);
-  if (rc != 0) addseg(e, 'm', 0, NULL);
-  return rc;
-}
-
 /* A string key: numbered like a table, so that a key met again (the
 ** fields of many records) is a short reference, and the receiver does not
 ** intern it again. */
 static int enckey (Enc *e, int k) {
   size_t len;
-  const char *s;
+  const char *s = lua_tolstring(e->L, k, &len);
   lua_Integer ref;
-  if (lua_type(e->L, k) != LUA_TSTRING) return encvalue(e, k);
-  s = lua_tolstring(e->L, k, &len);
   if ((ref = pmap_claim(&e->seen, s, e->nrefs + 1)) != 0)
     return ref < 0 ? CFUT_ENOMEM : putvar(e->b, T_REF, (uint64_t)ref);
   e->nrefs++;
   return putstr(e->b, T_KSTR, s, len);
 }
 
-/* Encode one entry of a traversal (key at k, value at k+1): the run of
-** keys 1, 2, 3... that starts the traversal is the array part. */
-static int encentry (Enc *e, int k, uint64_t *narr, uint64_t *nhash) {
-  lua_State *L = e->L;
+/* A table met for the first time: tag and placeholder counts now; its
+** frame writes the entries (the run of keys 1, 2, 3... that starts the
+** traversal is the array part), patches the counts, then writes the
+** metatable. */
+static int newtable (Enc *e, int idx) {
+  size_t at = e->b->len;
+  Frame *f;
   int rc;
-  if (*nhash == 0 && lua_isinteger(L, k)
-      && lua_tointeger(L, k) == (lua_Integer)*narr + 1) {
-    (*narr)++;
-  }
-  else {
-    (*nhash)++;
-    if ((rc = enckey(e, k)) != 0) {
-      addseg(e, 'k', 0, NULL);
-      return rc;
-    }
-  }
-  if ((rc = encvalue(e, k + 1)) != 0) addseg(e, 'f', k, NULL);
-  return rc;
+  if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = puttag(e->b, 0)) != 0
+      || (rc = pushframe(e, idx, F_TABLE)) != 0)
+    return rc;
+  f = &e->fr[e->depth - 1];
+  f->u.t.at = at;
+  f->u.t.narr = f->u.t.nhash = 0;
+  return 0;
 }
 
-/* A table met for the first time: tag, counts, entries, metatable. */
-static int newtable (Enc *e, int idx) {
+/* The next steps of the table frame f, its slots at c (the container,
+** the key, and after a key written the value): its entries, then the
+** metatable, then close.  Returns when a child frame opens for a key or
+** a value (the walk resumes here when it closes), or at the end. */
+static int tablestep (Enc *e, Frame *f, int c) {
   lua_State *L = e->L;
-  size_t at = e->b->len;
-  uint64_t narr = 0, nhash = 0;
-  int rc, k = lua_gettop(L) + 1;
-  if ((rc = enter(e)) != 0) return rc;
-  if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = puttag(e->b, 0)) != 0)
-    goto out;
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    rc = encentry(e, k, &narr, &nhash);
-    lua_pop(L, 1);
-    if (rc != 0) {
-      lua_pop(L, 1);
-      goto out;
+  size_t d = e->depth;
+  int rc;
+  if (f->step == S_DONE) return popframe(e);
+  if (f->step == S_VALUE) goto value;
+  while (lua_next(L, c)) {        /* key at c+1, value at c+2 */
+    if (f->u.t.nhash == 0 && lua_isinteger(L, c + 1)
+        && lua_tointeger(L, c + 1) == (lua_Integer)f->u.t.narr + 1)
+      f->u.t.narr++;
+    else {
+      f->u.t.nhash++;
+      f->seg = 'k';
+      if (lua_type(L, c + 1) == LUA_TSTRING) {
+        if ((rc = enckey(e, c + 1)) != 0) return rc;
+      }
+      else {
+        f->step = S_VALUE;
+        if ((rc = encvalue(e, c + 1)) != 0 || e->depth != d) return rc;
+      }
     }
+  value:
+    f->step = S_NEXT;
+    f->seg = 'f';
+    if ((rc = encvalue(e, c + 2)) != 0 || e->depth != d) return rc;
+    lua_settop(L, c + 1);
   }
-  if ((rc = patchcounts(e, at, narr, nhash)) == 0) rc = encmeta(e, idx);
-out:
-  e->depth--;
-  return rc;
+  /* the traversal is over: [table] */
+  if ((rc = patchcounts(e, f->u.t.at, f->u.t.narr, f->u.t.nhash)) != 0)
+    return rc;
+  if (!lua_getmetatable(L, c)) {
+    if ((rc = puttag(e->b, T_NIL)) != 0) return rc;
+    return popframe(e);
+  }
+  lua_pushvalue(L, -1);           /* [table, mt, mt] */
+  f->step = S_DONE;
+  f->seg = 'm';
+  if ((rc = encvalue(e, c + 2)) != 0 || e->depth != d) return rc;
+  return popframe(e);
 }
 
 /* Write the name of the value at idx (address p): 0, 1 if it has none,
@@ -635,22 +827,26 @@ static int encupvalue (Enc *e, int f, lua_Integer ref, int i,
   return encvalue(e, v);
 }
 
-static int encupvalues (Enc *e, int f, lua_Integer ref, int nups) {
-  int i, rc = 0;
-  for (i = 1; i <= nups && rc == 0; i++) {
-    const char *name = lua_getupvalue(e->L, f, i);
-    if (name == NULL) return unsendable(e, CFUT_ESEND, "bad upvalue");
-    if ((rc = encupvalue(e, f, ref, i, name)) != 0) {
-      char num[16];
-      if (name[0] == '\0' || name[0] == '(') {
-        snprintf(num, sizeof(num), "#%d", i);
-        name = num;
-      }
-      addseg(e, 'u', 0, name);
+/* The next steps of the function frame f, its slots at c: its upvalues,
+** then close.  Returns when a child frame opens for an upvalue (the walk
+** resumes here when it closes), or at the end. */
+static int funcstep (Enc *e, Frame *f, int c) {
+  lua_State *L = e->L;
+  const char *name;
+  size_t d = e->depth;
+  int i, rc;
+  while (f->u.f.i < f->u.f.nups) {
+    i = ++f->u.f.i;
+    f->seg = 'u';
+    if ((name = lua_getupvalue(L, c, i)) == NULL) {   /* value at c+2 */
+      lua_pushnil(L);
+      return unsendable(e, CFUT_ESEND, "bad upvalue");
     }
-    lua_pop(e->L, 1);
+    rc = encupvalue(e, c, f->u.f.ref, i, name);
+    if (rc != 0 || e->depth != d) return rc;
+    lua_settop(L, c + 1);
   }
-  return rc;
+  return popframe(e);
 }
 
 /* A C function travels as the name a loaded module holds it under. */
@@ -667,17 +863,23 @@ static int enccfunction (Enc *e, int idx) {
   return rc;
 }
 
+/* A Lua function: its bytecode now (encproto), then a frame for its
+** upvalues. */
 static int encfunction (Enc *e, int idx) {
   lua_Integer ref;
+  Frame *f;
   int rc, nups;
   if (lua_iscfunction(e->L, idx)) return enccfunction(e, idx);
   if (seen(e, lua_topointer(e->L, idx), &rc)) return rc;
-  if ((rc = enter(e)) != 0) return rc;
   ref = e->nrefs;
-  if ((rc = encproto(e, idx, &nups)) == 0)
-    rc = encupvalues(e, idx, ref, nups);
-  e->depth--;
-  return rc;
+  if ((rc = encproto(e, idx, &nups)) != 0 || nups == 0
+      || (rc = pushframe(e, idx, F_FUNC)) != 0)
+    return rc;
+  f = &e->fr[e->depth - 1];
+  f->u.f.ref = ref;
+  f->u.f.nups = nups;
+  f->u.f.i = 0;
+  return 0;
 }
 
 
@@ -737,6 +939,30 @@ static int encvalue (Enc *e, int idx) {
       return unsendable(e, CFUT_ESEND, "light userdata");
     default: return unsendable(e, CFUT_ESEND, "coroutine");
   }
+}
+
+static int tablestep (Enc *e, Frame *f, int c);
+static int funcstep (Enc *e, Frame *f, int c);
+
+/* Walk the frames open above depth d0 to their end. */
+static int drain (Enc *e, size_t d0) {
+  int rc = 0;
+  while (rc == 0 && e->depth > d0) {
+    Frame *f = &e->fr[e->depth - 1];
+    int c = slot(e, e->depth - 1);
+    rc = (f->kind == F_TABLE) ? tablestep(e, f, c) : funcstep(e, f, c);
+  }
+  return rc;
+}
+
+/* One whole value (at idx, nothing open): its frames start on top.  On
+** a failure to send, the path to it (after the global 'gname'). */
+static int encwhole (Enc *e, int idx, const char *gname) {
+  int rc;
+  e->lvl0 = lua_gettop(e->L) + 1;
+  if ((rc = encvalue(e, idx)) == 0) rc = drain(e, 0);
+  if (rc == CFUT_ESEND) tracepath(e, gname);
+  return rc;
 }
 
 
@@ -808,8 +1034,7 @@ static int encglobal (Enc *e, int k, uint64_t *count) {
   rc = globals_fetch(L, k - 1, k);
   if (rc == 0 && !lua_isnil(L, v) && !ownname(e, v, name, n)) {
     (*count)++;
-    if ((rc = enckey(e, k)) == 0) rc = encvalue(e, v);
-    if (rc != 0) addseg(e, 'g', 0, name);
+    if ((rc = enckey(e, k)) == 0) rc = encwhole(e, v, name);
   }
   lua_pop(L, 1);
   return rc;
@@ -845,7 +1070,6 @@ static int encglobals (Enc *e, int *argno) {
   lua_Integer i;
   Written w;
   int rc, k = lua_gettop(L) + 1;
-  if ((rc = enter(e)) != 0) return rc;
   memset(&w, 0, sizeof(w));
   e->nrefs++;               /* numbered, as the decoder numbers a table */
   if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = puttag(e->b, 0)) != 0)
@@ -869,7 +1093,6 @@ static int encglobals (Enc *e, int *argno) {
 out:
   free(w.s);
   free(w.n);
-  e->depth--;
   return rc;
 }
 
@@ -891,7 +1114,7 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
   int base = lua_gettop(L), i, rc = 0, gl = 0;
   unsigned char head[4 + MAXVARINT];
   first = lua_absindex(L, first);
-  if (!lua_checkstack(L, 8 + STACKSTEP)) rc = CFUT_ENOMEM;
+  if (!lua_checkstack(L, 4 + 4 + STACKSTEP)) rc = CFUT_ENOMEM;
   memcpy(head, MAGIC, 3);
   head[3] = WIRE_VERSION;
   if (rc == 0)
@@ -900,22 +1123,26 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
     if (errlen > 0) snprintf(err, errlen, "not enough memory");
     return rc;
   }
-  e.L = L; e.b = out; e.flags = flags; e.depth = 0;
-  lua_pushnil(L); lua_pushnil(L);     /* the two slots, */
-  if (flags & MARSHAL_GLOBALS) lua_pushnil(L);    /* and the globals' */
+  e.L = L; e.b = out; e.flags = flags;
+  lua_pushnil(L); lua_pushnil(L);     /* the five slots */
+  lua_pushnil(L); lua_pushnil(L); lua_pushnil(L);
   e.names.slot = base + 1; e.names.filter = NULL; e.dumps = base + 2;
-  e.gslot = base + 3; e.gpending = 0;
+  e.spill = base + 3; e.chunk = base + 4; e.gslot = base + 5;
+  e.gpending = 0; e.lvl0 = base + 6;
+  e.nchunks = 0; e.chunkno = (size_t)-1;
   pmap_init(&e.seen);
   e.nrefs = 0; e.nhandles = 0; e.rebuilt = 0;
   e.globals = NULL; e.nseg = 0;
+  e.fr = e.small; e.cap = SMALLFRAMES; e.depth = 0;
   for (i = 0; i < n && rc == 0; i++) {
     e.garg = i + 1;
-    rc = encvalue(&e, first + i);
+    rc = encwhole(&e, first + i, NULL);
   }
   if (rc == 0 && e.gpending) {              /* globals to copy */
     gl = 1;
     if ((rc = encglobals(&e, &i)) == 1) gl = rc = 0;
   }
+  if (e.fr != e.small) free(e.fr);
   pmap_free(&e.seen);
   lua_settop(L, base);
   if (rc != 0) {

@@ -57,34 +57,70 @@ const MarshalHandles *wire_handleops (void) {
 ** The walker
 ** =======================================================
 */
-
 /* What a walk without Lua does with the handles it meets. */
 enum { W_DECODE, W_CHECK, W_RETAIN, W_RELEASE };
+
+/*
+** The walk is iterative, so that nesting is bounded by memory alone, never
+** by the C stack.  The containers being read (a table: its array
+** elements, its pairs, its metatable; a Lua function: its upvalues) are
+** the frames of a stack in C memory, which grows with the nesting the
+** bytes show (each level takes bytes of the message: the stack never
+** holds more frames than the message has bytes).  Decoding, a container
+** hangs in its place as soon as it is made (a table element, a field's
+** value, an upvalue), except a key (needed for its value) and a
+** metatable (set once complete, as setmetatable wants); the first WINDOW
+** frames keep their container on the Lua stack under their children,
+** deeper ones let it go and take it back by its number when the child is
+** done.  So the Lua stack stays small at any depth.
+*/
+#define WINDOW        256   /* frames whose container stays on the stack */
+#define SMALLFRAMES   16    /* frames inside Dec (no malloc when shallow) */
+
+enum { F_TABLE, F_FUNC };
+/* a table frame's next step */
+enum { S_ARRAY, S_KEY, S_VALUE, S_META, S_DONE };
+/* where a container hangs: nowhere yet (a value of the message), an
+** element, a field's value, an upvalue, a key, a metatable */
+enum { L_NONE, L_ELEM, L_FIELD, L_UPVAL, L_KEY, L_META };
+
+typedef struct DFrame {
+  uint64_t i;         /* table: the element or pair being read (from 1);
+                         function: the upvalue */
+  uint64_t narr, nhash;     /* table: counts; function: narr = upvalues */
+  lua_Integer ref;    /* its number */
+  unsigned char kind, step, link;   /* F_*, S_*, L_* */
+} DFrame;
 
 typedef struct Dec {
   lua_State *L;       /* NULL: a walk without Lua */
   const unsigned char *start, *p, *end;
   int flags;
   int walk;           /* W_*: what this walk is for */
-  int depth;
   int refs;           /* decoding: slot of the only object numbered, or a
                          table number -> table, function or key string */
   int loads;          /* decoding: slot of the registry's LOADS table */
+  int frslot;         /* decoding: slot of the frames' userdata */
   uint64_t hints;     /* decoding: table entries left to preallocate */
   lua_Integer nrefs;  /* objects numbered so far */
   uint16_t *kinds;    /* checking: what each numbered object is (K_*) */
   size_t kcap;        /* entries at 'kinds' */
   int kheap;          /* 'kinds' was malloc'ed */
+  DFrame *fr;         /* the frames: 'small', or (decoding) a userdata in
+                         its slot, or malloc'ed */
+  size_t depth, cap;
   char *err;
   size_t errlen;
   int receiver;       /* the failure comes from the receiving state (a
                          name it lacks, code it refuses, no room on its
-                         stack), not from the grammar */
+                         stack or in its memory), not from the grammar */
   int rc;             /* pdecode's answer */
   uint64_t n;         /* idem: values decoded */
+  DFrame small[SMALLFRAMES];
 } Dec;
 
-static int decvalue (Dec *d);
+static int decvalue (Dec *d, int link);
+
 
 /* Say what is wrong (and where, unless 'at' is NULL): CFUT_EBADMSG. */
 static int fail (Dec *d, const unsigned char *at, const char *fmt, ...) {
@@ -161,20 +197,6 @@ static int isnanbits (uint64_t u) {
          && (u & 0x000fffffffffffffULL) != 0;
 }
 
-/* One level deeper (a table or a function): the same limit in every
-** walk, counted the same way as the encoder counts it. */
-static int enter (Dec *d, const unsigned char *at) {
-  if (d->depth >= MAXDEPTH)
-    return fail(d, at, "nesting deeper than 200 levels");
-  if (d->L != NULL && (d->depth & 3) == 0
-      && !lua_checkstack(d->L, STACKSTEP)) {
-    d->receiver = 1;
-    return fail(d, at, "Lua stack overflow");
-  }
-  d->depth++;
-  return 0;
-}
-
 /* What a numbered object is, for a check without Lua: a metatable must
 ** be a table, an upref must name a function and one of its upvalues.  A
 ** function's kind is its number of upvalues. */
@@ -239,6 +261,93 @@ static int decref (Dec *d, const unsigned char *at) {
 }
 
 
+
+/* ---- the frame stack ---- */
+
+/* Open a frame for the container just made (decoding: on top), which
+** hangs as 'link' says; 'at' is where it starts.  Out of the window, the
+** child takes its parent's place on the Lua stack. */
+static int openframe (Dec *d, const unsigned char *at, int kind, int link,
+                      lua_Integer ref) {
+  lua_State *L = d->L;
+  DFrame *f;
+  if (d->depth == d->cap) {
+    size_t cap = 2 * d->cap;
+    DFrame *fr;
+    /* every level takes bytes of the message: more is a broken walker */
+    if (d->depth >= (size_t)(d->end - d->start))
+      return fail(d, at, "nesting exceeds the message");
+    if (cap > SIZE_MAX / sizeof(*fr)) fr = NULL;
+    else if (L != NULL) {   /* Lua memory: a memory error leaks nothing */
+      fr = (DFrame *)lua_newuserdatauv(L, cap * sizeof(*fr), 0);
+      lua_replace(L, d->frslot);
+    }
+    else fr = (d->fr == d->small) ? malloc(cap * sizeof(*fr))
+                                  : realloc(d->fr, cap * sizeof(*fr));
+    if (fr == NULL) {
+      d->receiver = 1;
+      return fail(d, at, "not enough memory for the nesting");
+    }
+    if (d->fr == d->small || L != NULL)
+      memcpy(fr, d->fr, d->depth * sizeof(*fr));
+    d->fr = fr;
+    d->cap = cap;
+  }
+  if (L != NULL && d->depth > 0) {
+    DFrame *p = &d->fr[d->depth - 1];
+    switch (link) {
+      case L_ELEM:                  /* [t, child] */
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, -3, (lua_Integer)p->i);
+        break;
+      case L_FIELD:                 /* [t, key, child] */
+        lua_rotate(L, -2, 1);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -4);
+        break;
+      case L_UPVAL:                 /* [f, child] */
+        lua_pushvalue(L, -1);
+        if (lua_setupvalue(L, -3, (int)p->i) == NULL) {
+          lua_pop(L, 1);
+          d->receiver = 1;    /* (a closure from the cache) */
+          return fail(d, at, "function has fewer upvalues than the message");
+        }
+        break;
+      default: break;               /* L_KEY, L_META: when complete */
+    }
+    if (d->depth > WINDOW) lua_replace(L, -2);
+  }
+  if (L != NULL && (d->depth & 7) == 0 && !lua_checkstack(L, 8 + STACKSTEP)) {
+    d->receiver = 1;
+    return fail(d, at, "Lua stack overflow");
+  }
+  f = &d->fr[d->depth++];
+  f->kind = (unsigned char)kind;
+  f->step = S_ARRAY;
+  f->link = (unsigned char)link;
+  f->ref = ref;
+  f->i = 0;
+  return 0;
+}
+
+/* Close the top frame, its container on top: it stays there as a value of
+** the message, or it goes to its parent (back on the Lua stack under it
+** when it had left), as the pending key, the metatable, or (already in
+** place) nothing more. */
+static int closeframe (Dec *d) {
+  lua_State *L = d->L;
+  int link = d->fr[--d->depth].link;
+  if (L == NULL || d->depth == 0) return 0;
+  if (d->depth > WINDOW) {
+    pushref(d, (uint64_t)d->fr[d->depth - 1].ref);
+    lua_insert(L, -2);
+  }
+  if (link == L_META) lua_setmetatable(L, -2);
+  else if (link != L_KEY) lua_pop(L, 1);
+  return 0;
+}
+
+
 /* ---- tables ---- */
 
 /* Walking: could the value that starts at 'at' (read already) be a
@@ -266,42 +375,6 @@ static int badkey (lua_State *L, const unsigned char *at) {
   return x != x;
 }
 
-/* One hash entry for the table at t. */
-static int decpair (Dec *d, int t) {
-  lua_State *L = d->L;
-  const unsigned char *at = d->p;
-  int rc;
-  if (rem(d) > 0 && *at == T_NIL) return fail(d, at, "nil table key");
-  if (rem(d) > 8 && *at == T_FLOAT && isnanbits(get64(at + 1)))
-    return fail(d, at, "NaN table key");
-  if ((rc = decvalue(d)) != 0) return rc;
-  if (L != NULL && badkey(L, at)) {
-    d->receiver = 1;
-    return fail(d, at, "%s table key", lua_isnil(L, -1) ? "nil" : "NaN");
-  }
-  at = d->p;
-  if (rem(d) > 0 && *at == T_NIL) return fail(d, at, "nil table value");
-  if ((rc = decvalue(d)) != 0) return rc;
-  if (L != NULL) lua_rawset(L, t);
-  return 0;
-}
-
-static int decmeta (Dec *d, int t) {
-  const unsigned char *at = d->p;
-  int rc;
-  if (rem(d) > 0 && *at == T_NIL) {
-    d->p++;
-    return 0;
-  }
-  if ((rc = decvalue(d)) != 0) return rc;
-  if (d->L == NULL ? !maybetable(d, at) : !lua_istable(d->L, -1)) {
-    d->receiver = (*at == T_MODULE || *at == T_FIELD);
-    return fail(d, at, "metatable is not a table");
-  }
-  if (d->L != NULL) lua_setmetatable(d->L, t);
-  return 0;
-}
-
 /* A size hint for lua_createtable.  An honest message holds at least a
 ** byte per entry of all its tables together, so the hints are drawn from
 ** a budget of its length: nested tables that each claim the rest of the
@@ -313,30 +386,90 @@ static uint64_t hint (Dec *d, uint64_t n) {
   return n;
 }
 
-static int dectable (Dec *d, const unsigned char *at) {
+/* A table: its counts, then a frame for its contents. */
+static int dectable (Dec *d, const unsigned char *at, int link) {
   lua_State *L = d->L;
-  uint64_t narr, nhash, i;
-  int rc, t = 0;
+  uint64_t narr, nhash;
+  int rc;
   if ((rc = getvarint(d, &narr)) != 0 || (rc = getvarint(d, &nhash)) != 0)
     return rc;
   /* every element takes a byte at least, every pair two, the metatable 1 */
   if (narr >= rem(d) || nhash > (rem(d) - narr - 1) / 2)
     return fail(d, at, "%s", (rem(d) == 0) ? "truncated message"
                                           : "table size exceeds the message");
-  if ((rc = enter(d, at)) != 0) return rc;
-  if (L != NULL) {
-    lua_createtable(L, (int)hint(d, narr), (int)hint(d, nhash));
-    t = lua_gettop(L);
+  if (L != NULL) lua_createtable(L, (int)hint(d, narr), (int)hint(d, nhash));
+  if ((rc = addref(d, K_TABLE)) != 0
+      || (rc = openframe(d, at, F_TABLE, link, d->nrefs)) != 0)
+    return rc;
+  d->fr[d->depth - 1].narr = narr;
+  d->fr[d->depth - 1].nhash = nhash;
+  return 0;
+}
+
+/* The next steps of the table frame f (its container on top, under the
+** pending key in S_VALUE): elements, pairs, metatable, close.  Returns
+** when a child frame opens (the walk resumes here when it closes), or at
+** the end. */
+static int tablestep (Dec *d, DFrame *f) {
+  lua_State *L = d->L;
+  size_t depth = d->depth;
+  const unsigned char *at;
+  int rc, t = 0;
+  if (L != NULL) t = lua_gettop(L) - (f->step == S_VALUE);
+  switch (f->step) {
+    case S_ARRAY:
+      while (f->i < f->narr) {
+        f->i++;
+        if ((rc = decvalue(d, L_ELEM)) != 0 || d->depth != depth) return rc;
+        if (L != NULL) lua_rawseti(L, t, (lua_Integer)f->i);
+      }
+      f->step = S_KEY;
+      f->i = 0;
+      /* FALLTHROUGH */
+    case S_KEY: case S_VALUE:
+      for (;;) {
+        if (f->step == S_KEY) {
+          if (f->i == f->nhash) break;
+          at = d->p;
+          if (rem(d) > 0 && *at == T_NIL) return fail(d, at, "nil table key");
+          if (rem(d) > 8 && *at == T_FLOAT && isnanbits(get64(at + 1)))
+            return fail(d, at, "NaN table key");
+          f->i++;
+          f->step = S_VALUE;
+          if ((rc = decvalue(d, L_KEY)) != 0 || d->depth != depth) return rc;
+          if (L != NULL && badkey(L, at)) {
+            d->receiver = 1;
+            return fail(d, at, "%s table key",
+                        lua_isnil(L, -1) ? "nil" : "NaN");
+          }
+        }
+        /* S_VALUE: the key on top */
+        at = d->p;
+        if (rem(d) > 0 && *at == T_NIL) return fail(d, at, "nil table value");
+        f->step = S_KEY;
+        if ((rc = decvalue(d, L_FIELD)) != 0 || d->depth != depth) return rc;
+        if (L != NULL) lua_rawset(L, t);
+      }
+      /* FALLTHROUGH */
+    case S_META:
+      at = d->p;
+      f->step = S_DONE;
+      if (rem(d) > 0 && *at == T_NIL) {
+        d->p++;
+        return closeframe(d);
+      }
+      if (rem(d) > 0 && *at == T_FUNC)      /* (refused before reading it) */
+        return fail(d, at, "metatable is not a table");
+      if ((rc = decvalue(d, L_META)) != 0 || d->depth != depth) return rc;
+      if (L == NULL ? !maybetable(d, at) : !lua_istable(L, -1)) {
+        d->receiver = (*at == T_MODULE || *at == T_FIELD);
+        return fail(d, at, "metatable is not a table");
+      }
+      if (L != NULL) lua_setmetatable(L, t);
+      return closeframe(d);
+    default:
+      return closeframe(d);
   }
-  rc = addref(d, K_TABLE);
-  for (i = 1; i <= narr && rc == 0; i++) {
-    if ((rc = decvalue(d)) == 0 && L != NULL)
-      lua_rawseti(L, t, (lua_Integer)i);
-  }
-  for (i = 0; i < nhash && rc == 0; i++) rc = decpair(d, t);
-  if (rc == 0) rc = decmeta(d, t);
-  d->depth--;   /* the metatable counted one level down, as in the encoder */
-  return rc;
 }
 
 
@@ -472,6 +605,9 @@ static int pushclosure (Dec *d, const unsigned char *at, const char *code,
     if (lua_rawgeti(L, d->loads, u2i(id)) == LUA_TFUNCTION) return 0;
     lua_pop(L, 1);
   }
+  /* (the bytecode is the receiver's to judge: a check without Lua walks
+  ** past it) */
+  d->receiver = 1;
   if (fnv(fnv(FNVSEED, &nups8, 1), code, len) != hash)
     return fail(d, at, "damaged function bytecode");
   if (luaL_loadbufferx(L, code, len, "=(marshalled)", "b") != LUA_OK) {
@@ -481,43 +617,16 @@ static int pushclosure (Dec *d, const unsigned char *at, const char *code,
   if (nupvalues(L, -1) != nups)
     return fail(d, at, "function upvalue count does not match");
   if (cacheable) cacheclosure(d, u2i(id));
+  d->receiver = 0;
   return 0;
 }
 
-/* Upvalue i of the function at f: a value, or a join with an upvalue of
-** a function decoded before. */
-static int decupvalue (Dec *d, int f, int i) {
-  lua_State *L = d->L;
-  const unsigned char *at = d->p;
-  uint64_t ref;
-  int rc, n;
-  if (rem(d) > 0 && *d->p == T_UPREF) {
-    d->p++;
-    if ((rc = getvarint(d, &ref)) != 0 || (rc = need(d, 1)) != 0) return rc;
-    n = *d->p++;
-    if (ref < 1 || ref > (uint64_t)d->nrefs || n < 1
-        || (d->walk == W_CHECK && (d->kinds[ref - 1] >= K_KSTR
-                                   || d->kinds[ref - 1] < (unsigned)n)))
-      return fail(d, at, "bad upvalue reference");
-    if (L == NULL) return 0;
-    pushref(d, ref);
-    if (!lua_isfunction(L, -1) || lua_iscfunction(L, -1)
-        || n > nupvalues(L, -1))
-      return fail(d, at, "bad upvalue reference");
-    lua_upvaluejoin(L, f, i, -1, n);
-    lua_pop(L, 1);
-    return 0;
-  }
-  if ((rc = decvalue(d)) != 0) return rc;
-  if (L != NULL && lua_setupvalue(L, f, i) == NULL)
-    return fail(d, at, "function has fewer upvalues than the message");
-  return 0;
-}
-
-static int decfunction (Dec *d, const unsigned char *at) {
+/* A Lua function: its bytecode, then a frame for its upvalues (it has
+** none: it is complete). */
+static int decfunction (Dec *d, const unsigned char *at, int link) {
   const char *code;
   size_t len;
-  int rc, i, f = 0, nups;
+  int rc, nups;
   if (d->flags & MARSHAL_NOCODE) {
     d->receiver = 1;
     return fail(d, NULL, "functions from another process are not accepted");
@@ -526,13 +635,55 @@ static int decfunction (Dec *d, const unsigned char *at) {
   nups = d->p[TRAILER - 1];
   d->p += TRAILER;
   if ((rc = getbytes(d, &code, &len)) != 0) return rc;
-  if ((rc = enter(d, at)) != 0) return rc;
-  if (d->L != NULL && (rc = pushclosure(d, at, code, len, nups)) == 0)
-    f = lua_gettop(d->L);
-  if (rc == 0) rc = addref(d, (unsigned)nups);
-  for (i = 1; i <= nups && rc == 0; i++) rc = decupvalue(d, f, i);
-  d->depth--;
-  return rc;
+  if (d->L != NULL && (rc = pushclosure(d, at, code, len, nups)) != 0)
+    return rc;
+  if ((rc = addref(d, (unsigned)nups)) != 0 || nups == 0
+      || (rc = openframe(d, at, F_FUNC, link, d->nrefs)) != 0)
+    return rc;
+  d->fr[d->depth - 1].narr = (uint64_t)nups;
+  return 0;
+}
+
+/* The next steps of the function frame f (the closure on top): each
+** upvalue a value, or a join with an upvalue of a function decoded
+** before; then close.  Returns when a child frame opens (the walk
+** resumes here when it closes), or at the end. */
+static int funcstep (Dec *d, DFrame *f) {
+  lua_State *L = d->L;
+  size_t depth = d->depth;
+  const unsigned char *at;
+  uint64_t ref;
+  int rc, n, fn = L != NULL ? lua_gettop(L) : 0;
+  while (f->i < f->narr) {
+    int i = (int)++f->i;
+    at = d->p;
+    if (rem(d) > 0 && *d->p == T_UPREF) {
+      d->p++;
+      if ((rc = getvarint(d, &ref)) != 0 || (rc = need(d, 1)) != 0)
+        return rc;
+      n = *d->p++;
+      if (ref < 1 || ref > (uint64_t)d->nrefs || n < 1
+          || (d->walk == W_CHECK && (d->kinds[ref - 1] >= K_KSTR
+                                     || d->kinds[ref - 1] < (unsigned)n)))
+        return fail(d, at, "bad upvalue reference");
+      if (L == NULL) continue;
+      pushref(d, ref);
+      if (!lua_isfunction(L, -1) || lua_iscfunction(L, -1)
+          || n > nupvalues(L, -1)) {
+        d->receiver = 1;      /* (a closure from the cache) */
+        return fail(d, at, "bad upvalue reference");
+      }
+      lua_upvaluejoin(L, fn, i, -1, n);
+      lua_pop(L, 1);
+      continue;
+    }
+    if ((rc = decvalue(d, L_UPVAL)) != 0 || d->depth != depth) return rc;
+    if (L != NULL && lua_setupvalue(L, fn, i) == NULL) {
+      d->receiver = 1;        /* (a closure from the cache) */
+      return fail(d, at, "function has fewer upvalues than the message");
+    }
+  }
+  return closeframe(d);
 }
 
 
@@ -583,7 +734,9 @@ static int decstring (Dec *d, int tag) {
   return (tag == T_KSTR) ? addref(d, K_KSTR) : 0;
 }
 
-static int decvalue (Dec *d) {
+/* One value: a leaf (decoding: pushed), or a container made and its frame
+** opened ('link': where it hangs). */
+static int decvalue (Dec *d, int link) {
   lua_State *L = d->L;
   const unsigned char *at = d->p;
   int tag;
@@ -594,14 +747,25 @@ static int decvalue (Dec *d) {
     case T_TRUE: if (L) lua_pushboolean(L, 1); return 0;
     case T_INT: case T_FLOAT: return decword(d, tag);
     case T_STR: case T_KSTR: return decstring(d, tag);
-    case T_TABLE: return dectable(d, at);
+    case T_TABLE: return dectable(d, at, link);
     case T_REF: return decref(d, at);
-    case T_FUNC: return decfunction(d, at);
+    case T_FUNC: return decfunction(d, at, link);
     case T_MODULE: return decmodule(d, at);
     case T_FIELD: return decfield(d, at);
     case T_FUTURE: case T_EXECUTOR: return dechandle(d, at, tag);
     default: return fail(d, at, "bad tag 0x%02x", (unsigned)tag);
   }
+}
+
+/* One value of the message, whole: the frames it opens, walked to the
+** end. */
+static int walkvalue (Dec *d) {
+  int rc = decvalue(d, L_NONE);
+  while (rc == 0 && d->depth > 0) {
+    DFrame *f = &d->fr[d->depth - 1];
+    rc = (f->kind == F_TABLE) ? tablestep(d, f) : funcstep(d, f);
+  }
+  return rc;
 }
 
 /* Magic, version and value count. */
@@ -632,14 +796,15 @@ static int decheader (Dec *d, uint64_t *n) {
 static int walkall (Dec *d, uint64_t *n) {
   uint64_t i;
   int rc = decheader(d, n);
-  for (i = 0; i < *n && rc == 0; i++) rc = decvalue(d);
+  for (i = 0; i < *n && rc == 0; i++) rc = walkvalue(d);
   if (rc == 0 && (d->start[3] & WIRE_GLOBALS)) {
     if (d->p >= d->end || *d->p != T_TABLE)
-      return fail(d, d->p, "the globals are not a table");
-    rc = decvalue(d);
+      rc = fail(d, d->p, "the globals are not a table");
+    else rc = walkvalue(d);
   }
   if (rc == 0 && d->p != d->end)
     rc = fail(d, d->p, "trailing bytes after the last value");
+  if (d->L == NULL && d->fr != d->small) free(d->fr);
   return rc;
 }
 
@@ -652,6 +817,8 @@ static void initdec (Dec *d, lua_State *L, const char *data, size_t len,
   d->flags = flags;
   d->walk = walk;
   d->hints = len;
+  d->fr = d->small;
+  d->cap = SMALLFRAMES;
   d->err = err;
   d->errlen = err != NULL ? errlen : 0;
   if (d->errlen > 0) err[0] = '\0';
@@ -671,19 +838,20 @@ static void initdec (Dec *d, lua_State *L, const char *data, size_t len,
 static int decodeall (Dec *d, int base, uint64_t *n) {
   lua_State *L = d->L;
   int rc;
-  d->refs = base + 1; d->loads = base + 2;
-  if (!lua_checkstack(L, 2)) {
+  d->refs = base + 1; d->loads = base + 2; d->frslot = base + 3;
+  if (!lua_checkstack(L, 3 + 8 + STACKSTEP)) {
     d->receiver = 1;
     return fail(d, NULL, "Lua stack overflow");
   }
-  lua_pushnil(L);   /* the two slots */
+  lua_pushnil(L);   /* the three slots */
+  lua_pushnil(L);
   lua_pushnil(L);
   if ((rc = walkall(d, n)) != 0) {
     lua_settop(L, base);
     return rc;
   }
-  lua_rotate(L, base + 1, -2);   /* the slots above the values */
-  lua_pop(L, 2);
+  lua_rotate(L, base + 1, -3);   /* the slots above the values */
+  lua_pop(L, 3);
   return 0;
 }
 
