@@ -293,7 +293,7 @@ static int openframe (Dec *d, const unsigned char *at, int kind, int link,
     d->fr = fr;
     d->cap = cap;
   }
-  if (L != NULL && d->depth > 0) {
+  if (L != NULL && d->depth > WINDOW) {  /* the parent leaves the stack */
     DFrame *p = &d->fr[d->depth - 1];
     switch (link) {
       case L_ELEM:                  /* [t, child] */
@@ -315,7 +315,7 @@ static int openframe (Dec *d, const unsigned char *at, int kind, int link,
         break;
       default: break;               /* L_KEY, L_META: when complete */
     }
-    if (d->depth > WINDOW) lua_replace(L, -2);
+    lua_replace(L, -2);
   }
   if (L != NULL && (d->depth & 7) == 0 && !lua_checkstack(L, 8 + STACKSTEP)) {
     d->receiver = 1;
@@ -331,19 +331,36 @@ static int openframe (Dec *d, const unsigned char *at, int kind, int link,
 }
 
 /* Close the top frame, its container on top: it stays there as a value of
-** the message, or it goes to its parent (back on the Lua stack under it
-** when it had left), as the pending key, the metatable, or (already in
-** place) nothing more. */
+** the message, or goes to its parent (under it on the stack, with the key
+** of a field): as an element, a field's value, an upvalue, the pending
+** key, the metatable.  Past the window, the parent comes back (by its
+** number) under it, and the child hangs in its place already. */
 static int closeframe (Dec *d) {
   lua_State *L = d->L;
   int link = d->fr[--d->depth].link;
+  DFrame *p;
   if (L == NULL || d->depth == 0) return 0;
+  p = &d->fr[d->depth - 1];
   if (d->depth > WINDOW) {
-    pushref(d, (uint64_t)d->fr[d->depth - 1].ref);
+    pushref(d, (uint64_t)p->ref);
     lua_insert(L, -2);
+    if (link == L_META) lua_setmetatable(L, -2);
+    else if (link != L_KEY) lua_pop(L, 1);
+    return 0;
   }
-  if (link == L_META) lua_setmetatable(L, -2);
-  else if (link != L_KEY) lua_pop(L, 1);
+  switch (link) {
+    case L_ELEM: lua_rawseti(L, -2, (lua_Integer)p->i); break;
+    case L_FIELD: lua_rawset(L, -3); break;
+    case L_UPVAL:
+      if (lua_setupvalue(L, -2, (int)p->i) == NULL) {
+        lua_pop(L, 1);
+        d->receiver = 1;    /* (a closure from the cache) */
+        return fail(d, NULL, "function has fewer upvalues than the message");
+      }
+      break;
+    case L_META: lua_setmetatable(L, -2); break;
+    default: break;         /* L_KEY: the pending key */
+  }
   return 0;
 }
 
