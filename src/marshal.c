@@ -143,15 +143,17 @@ static int putstr (MBuf *b, int tag, const char *s, size_t len) {
 */
 
 /*
-** The walk is iterative, so that nesting is bounded by memory alone, never
-** by the C stack.  The containers being written (a table: its entries,
-** then its metatable; a Lua function: its upvalues) are the frames of a
-** stack in C memory.  Each frame has three Lua stack slots: the container,
-** its current key (lua_next's) and the value being written.  The first
-** WINDOW frames keep theirs; deeper ones all use the slots of frame
-** WINDOW, and a frame that opens a child there moves its three values to
-** spill chunks (Lua tables of CHUNK frames, made by protected calls), taking them back
-** when the child is done.  So the Lua stack stays small at any depth.
+** Nesting is bounded by memory alone, never by the C stack.  The first
+** RDEPTH levels (ordinary values never go further) are walked
+** recursively, the fastest way; past them, the containers being written
+** (a table: its entries, then its metatable; a Lua function: its
+** upvalues) are the frames of a stack in C memory.  Each frame has three
+** Lua stack slots: the container, its current key (lua_next's) and the
+** value being written.  The first WINDOW frames keep theirs; deeper ones
+** all use the slots of frame WINDOW, and a frame that opens a child there
+** moves its values to spill chunks (Lua tables of CHUNK frames, made by
+** protected calls), taking them back when the child is done.  So the Lua
+** stack stays small at any depth.
 */
 #define WINDOW        256   /* frames with Lua stack slots of their own */
 #define SMALLFRAMES   16    /* frames inside Enc (no malloc when shallow) */
@@ -195,7 +197,8 @@ typedef struct Enc {
   int gslot;          /* slot: the globals to copy, pending (or nil) */
   int gpending;       /* that slot holds a table */
   int garg;           /* the value being encoded (its argument number) */
-  Frame *fr;          /* the frames: 'small' or malloc'ed */
+  int rdepth;         /* levels of the recursive walk (RDEPTH at most) */
+  Frame *fr;          /* the frames past them: 'small' or malloc'ed */
   size_t depth, cap;
   /* the failure path (written only when encoding fails): the outermost
   ** and innermost KEEPSEGS steps of nseg */
@@ -302,34 +305,43 @@ static void addstep (Str *s, const Seg *g, int *infield, int *first,
   *first = *dots = 0;
 }
 
-/* Where step d (0: the outermost) of the failure path is kept, or NULL
-** for a step cut from the middle of a long path. */
-static Seg *segat (Enc *e, size_t d) {
-  if (e->nseg <= 2 * KEEPSEGS || d < KEEPSEGS) return &e->seg[d];
-  if (d >= e->nseg - KEEPSEGS) return &e->seg[d - (e->nseg - 2 * KEEPSEGS)];
-  return NULL;
+/* Where the step recorded n-th is kept (steps are recorded from the
+** innermost out): the first KEEPSEGS recorded, then a ring of the last
+** KEEPSEGS (the outermost), which is all describe() shows of a long
+** path. */
+static Seg *segslot (Enc *e, size_t n) {
+  return &e->seg[n < KEEPSEGS ? n : KEEPSEGS + (n - KEEPSEGS) % KEEPSEGS];
+}
+
+/* Record the next step of the failure path, outwards (kind 'f' takes the
+** key at k). */
+static void addseg (Enc *e, int kind, int k, const char *text) {
+  Seg *g = segslot(e, e->nseg++);
+  g->kind = (char)kind;
+  if (kind == 'f') keystep(e->L, k, g->text);
+  else snprintf(g->text, SEGTEXT, "%s", text ? text : "");
 }
 
 /* err = "what #n (path: desc)", long paths cut in the middle. */
 static void describe (Enc *e, const char *what, int argno, char *err,
                       size_t errlen) {
   Str s;
-  size_t d;
+  size_t n;
   int infield = 0, first = 1, dots = 0;
+  int cut = (e->nseg > 2 * KEEPSEGS);
   if (err == NULL || errlen == 0) return;
   s.p = err; s.size = errlen; s.len = 0;
   err[0] = '\0';
   addf(&s, "%s #%d (", what ? what : "value", argno);
-  for (d = 0; d < e->nseg; d++) {
-    Seg *g = segat(e, d);
-    if (g == NULL) {
-      if (d == KEEPSEGS) {
+  for (n = e->nseg; n-- > 0;) {
+    if (cut && n >= KEEPSEGS && n < e->nseg - KEEPSEGS) {
+      if (n == e->nseg - KEEPSEGS - 1) {
         addf(&s, infield ? "..." : ", ...");
         dots = 1;
       }
       continue;
     }
-    addstep(&s, g, &infield, &first, &dots);
+    addstep(&s, segslot(e, n), &infield, &first, &dots);
   }
   if (infield) addf(&s, "'");
   addf(&s, "%s%s)", first ? "" : ": ", e->desc);
@@ -437,6 +449,7 @@ static int pushframe (Enc *e, int idx, int kind) {
   /* (3 slots a frame, every 4 frames room for 4 more and the leaf work) */
   if ((e->depth & 3) == 0 && !lua_checkstack(L, 4 * 3 + STACKSTEP))
     return CFUT_ENOMEM;
+  if (e->depth == 0) e->lvl0 = lua_gettop(L) + 1;
   lua_pushvalue(L, idx);
   if (e->depth > WINDOW) {    /* the parent's slots are the child's */
     int c = slot(e, e->depth), j;
@@ -489,22 +502,20 @@ static void pushfromframe (Enc *e, size_t d, int j) {
   else lua_rawgeti(e->L, e->chunk, spillat(e, d) + j + 1);
 }
 
-/* After a failure: the path to it, from the open frames (only the steps
-** that describe() shows: a long path is cut in the middle), after the
-** global 'gname' when the value is one (encglobals). */
-static void tracepath (Enc *e, const char *gname) {
+/* After a failure in the frames: the steps of the path to it that they
+** hold, innermost first (only those that describe() shows: a long path is
+** cut in the middle). */
+__attribute__((noinline))     /* (off the path of a value that is sent) */
+static void tracepath (Enc *e) {
   lua_State *L = e->L;
-  size_t d, g0 = (gname != NULL);
-  e->nseg = e->depth + g0;
-  if (gname != NULL) {
-    e->seg[0].kind = 'g';
-    snprintf(e->seg[0].text, SEGTEXT, "%s", gname);
-  }
-  for (d = 0; d < e->depth; d++) {
+  size_t d, end = e->nseg + e->depth;
+  for (d = e->depth; d-- > 0;) {
     Frame *f = &e->fr[d];
-    Seg *g = segat(e, d + g0);
-    const char *name = NULL;
-    if (g == NULL) continue;
+    size_t n = e->nseg++;
+    Seg *g;
+    const char *name;
+    if (n >= KEEPSEGS && n + KEEPSEGS < end) continue;  /* (cut) */
+    g = segslot(e, n);
     g->kind = f->seg;
     g->text[0] = '\0';
     if (f->seg == 'f') {
@@ -522,6 +533,43 @@ static void tracepath (Enc *e, const char *gname) {
       else snprintf(g->text, SEGTEXT, "%s", name);
     }
   }
+}
+
+static int tablestep (Enc *e, Frame *f, int c);
+static int funcstep (Enc *e, Frame *f, int c);
+
+/* Walk the frames open above depth d0 to their end. */
+static int drain (Enc *e, size_t d0) {
+  int rc = 0;
+  while (rc == 0 && e->depth > d0) {
+    Frame *f = &e->fr[e->depth - 1];
+    int c = slot(e, e->depth - 1);
+    rc = (f->kind == F_TABLE) ? tablestep(e, f, c) : funcstep(e, f, c);
+  }
+  return rc;
+}
+
+/* After a frame opened past RDEPTH levels: the first one walks them all
+** now (a later one is walked by the loop that opened it).  On a failure,
+** the path is read off the frames, which then close: the recursive levels
+** above add their steps as they return. */
+static int deepwalk (Enc *e) {
+  int rc;
+  if (e->depth > 1) return 0;
+  if ((rc = drain(e, 0)) != 0) {
+    if (rc == CFUT_ESEND) tracepath(e);
+    e->depth = 0;
+    lua_settop(e->L, e->lvl0 - 1);
+  }
+  return rc;
+}
+
+/* One level deeper in the recursive walk, keeping the Lua stack roomy. */
+static int enter (Enc *e) {
+  if ((e->rdepth & 3) == 0 && !lua_checkstack(e->L, STACKSTEP))
+    return CFUT_ENOMEM;
+  e->rdepth++;
+  return 0;
 }
 
 
@@ -557,21 +605,75 @@ static int enckey (Enc *e, int k) {
   return putstr(e->b, T_KSTR, s, len);
 }
 
-/* A table met for the first time: tag and placeholder counts now; its
-** frame writes the entries (the run of keys 1, 2, 3... that starts the
-** traversal is the array part), patches the counts, then writes the
-** metatable. */
-static int newtable (Enc *e, int idx) {
-  size_t at = e->b->len;
-  Frame *f;
+/* Encode one entry of a traversal (key at k, value at k+1): the run of
+** keys 1, 2, 3... that starts the traversal is the array part. */
+static int encentry (Enc *e, int k, uint64_t *narr, uint64_t *nhash) {
+  lua_State *L = e->L;
   int rc;
-  if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = puttag(e->b, 0)) != 0
-      || (rc = pushframe(e, idx, F_TABLE)) != 0)
-    return rc;
+  if (*nhash == 0 && lua_isinteger(L, k)
+      && lua_tointeger(L, k) == (lua_Integer)*narr + 1) {
+    (*narr)++;
+  }
+  else {
+    (*nhash)++;
+    rc = (lua_type(L, k) == LUA_TSTRING) ? enckey(e, k) : encvalue(e, k);
+    if (rc != 0) {
+      addseg(e, 'k', 0, NULL);
+      return rc;
+    }
+  }
+  if ((rc = encvalue(e, k + 1)) != 0) addseg(e, 'f', k, NULL);
+  return rc;
+}
+
+/* Metatable of the table at idx, or nil. */
+static int encmeta (Enc *e, int idx) {
+  int rc;
+  if (!lua_getmetatable(e->L, idx)) return puttag(e->b, T_NIL);
+  rc = encvalue(e, lua_gettop(e->L));
+  lua_pop(e->L, 1);
+  if (rc != 0) addseg(e, 'm', 0, NULL);
+  return rc;
+}
+
+/* A table past RDEPTH levels (its tag at 'at'): a frame writes the
+** entries, patches the counts, then writes the metatable. */
+static int deeptable (Enc *e, int idx, size_t at) {
+  Frame *f;
+  int rc = pushframe(e, idx, F_TABLE);
+  if (rc != 0) return rc;
   f = &e->fr[e->depth - 1];
   f->u.t.at = at;
   f->u.t.narr = f->u.t.nhash = 0;
-  return 0;
+  return deepwalk(e);
+}
+
+/* A table met for the first time: tag, counts, entries, metatable;
+** recursively for the first RDEPTH levels (the fast walk of ordinary
+** values), with frames past. */
+static int newtable (Enc *e, int idx) {
+  lua_State *L = e->L;
+  size_t at = e->b->len;
+  uint64_t narr = 0, nhash = 0;
+  int rc, k;
+  if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = puttag(e->b, 0)) != 0)
+    return rc;
+  if (e->rdepth >= RDEPTH) return deeptable(e, idx, at);
+  if ((rc = enter(e)) != 0) return rc;
+  k = lua_gettop(L) + 1;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    rc = encentry(e, k, &narr, &nhash);
+    lua_pop(L, 1);
+    if (rc != 0) {
+      lua_pop(L, 1);
+      goto out;
+    }
+  }
+  if ((rc = patchcounts(e, at, narr, nhash)) == 0) rc = encmeta(e, idx);
+out:
+  e->rdepth--;
+  return rc;
 }
 
 /* The next steps of the table frame f, its slots at c (the container,
@@ -863,8 +965,26 @@ static int enccfunction (Enc *e, int idx) {
   return rc;
 }
 
-/* A Lua function: its bytecode now (encproto), then a frame for its
-** upvalues. */
+static int encupvalues (Enc *e, int f, lua_Integer ref, int nups) {
+  int i, rc = 0;
+  for (i = 1; i <= nups && rc == 0; i++) {
+    const char *name = lua_getupvalue(e->L, f, i);
+    if (name == NULL) return unsendable(e, CFUT_ESEND, "bad upvalue");
+    if ((rc = encupvalue(e, f, ref, i, name)) != 0) {
+      char num[16];
+      if (name[0] == '\0' || name[0] == '(') {
+        snprintf(num, sizeof(num), "#%d", i);
+        name = num;
+      }
+      addseg(e, 'u', 0, name);
+    }
+    lua_pop(e->L, 1);
+  }
+  return rc;
+}
+
+/* A Lua function: its bytecode (encproto), then its upvalues,
+** recursively for the first RDEPTH levels, with a frame past. */
 static int encfunction (Enc *e, int idx) {
   lua_Integer ref;
   Frame *f;
@@ -872,14 +992,19 @@ static int encfunction (Enc *e, int idx) {
   if (lua_iscfunction(e->L, idx)) return enccfunction(e, idx);
   if (seen(e, lua_topointer(e->L, idx), &rc)) return rc;
   ref = e->nrefs;
-  if ((rc = encproto(e, idx, &nups)) != 0 || nups == 0
-      || (rc = pushframe(e, idx, F_FUNC)) != 0)
+  if ((rc = encproto(e, idx, &nups)) != 0 || nups == 0) return rc;
+  if (e->rdepth < RDEPTH) {
+    if ((rc = enter(e)) != 0) return rc;
+    rc = encupvalues(e, idx, ref, nups);
+    e->rdepth--;
     return rc;
+  }
+  if ((rc = pushframe(e, idx, F_FUNC)) != 0) return rc;
   f = &e->fr[e->depth - 1];
   f->u.f.ref = ref;
   f->u.f.nups = nups;
   f->u.f.i = 0;
-  return 0;
+  return deepwalk(e);
 }
 
 
@@ -939,30 +1064,6 @@ static int encvalue (Enc *e, int idx) {
       return unsendable(e, CFUT_ESEND, "light userdata");
     default: return unsendable(e, CFUT_ESEND, "coroutine");
   }
-}
-
-static int tablestep (Enc *e, Frame *f, int c);
-static int funcstep (Enc *e, Frame *f, int c);
-
-/* Walk the frames open above depth d0 to their end. */
-static int drain (Enc *e, size_t d0) {
-  int rc = 0;
-  while (rc == 0 && e->depth > d0) {
-    Frame *f = &e->fr[e->depth - 1];
-    int c = slot(e, e->depth - 1);
-    rc = (f->kind == F_TABLE) ? tablestep(e, f, c) : funcstep(e, f, c);
-  }
-  return rc;
-}
-
-/* One whole value (at idx, nothing open): its frames start on top.  On
-** a failure to send, the path to it (after the global 'gname'). */
-static int encwhole (Enc *e, int idx, const char *gname) {
-  int rc;
-  e->lvl0 = lua_gettop(e->L) + 1;
-  if ((rc = encvalue(e, idx)) == 0) rc = drain(e, 0);
-  if (rc == CFUT_ESEND) tracepath(e, gname);
-  return rc;
 }
 
 
@@ -1034,7 +1135,8 @@ static int encglobal (Enc *e, int k, uint64_t *count) {
   rc = globals_fetch(L, k - 1, k);
   if (rc == 0 && !lua_isnil(L, v) && !ownname(e, v, name, n)) {
     (*count)++;
-    if ((rc = enckey(e, k)) == 0) rc = encwhole(e, v, name);
+    if ((rc = enckey(e, k)) == 0) rc = encvalue(e, v);
+    if (rc != 0) addseg(e, 'g', 0, name);
   }
   lua_pop(L, 1);
   return rc;
@@ -1128,7 +1230,7 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
   lua_pushnil(L); lua_pushnil(L); lua_pushnil(L);
   e.names.slot = base + 1; e.names.filter = NULL; e.dumps = base + 2;
   e.spill = base + 3; e.chunk = base + 4; e.gslot = base + 5;
-  e.gpending = 0; e.lvl0 = base + 6;
+  e.gpending = 0; e.lvl0 = 0; e.rdepth = 0;
   e.nchunks = 0; e.chunkno = (size_t)-1;
   pmap_init(&e.seen);
   e.nrefs = 0; e.nhandles = 0; e.rebuilt = 0;
@@ -1136,7 +1238,7 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
   e.fr = e.small; e.cap = SMALLFRAMES; e.depth = 0;
   for (i = 0; i < n && rc == 0; i++) {
     e.garg = i + 1;
-    rc = encwhole(&e, first + i, NULL);
+    rc = encvalue(&e, first + i);
   }
   if (rc == 0 && e.gpending) {              /* globals to copy */
     gl = 1;

@@ -19,6 +19,7 @@
 
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -61,18 +62,20 @@ const MarshalHandles *wire_handleops (void) {
 enum { W_DECODE, W_CHECK, W_RETAIN, W_RELEASE };
 
 /*
-** The walk is iterative, so that nesting is bounded by memory alone, never
-** by the C stack.  The containers being read (a table: its array
-** elements, its pairs, its metatable; a Lua function: its upvalues) are
-** the frames of a stack in C memory, which grows with the nesting the
-** bytes show (each level takes bytes of the message: the stack never
-** holds more frames than the message has bytes).  Decoding, a container
-** hangs in its place as soon as it is made (a table element, a field's
-** value, an upvalue), except a key (needed for its value) and a
-** metatable (set once complete, as setmetatable wants); the first WINDOW
-** frames keep their container on the Lua stack under their children,
-** deeper ones let it go and take it back by its number when the child is
-** done.  So the Lua stack stays small at any depth.
+** Nesting is bounded by memory alone, never by the C stack.  The first
+** RDEPTH levels (ordinary values never go further) are walked
+** recursively, the fastest way; past them, the containers being read (a
+** table: its array elements, its pairs, its metatable; a Lua function:
+** its upvalues) are the frames of a stack in C memory, which grows with
+** the nesting the bytes show (each level takes bytes of the message: the
+** stack never holds more frames than the message has bytes).  The checks
+** of the grammar are the same helpers in both walks.  Decoding with
+** frames, the first WINDOW frames keep their container on the Lua stack
+** under their children, deeper ones hang theirs in its place (a table
+** element, a field's value, an upvalue) as soon as it is made, let it go
+** and take it back by its number when the child is done; a key waits on
+** the stack for its value, a metatable is set once complete.  So the Lua
+** stack stays small at any depth.
 */
 #define WINDOW        256   /* frames whose container stays on the stack */
 #define SMALLFRAMES   16    /* frames inside Dec (no malloc when shallow) */
@@ -100,15 +103,16 @@ typedef struct Dec {
   int refs;           /* decoding: slot of the only object numbered, or a
                          table number -> table, function or key string */
   int loads;          /* decoding: slot of the registry's LOADS table */
-  int frslot;         /* decoding: slot of the frames' userdata */
+  int frslot;         /* decoding: slot of the frames' box (or nil) */
   uint64_t hints;     /* decoding: table entries left to preallocate */
   lua_Integer nrefs;  /* objects numbered so far */
   uint16_t *kinds;    /* checking: what each numbered object is (K_*) */
   size_t kcap;        /* entries at 'kinds' */
   int kheap;          /* 'kinds' was malloc'ed */
-  DFrame *fr;         /* the frames: 'small', or (decoding) a userdata in
-                         its slot, or malloc'ed */
-  size_t depth, cap;
+  DFrame *fr;         /* the frames: 'small', or malloc'ed (decoding:
+                         held by the box in frslot too) */
+  size_t depth, cap;  /* frames open, and room for */
+  int rdepth;         /* levels of the recursive walk (RDEPTH at most) */
   char *err;
   size_t errlen;
   int receiver;       /* the failure comes from the receiving state (a
@@ -120,6 +124,8 @@ typedef struct Dec {
 } Dec;
 
 static int decvalue (Dec *d, int link);
+static int tablestep (Dec *d, DFrame *f);
+static int funcstep (Dec *d, DFrame *f);
 
 
 /* Say what is wrong (and where, unless 'at' is NULL): CFUT_EBADMSG. */
@@ -264,6 +270,58 @@ static int decref (Dec *d, const unsigned char *at) {
 
 /* ---- the frame stack ---- */
 
+/* Decoding, the frames past the first SMALLFRAMES are C memory that a
+** box holds (a userdata in its slot, whose __gc frees it): a Lua memory
+** error in the middle of a decoding leaks nothing, and growing is a
+** realloc, which moves no bytes once the block is big. */
+typedef struct FrameBox { DFrame *fr; } FrameBox;
+
+static int boxgc (lua_State *L) {
+  FrameBox *b = (FrameBox *)lua_touserdata(L, 1);
+  free(b->fr);
+  b->fr = NULL;
+  return 0;
+}
+
+/* The box in its slot, made when there is none. */
+static FrameBox *framebox (Dec *d) {
+  lua_State *L = d->L;
+  FrameBox *b;
+  if (!lua_isnil(L, d->frslot))
+    return (FrameBox *)lua_touserdata(L, d->frslot);
+  b = (FrameBox *)lua_newuserdatauv(L, sizeof(*b), 0);
+  b->fr = NULL;
+  if (luaL_newmetatable(L, "cfut.framebox")) {
+    lua_pushcfunction(L, boxgc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  lua_replace(L, d->frslot);
+  return b;
+}
+
+/* Twice the room for frames.  Every level takes bytes of the message, so
+** more frames than bytes would be a broken walker. */
+static int growframes (Dec *d, const unsigned char *at) {
+  size_t cap = 2 * d->cap;
+  FrameBox *b = (d->L != NULL) ? framebox(d) : NULL;
+  DFrame *fr;
+  if (d->depth >= (size_t)(d->end - d->start))
+    return fail(d, at, "nesting exceeds the message");
+  fr = (cap > SIZE_MAX / sizeof(*fr)) ? NULL
+       : (d->fr == d->small) ? malloc(cap * sizeof(*fr))
+       : realloc(d->fr, cap * sizeof(*fr));
+  if (fr == NULL) {
+    d->receiver = 1;
+    return fail(d, at, "not enough memory for the nesting");
+  }
+  if (d->fr == d->small) memcpy(fr, d->fr, d->depth * sizeof(*fr));
+  d->fr = fr;
+  d->cap = cap;
+  if (b != NULL) b->fr = fr;
+  return 0;
+}
+
 /* Open a frame for the container just made (decoding: on top), which
 ** hangs as 'link' says; 'at' is where it starts.  Out of the window, the
 ** child takes its parent's place on the Lua stack. */
@@ -271,28 +329,8 @@ static int openframe (Dec *d, const unsigned char *at, int kind, int link,
                       lua_Integer ref) {
   lua_State *L = d->L;
   DFrame *f;
-  if (d->depth == d->cap) {
-    size_t cap = 2 * d->cap;
-    DFrame *fr;
-    /* every level takes bytes of the message: more is a broken walker */
-    if (d->depth >= (size_t)(d->end - d->start))
-      return fail(d, at, "nesting exceeds the message");
-    if (cap > SIZE_MAX / sizeof(*fr)) fr = NULL;
-    else if (L != NULL) {   /* Lua memory: a memory error leaks nothing */
-      fr = (DFrame *)lua_newuserdatauv(L, cap * sizeof(*fr), 0);
-      lua_replace(L, d->frslot);
-    }
-    else fr = (d->fr == d->small) ? malloc(cap * sizeof(*fr))
-                                  : realloc(d->fr, cap * sizeof(*fr));
-    if (fr == NULL) {
-      d->receiver = 1;
-      return fail(d, at, "not enough memory for the nesting");
-    }
-    if (d->fr == d->small || L != NULL)
-      memcpy(fr, d->fr, d->depth * sizeof(*fr));
-    d->fr = fr;
-    d->cap = cap;
-  }
+  int rc;
+  if (d->depth == d->cap && (rc = growframes(d, at)) != 0) return rc;
   if (L != NULL && d->depth > WINDOW) {  /* the parent leaves the stack */
     DFrame *p = &d->fr[d->depth - 1];
     switch (link) {
@@ -403,24 +441,142 @@ static uint64_t hint (Dec *d, uint64_t n) {
   return n;
 }
 
-/* A table: its counts, then a frame for its contents. */
+/* The checks of a table's contents, the same in both walks (recursive
+** and with frames).  Bytes that can never start a key (before it): */
+static int keybytes (Dec *d, const unsigned char *at) {
+  if (rem(d) > 0 && *at == T_NIL) return fail(d, at, "nil table key");
+  if (rem(d) > 8 && *at == T_FLOAT && isnanbits(get64(at + 1)))
+    return fail(d, at, "NaN table key");
+  return 0;
+}
+
+/* The key just read from 'at' (decoding: on top): a name may make a nil
+** or NaN. */
+static int keyvalue (Dec *d, const unsigned char *at) {
+  if (d->L != NULL && badkey(d->L, at)) {
+    d->receiver = 1;
+    return fail(d, at, "%s table key", lua_isnil(d->L, -1) ? "nil" : "NaN");
+  }
+  return 0;
+}
+
+static int valuebytes (Dec *d, const unsigned char *at) {
+  return (rem(d) > 0 && *at == T_NIL) ? fail(d, at, "nil table value") : 0;
+}
+
+/* Before a metatable: 1 when it is nil (read), else 0 or a failure for a
+** function (refused before reading it, so never loaded). */
+static int metabytes (Dec *d, const unsigned char *at, int *rc) {
+  *rc = 0;
+  if (rem(d) > 0 && *at == T_NIL) {
+    d->p++;
+    return 1;
+  }
+  if (rem(d) > 0 && *at == T_FUNC) {
+    *rc = fail(d, at, "metatable is not a table");
+    return 1;
+  }
+  return 0;
+}
+
+/* The metatable just read from 'at' (decoding: on top). */
+static int metavalue (Dec *d, const unsigned char *at) {
+  if (d->L == NULL ? !maybetable(d, at) : !lua_istable(d->L, -1)) {
+    d->receiver = (*at == T_MODULE || *at == T_FIELD);
+    return fail(d, at, "metatable is not a table");
+  }
+  return 0;
+}
+
+/* One level deeper in the recursive walk, which keeps the Lua stack
+** roomy (the walk with frames keeps its own). */
+static int enter (Dec *d, const unsigned char *at) {
+  if (d->L != NULL && (d->rdepth & 3) == 0
+      && !lua_checkstack(d->L, STACKSTEP)) {
+    d->receiver = 1;
+    return fail(d, at, "Lua stack overflow");
+  }
+  d->rdepth++;
+  return 0;
+}
+
+/* Walk the frames open to their end (the container the first one holds
+** is then on top). */
+static int drain (Dec *d) {
+  int rc = 0;
+  while (rc == 0 && d->depth > 0) {
+    DFrame *f = &d->fr[d->depth - 1];
+    rc = (f->kind == F_TABLE) ? tablestep(d, f) : funcstep(d, f);
+  }
+  return rc;
+}
+
+/* A table past RDEPTH levels: a frame for its contents (walked at once
+** when it is the first frame). */
+static int deeptable (Dec *d, const unsigned char *at, int link,
+                      uint64_t narr, uint64_t nhash) {
+  int rc;
+  if (d->L != NULL)
+    lua_createtable(d->L, (int)hint(d, narr), (int)hint(d, nhash));
+  if ((rc = addref(d, K_TABLE)) != 0
+      || (rc = openframe(d, at, F_TABLE, link, d->nrefs)) != 0)
+    return rc;
+  d->fr[d->depth - 1].narr = narr;
+  d->fr[d->depth - 1].nhash = nhash;
+  return (d->depth == 1) ? drain(d) : 0;
+}
+
+/* One hash entry for the table at t (the recursive walk). */
+static int decpair (Dec *d, int t) {
+  const unsigned char *at = d->p;
+  int rc;
+  if ((rc = keybytes(d, at)) != 0 || (rc = decvalue(d, L_NONE)) != 0
+      || (rc = keyvalue(d, at)) != 0)
+    return rc;
+  at = d->p;
+  if ((rc = valuebytes(d, at)) != 0 || (rc = decvalue(d, L_NONE)) != 0)
+    return rc;
+  if (d->L != NULL) lua_rawset(d->L, t);
+  return 0;
+}
+
+static int decmeta (Dec *d, int t) {
+  const unsigned char *at = d->p;
+  int rc;
+  if (metabytes(d, at, &rc)) return rc;
+  if ((rc = decvalue(d, L_NONE)) != 0 || (rc = metavalue(d, at)) != 0)
+    return rc;
+  if (d->L != NULL) lua_setmetatable(d->L, t);
+  return 0;
+}
+
+/* A table: its counts, then its contents, recursively for the first
+** RDEPTH levels (the fast walk of ordinary values), with frames past. */
 static int dectable (Dec *d, const unsigned char *at, int link) {
   lua_State *L = d->L;
-  uint64_t narr, nhash;
-  int rc;
+  uint64_t narr, nhash, i;
+  int rc, t = 0;
   if ((rc = getvarint(d, &narr)) != 0 || (rc = getvarint(d, &nhash)) != 0)
     return rc;
   /* every element takes a byte at least, every pair two, the metatable 1 */
   if (narr >= rem(d) || nhash > (rem(d) - narr - 1) / 2)
     return fail(d, at, "%s", (rem(d) == 0) ? "truncated message"
                                           : "table size exceeds the message");
-  if (L != NULL) lua_createtable(L, (int)hint(d, narr), (int)hint(d, nhash));
-  if ((rc = addref(d, K_TABLE)) != 0
-      || (rc = openframe(d, at, F_TABLE, link, d->nrefs)) != 0)
-    return rc;
-  d->fr[d->depth - 1].narr = narr;
-  d->fr[d->depth - 1].nhash = nhash;
-  return 0;
+  if (d->rdepth >= RDEPTH) return deeptable(d, at, link, narr, nhash);
+  if ((rc = enter(d, at)) != 0) return rc;
+  if (L != NULL) {
+    lua_createtable(L, (int)hint(d, narr), (int)hint(d, nhash));
+    t = lua_gettop(L);
+  }
+  rc = addref(d, K_TABLE);
+  for (i = 1; i <= narr && rc == 0; i++) {
+    if ((rc = decvalue(d, L_NONE)) == 0 && L != NULL)
+      lua_rawseti(L, t, (lua_Integer)i);
+  }
+  for (i = 0; i < nhash && rc == 0; i++) rc = decpair(d, t);
+  if (rc == 0) rc = decmeta(d, t);
+  d->rdepth--;
+  return rc;
 }
 
 /* The next steps of the table frame f (its container on top, under the
@@ -448,21 +604,15 @@ static int tablestep (Dec *d, DFrame *f) {
         if (f->step == S_KEY) {
           if (f->i == f->nhash) break;
           at = d->p;
-          if (rem(d) > 0 && *at == T_NIL) return fail(d, at, "nil table key");
-          if (rem(d) > 8 && *at == T_FLOAT && isnanbits(get64(at + 1)))
-            return fail(d, at, "NaN table key");
+          if ((rc = keybytes(d, at)) != 0) return rc;
           f->i++;
           f->step = S_VALUE;
           if ((rc = decvalue(d, L_KEY)) != 0 || d->depth != depth) return rc;
-          if (L != NULL && badkey(L, at)) {
-            d->receiver = 1;
-            return fail(d, at, "%s table key",
-                        lua_isnil(L, -1) ? "nil" : "NaN");
-          }
+          if ((rc = keyvalue(d, at)) != 0) return rc;
         }
         /* S_VALUE: the key on top */
         at = d->p;
-        if (rem(d) > 0 && *at == T_NIL) return fail(d, at, "nil table value");
+        if ((rc = valuebytes(d, at)) != 0) return rc;
         f->step = S_KEY;
         if ((rc = decvalue(d, L_FIELD)) != 0 || d->depth != depth) return rc;
         if (L != NULL) lua_rawset(L, t);
@@ -471,17 +621,9 @@ static int tablestep (Dec *d, DFrame *f) {
     case S_META:
       at = d->p;
       f->step = S_DONE;
-      if (rem(d) > 0 && *at == T_NIL) {
-        d->p++;
-        return closeframe(d);
-      }
-      if (rem(d) > 0 && *at == T_FUNC)      /* (refused before reading it) */
-        return fail(d, at, "metatable is not a table");
+      if (metabytes(d, at, &rc)) return rc != 0 ? rc : closeframe(d);
       if ((rc = decvalue(d, L_META)) != 0 || d->depth != depth) return rc;
-      if (L == NULL ? !maybetable(d, at) : !lua_istable(L, -1)) {
-        d->receiver = (*at == T_MODULE || *at == T_FIELD);
-        return fail(d, at, "metatable is not a table");
-      }
+      if ((rc = metavalue(d, at)) != 0) return rc;
       if (L != NULL) lua_setmetatable(L, t);
       return closeframe(d);
     default:
@@ -638,12 +780,55 @@ static int pushclosure (Dec *d, const unsigned char *at, const char *code,
   return 0;
 }
 
-/* A Lua function: its bytecode, then a frame for its upvalues (it has
-** none: it is complete). */
+/* Upvalue i of the function at fn (decoding), its bytes at 'at': when
+** they are a join with an upvalue of a function decoded before, make it
+** and return 1; else 0 (a value follows), or a failure. */
+static int decupref (Dec *d, int fn, int i, const unsigned char *at,
+                     int *rc) {
+  lua_State *L = d->L;
+  uint64_t ref;
+  int n;
+  *rc = 0;
+  if (rem(d) == 0 || *at != T_UPREF) return 0;
+  d->p++;
+  if ((*rc = getvarint(d, &ref)) != 0 || (*rc = need(d, 1)) != 0) return 1;
+  n = *d->p++;
+  if (ref < 1 || ref > (uint64_t)d->nrefs || n < 1
+      || (d->walk == W_CHECK && (d->kinds[ref - 1] >= K_KSTR
+                                 || d->kinds[ref - 1] < (unsigned)n))) {
+    *rc = fail(d, at, "bad upvalue reference");
+    return 1;
+  }
+  if (L == NULL) return 1;
+  pushref(d, ref);
+  if (!lua_isfunction(L, -1) || lua_iscfunction(L, -1)
+      || n > nupvalues(L, -1)) {
+    d->receiver = 1;      /* (a closure from the cache) */
+    *rc = fail(d, at, "bad upvalue reference");
+    return 1;
+  }
+  lua_upvaluejoin(L, fn, i, -1, n);
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* The value of upvalue i just read from 'at' (on top) into the function
+** at fn. */
+static int setupvalue (Dec *d, int fn, int i, const unsigned char *at) {
+  if (d->L != NULL && lua_setupvalue(d->L, fn, i) == NULL) {
+    d->receiver = 1;        /* (a closure from the cache) */
+    return fail(d, at, "function has fewer upvalues than the message");
+  }
+  return 0;
+}
+
+/* A Lua function: its bytecode, then its upvalues, recursively for the
+** first RDEPTH levels, with a frame past (none when it has none: it is
+** complete). */
 static int decfunction (Dec *d, const unsigned char *at, int link) {
   const char *code;
   size_t len;
-  int rc, nups;
+  int rc, nups, i, fn = 0, deep = (d->rdepth >= RDEPTH);
   if (d->flags & MARSHAL_NOCODE) {
     d->receiver = 1;
     return fail(d, NULL, "functions from another process are not accepted");
@@ -652,13 +837,24 @@ static int decfunction (Dec *d, const unsigned char *at, int link) {
   nups = d->p[TRAILER - 1];
   d->p += TRAILER;
   if ((rc = getbytes(d, &code, &len)) != 0) return rc;
-  if (d->L != NULL && (rc = pushclosure(d, at, code, len, nups)) != 0)
-    return rc;
-  if ((rc = addref(d, (unsigned)nups)) != 0 || nups == 0
-      || (rc = openframe(d, at, F_FUNC, link, d->nrefs)) != 0)
-    return rc;
-  d->fr[d->depth - 1].narr = (uint64_t)nups;
-  return 0;
+  if (!deep && (rc = enter(d, at)) != 0) return rc;
+  if (d->L != NULL && (rc = pushclosure(d, at, code, len, nups)) == 0)
+    fn = lua_gettop(d->L);
+  if (rc == 0) rc = addref(d, (unsigned)nups);
+  if (deep) {
+    if (rc != 0 || nups == 0
+        || (rc = openframe(d, at, F_FUNC, link, d->nrefs)) != 0)
+      return rc;
+    d->fr[d->depth - 1].narr = (uint64_t)nups;
+    return (d->depth == 1) ? drain(d) : 0;
+  }
+  for (i = 1; i <= nups && rc == 0; i++) {
+    const unsigned char *v = d->p;
+    if (!decupref(d, fn, i, v, &rc) && (rc = decvalue(d, L_NONE)) == 0)
+      rc = setupvalue(d, fn, i, v);
+  }
+  d->rdepth--;
+  return rc;
 }
 
 /* The next steps of the function frame f (the closure on top): each
@@ -666,39 +862,18 @@ static int decfunction (Dec *d, const unsigned char *at, int link) {
 ** before; then close.  Returns when a child frame opens (the walk
 ** resumes here when it closes), or at the end. */
 static int funcstep (Dec *d, DFrame *f) {
-  lua_State *L = d->L;
   size_t depth = d->depth;
   const unsigned char *at;
-  uint64_t ref;
-  int rc, n, fn = L != NULL ? lua_gettop(L) : 0;
+  int rc, fn = d->L != NULL ? lua_gettop(d->L) : 0;
   while (f->i < f->narr) {
     int i = (int)++f->i;
     at = d->p;
-    if (rem(d) > 0 && *d->p == T_UPREF) {
-      d->p++;
-      if ((rc = getvarint(d, &ref)) != 0 || (rc = need(d, 1)) != 0)
-        return rc;
-      n = *d->p++;
-      if (ref < 1 || ref > (uint64_t)d->nrefs || n < 1
-          || (d->walk == W_CHECK && (d->kinds[ref - 1] >= K_KSTR
-                                     || d->kinds[ref - 1] < (unsigned)n)))
-        return fail(d, at, "bad upvalue reference");
-      if (L == NULL) continue;
-      pushref(d, ref);
-      if (!lua_isfunction(L, -1) || lua_iscfunction(L, -1)
-          || n > nupvalues(L, -1)) {
-        d->receiver = 1;      /* (a closure from the cache) */
-        return fail(d, at, "bad upvalue reference");
-      }
-      lua_upvaluejoin(L, fn, i, -1, n);
-      lua_pop(L, 1);
+    if (decupref(d, fn, i, at, &rc)) {
+      if (rc != 0) return rc;
       continue;
     }
     if ((rc = decvalue(d, L_UPVAL)) != 0 || d->depth != depth) return rc;
-    if (L != NULL && lua_setupvalue(L, fn, i) == NULL) {
-      d->receiver = 1;        /* (a closure from the cache) */
-      return fail(d, at, "function has fewer upvalues than the message");
-    }
+    if ((rc = setupvalue(d, fn, i, at)) != 0) return rc;
   }
   return closeframe(d);
 }
@@ -776,13 +951,8 @@ static int decvalue (Dec *d, int link) {
 
 /* One value of the message, whole: the frames it opens, walked to the
 ** end. */
-static int walkvalue (Dec *d) {
-  int rc = decvalue(d, L_NONE);
-  while (rc == 0 && d->depth > 0) {
-    DFrame *f = &d->fr[d->depth - 1];
-    rc = (f->kind == F_TABLE) ? tablestep(d, f) : funcstep(d, f);
-  }
-  return rc;
+static inline int walkvalue (Dec *d) {
+  return decvalue(d, L_NONE);
 }
 
 /* Magic, version and value count. */
@@ -821,13 +991,17 @@ static int walkall (Dec *d, uint64_t *n) {
   }
   if (rc == 0 && d->p != d->end)
     rc = fail(d, d->p, "trailing bytes after the last value");
-  if (d->L == NULL && d->fr != d->small) free(d->fr);
+  if (d->fr != d->small) {
+    free(d->fr);
+    if (d->L != NULL) ((FrameBox *)lua_touserdata(d->L, d->frslot))->fr = NULL;
+    d->fr = d->small;
+  }
   return rc;
 }
 
 static void initdec (Dec *d, lua_State *L, const char *data, size_t len,
                      int flags, int walk, char *err, size_t errlen) {
-  memset(d, 0, sizeof(*d));
+  memset(d, 0, offsetof(Dec, small));   /* (the frames need no zeros) */
   d->L = L;
   d->start = d->p = (const unsigned char *)data;
   d->end = d->start + len;

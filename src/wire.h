@@ -21,9 +21,13 @@ _Static_assert(sizeof(lua_Integer) == 8 && sizeof(lua_Number) == 8,
                                values (MARSHAL_GLOBALS only) */
 #define MAGIC         "\x1b" "CF"   /* then the version byte */
 #define MAXVARINT     10
-#define STACKSTEP     32    /* Lua stack kept free for the work on one
-                               value (the walkers' frames reserve their own
-                               slots on top; nesting has no limit) */
+#define RDEPTH        100   /* tables/functions nested in one another that
+                               the walkers take recursively (the C stack
+                               holds that many levels at most); deeper
+                               ones are frames of a stack in heap memory */
+#define STACKSTEP     32    /* Lua stack reserved every 4 recursive levels
+                               (3 slots a level at most, plus room for leaf
+                               work); the frames reserve their own */
 #define FNVSEED       0xcbf29ce484222325ULL
 #define TRAILER       17    /* id(8) hash(8) nups(1) of a function */
 
