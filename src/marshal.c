@@ -28,9 +28,8 @@
 #include "mnames.h"
 #include "seenmap.h"
 #include "wire.h"
+#include "wpath.h"
 
-#define SEGTEXT       40    /* bytes of one step of a failure path */
-#define KEEPSEGS      6     /* steps kept at each end of a long path */
 
 /* Registry keys (only their addresses matter) */
 static char DUMPS;      /* Lua function -> its dump (TRAILER) */
@@ -172,13 +171,6 @@ typedef struct Frame {
                    the path: 'f' field, 'k' key, 'm' metatable, 'u' upvalue */
 } Frame;
 
-/* One step of the path to an unsendable value. */
-typedef struct Seg {
-  char kind;              /* 'f' field, 'k' key, 'm' metatable, 'u' upvalue,
-                             'g' global */
-  char text[SEGTEXT];     /* ".name", "[3]"... or an upvalue's name */
-} Seg;
-
 typedef struct Enc {
   lua_State *L;
   MBuf *b;
@@ -200,10 +192,8 @@ typedef struct Enc {
   int rdepth;         /* levels of the recursive walk (RDEPTH at most) */
   Frame *fr;          /* the frames past them: 'small' or malloc'ed */
   size_t depth, cap;
-  /* the failure path (written only when encoding fails): the outermost
-  ** and innermost KEEPSEGS steps of nseg */
-  size_t nseg;
-  Seg seg[2 * KEEPSEGS];
+  WPath path;         /* the failure path (written only when encoding
+                         fails) */
   char desc[64];
   Frame small[SMALLFRAMES];
 } Enc;
@@ -213,138 +203,6 @@ static int encvalue (Enc *e, int idx);
 static int unsendable (Enc *e, int code, const char *desc) {
   snprintf(e->desc, sizeof(e->desc), "%s", desc);
   return code;
-}
-
-static int isident (const char *s, size_t len) {
-  size_t i;
-  if (len == 0 || len > SEGTEXT - 2 || (s[0] >= '0' && s[0] <= '9'))
-    return 0;
-  for (i = 0; i < len; i++) {
-    char c = s[i];
-    if (!(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-          || (c >= '0' && c <= '9')))
-      return 0;
-  }
-  return 1;
-}
-
-/* A string key as a path step: ["a b"], escaped and cut short. */
-static void quotedstep (const char *s, size_t len, char *buf) {
-  size_t i, n = 0;
-  buf[n++] = '[';
-  buf[n++] = '"';
-  for (i = 0; i < len && n < SEGTEXT - 10; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\')
-      n += (size_t)sprintf(buf + n, "\\%c", c);
-    else if (c < 32 || c >= 127)
-      n += (size_t)sprintf(buf + n, "\\%u", c);
-    else
-      buf[n++] = (char)c;
-  }
-  if (i < len) n += (size_t)sprintf(buf + n, "...");
-  strcpy(buf + n, "\"]");
-}
-
-/* The key at k as a path step: ".name", "[3]", "[\"a b\"]", "[table]". */
-static void keystep (lua_State *L, int k, char *buf) {
-  size_t len;
-  const char *s;
-  switch (lua_type(L, k)) {
-    case LUA_TSTRING:
-      s = lua_tolstring(L, k, &len);
-      if (isident(s, len)) snprintf(buf, SEGTEXT, ".%s", s);
-      else quotedstep(s, len, buf);
-      break;
-    case LUA_TNUMBER:
-      if (lua_isinteger(L, k))
-        snprintf(buf, SEGTEXT, "[" LUA_INTEGER_FMT "]", lua_tointeger(L, k));
-      else
-        snprintf(buf, SEGTEXT, "[%.14g]", (double)lua_tonumber(L, k));
-      break;
-    case LUA_TBOOLEAN:
-      snprintf(buf, SEGTEXT, "[%s]", lua_toboolean(L, k) ? "true" : "false");
-      break;
-    default:
-      snprintf(buf, SEGTEXT, "[%s]", luaL_typename(L, k));
-  }
-}
-
-typedef struct Str { char *p; size_t size, len; } Str;
-
-static void addf (Str *s, const char *fmt, ...) {
-  va_list ap;
-  int n;
-  if (s->len + 1 >= s->size) return;
-  va_start(ap, fmt);
-  n = vsnprintf(s->p + s->len, s->size - s->len, fmt, ap);
-  va_end(ap);
-  if (n > 0)
-    s->len = (s->len + (size_t)n < s->size) ? s->len + (size_t)n : s->size - 1;
-}
-
-/* Write one recorded step; consecutive field steps form one 'a.b[3]'. */
-static void addstep (Str *s, const Seg *g, int *infield, int *first,
-                     int *dots) {
-  const char *t = g->text;
-  if (g->kind == 'f') {
-    if (!*infield) addf(s, "%sfield '", *first ? "" : ", ");
-    if ((!*infield || *dots) && t[0] == '.') t++;
-    addf(s, "%s", t);
-    *infield = 1;
-  }
-  else {
-    if (*infield) addf(s, "'");
-    addf(s, "%s", *first ? "" : ", ");
-    if (g->kind == 'k') addf(s, "key");
-    else if (g->kind == 'm') addf(s, "metatable");
-    else if (g->kind == 'g') addf(s, "global '%s'", t);
-    else addf(s, "upvalue '%s'", t);
-    *infield = 0;
-  }
-  *first = *dots = 0;
-}
-
-/* Where the step recorded n-th is kept (steps are recorded from the
-** innermost out): the first KEEPSEGS recorded, then a ring of the last
-** KEEPSEGS (the outermost), which is all describe() shows of a long
-** path. */
-static Seg *segslot (Enc *e, size_t n) {
-  return &e->seg[n < KEEPSEGS ? n : KEEPSEGS + (n - KEEPSEGS) % KEEPSEGS];
-}
-
-/* Record the next step of the failure path, outwards (kind 'f' takes the
-** key at k). */
-static void addseg (Enc *e, int kind, int k, const char *text) {
-  Seg *g = segslot(e, e->nseg++);
-  g->kind = (char)kind;
-  if (kind == 'f') keystep(e->L, k, g->text);
-  else snprintf(g->text, SEGTEXT, "%s", text ? text : "");
-}
-
-/* err = "what #n (path: desc)", long paths cut in the middle. */
-static void describe (Enc *e, const char *what, int argno, char *err,
-                      size_t errlen) {
-  Str s;
-  size_t n;
-  int infield = 0, first = 1, dots = 0;
-  int cut = (e->nseg > 2 * KEEPSEGS);
-  if (err == NULL || errlen == 0) return;
-  s.p = err; s.size = errlen; s.len = 0;
-  err[0] = '\0';
-  addf(&s, "%s #%d (", what ? what : "value", argno);
-  for (n = e->nseg; n-- > 0;) {
-    if (cut && n >= KEEPSEGS && n < e->nseg - KEEPSEGS) {
-      if (n == e->nseg - KEEPSEGS - 1) {
-        addf(&s, infield ? "..." : ", ...");
-        dots = 1;
-      }
-      continue;
-    }
-    addstep(&s, segslot(e, n), &infield, &first, &dots);
-  }
-  if (infield) addf(&s, "'");
-  addf(&s, "%s%s)", first ? "" : ": ", e->desc);
 }
 
 /* The sender's globals table (fetched once per call). */
@@ -503,24 +361,22 @@ static void pushfromframe (Enc *e, size_t d, int j) {
 }
 
 /* After a failure in the frames: the steps of the path to it that they
-** hold, innermost first (only those that describe() shows: a long path is
-** cut in the middle). */
+** hold, innermost first (only those that wpath_format() shows: a long
+** path is cut in the middle). */
 __attribute__((noinline))     /* (off the path of a value that is sent) */
 static void tracepath (Enc *e) {
   lua_State *L = e->L;
-  size_t d, end = e->nseg + e->depth;
+  size_t d, end = e->path.n + e->depth;
   for (d = e->depth; d-- > 0;) {
     Frame *f = &e->fr[d];
-    size_t n = e->nseg++;
-    Seg *g;
+    WStep *g = wpath_next(&e->path, end);
     const char *name;
-    if (n >= KEEPSEGS && n + KEEPSEGS < end) continue;  /* (cut) */
-    g = segslot(e, n);
+    if (g == NULL) continue;    /* (cut from the middle) */
     g->kind = f->seg;
     g->text[0] = '\0';
     if (f->seg == 'f') {
       pushfromframe(e, d, 1);
-      keystep(L, lua_gettop(L), g->text);
+      wpath_keytext(L, lua_gettop(L), g->text);
       lua_pop(L, 1);
     }
     else if (f->seg == 'u') {
@@ -529,8 +385,8 @@ static void tracepath (Enc *e) {
       if (name != NULL) lua_pop(L, 1);
       lua_pop(L, 1);
       if (name == NULL || name[0] == '\0' || name[0] == '(')
-        snprintf(g->text, SEGTEXT, "#%d", f->u.f.i);
-      else snprintf(g->text, SEGTEXT, "%s", name);
+        snprintf(g->text, WPATH_TEXT, "#%d", f->u.f.i);
+      else snprintf(g->text, WPATH_TEXT, "%s", name);
     }
   }
 }
@@ -618,11 +474,11 @@ static int encentry (Enc *e, int k, uint64_t *narr, uint64_t *nhash) {
     (*nhash)++;
     rc = (lua_type(L, k) == LUA_TSTRING) ? enckey(e, k) : encvalue(e, k);
     if (rc != 0) {
-      addseg(e, 'k', 0, NULL);
+      wpath_add(&e->path, 'k', NULL, 0, NULL);
       return rc;
     }
   }
-  if ((rc = encvalue(e, k + 1)) != 0) addseg(e, 'f', k, NULL);
+  if ((rc = encvalue(e, k + 1)) != 0) wpath_add(&e->path, 'f', e->L, k, NULL);
   return rc;
 }
 
@@ -632,7 +488,7 @@ static int encmeta (Enc *e, int idx) {
   if (!lua_getmetatable(e->L, idx)) return puttag(e->b, T_NIL);
   rc = encvalue(e, lua_gettop(e->L));
   lua_pop(e->L, 1);
-  if (rc != 0) addseg(e, 'm', 0, NULL);
+  if (rc != 0) wpath_add(&e->path, 'm', NULL, 0, NULL);
   return rc;
 }
 
@@ -976,7 +832,7 @@ static int encupvalues (Enc *e, int f, lua_Integer ref, int nups) {
         snprintf(num, sizeof(num), "#%d", i);
         name = num;
       }
-      addseg(e, 'u', 0, name);
+      wpath_add(&e->path, 'u', NULL, 0, name);
     }
     lua_pop(e->L, 1);
   }
@@ -1136,7 +992,7 @@ static int encglobal (Enc *e, int k, uint64_t *count) {
   if (rc == 0 && !lua_isnil(L, v) && !ownname(e, v, name, n)) {
     (*count)++;
     if ((rc = enckey(e, k)) == 0) rc = encvalue(e, v);
-    if (rc != 0) addseg(e, 'g', 0, name);
+    if (rc != 0) wpath_add(&e->path, 'g', NULL, 0, name);
   }
   lua_pop(L, 1);
   return rc;
@@ -1234,7 +1090,7 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
   e.nchunks = 0; e.chunkno = (size_t)-1;
   pmap_init(&e.seen);
   e.nrefs = 0; e.nhandles = 0; e.rebuilt = 0;
-  e.globals = NULL; e.nseg = 0;
+  e.globals = NULL; wpath_init(&e.path);
   e.fr = e.small; e.cap = SMALLFRAMES; e.depth = 0;
   for (i = 0; i < n && rc == 0; i++) {
     e.garg = i + 1;
@@ -1251,7 +1107,7 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
     if (fresh) mbuf_free(out);    /* exactly as it was: nothing to free */
     else out->len = start;
     if (rc == CFUT_ENOMEM) snprintf(err, errlen, "not enough memory");
-    else describe(&e, what, argbase + i - 1, err, errlen);
+    else wpath_format(&e.path, what, argbase + i - 1, e.desc, err, errlen);
     return rc;
   }
   if (gl) out->data[start + 3] |= (char)WIRE_GLOBALS;
