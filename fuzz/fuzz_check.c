@@ -37,7 +37,7 @@ typedef struct FzWire {
 static int pwiredecode (lua_State *S) {
   FzWire *z = (FzWire *)lua_touserdata(S, 1);
   lua_settop(S, 0);
-  z->n = wire_decode(S, z->data, z->len, z->flags, z->err,
+  z->n = wire_decode(S, z->data, z->len, z->flags, NULL, z->err,
                      sizeof z->err, &z->receiver);
   return z->n < 0 ? 0 : z->n;
 }

@@ -96,6 +96,85 @@ describe("a linked list", function ()
   end
 end)
 
+describe("a global that a task reads", function ()
+
+  it("is named by its path when it cannot be sent deep down", function ()
+    local ex = pool("thread")
+    local head = {}
+    local c = head
+    for _ = 1, 5000 do
+      c.next = {}
+      c = c.next
+    end
+    c.log = io.stderr
+    cfut_depth_spec_global = head
+    local e = errof(function ()
+      return ex:submit(function () return cfut_depth_spec_global end)
+    end)
+    cfut_depth_spec_global = nil
+    e = e:gsub("^[^:]*:%d+: ", "")      -- (where submit was called)
+    assert.equal("cannot send argument #1 (global 'cfut_depth_spec_global', "
+                 .. "field 'next.next.next.next.next...next.next.next.next."
+                 .. "next.log': userdata FILE*) to a worker", e)
+  end)
+end)
+
+describe("a value the parent cannot rebuild", function ()
+
+  -- A module the worker has and the parent lacks: its value crosses as
+  -- the module's name, which the parent cannot load.
+  local function lacking (kind, n)
+    local ex = pool(kind)
+    return ex:submit(function (nodes)
+      local name = "cfut_depth_spec_only_in_worker"
+      package.loaded[name] = {}
+      local head = { v = 1 }
+      local c = head
+      for i = 2, nodes do
+        c.next = { v = i }
+        c = c.next
+      end
+      c.m = package.loaded[name]
+      return head
+    end, n), ex
+  end
+
+  for _, kind in ipairs{ "thread", "process" } do
+
+    it("is named by its path (" .. kind .. " pool)", function ()
+      local f, ex = lacking(kind, 3)
+      assert.equal("cannot receive the outcome of a task: result #1 (field "
+                   .. "'next.next.m': cannot load module "
+                   .. "'cfut_depth_spec_only_in_worker': module "
+                   .. "'cfut_depth_spec_only_in_worker' not found)",
+                   errof(f.result, f, LONG))
+      f = ex:submit(function ()
+        local name = "cfut_depth_spec_only_in_worker2"
+        package.loaded[name] = {}
+        local m = package.loaded[name]
+        error({ { function () return m end } })
+      end)
+      assert.matches("^cannot receive the outcome of a task: error value #1 "
+                     .. "%(field '%[1%]%[1%]', upvalue 'm': cannot load "
+                     .. "module 'cfut_depth_spec_only_in_worker2'",
+                     errof(f.result, f, LONG))
+      assert.equal(42, ex:submit(function () return 42 end):result(LONG))
+    end)
+
+    it("is named by its path, the middle cut, deep down (" .. kind
+       .. " pool)", function ()
+      for _, n in ipairs{ 150, 5000 } do
+        local f = lacking(kind, n)
+        assert.matches("^cannot receive the outcome of a task: result #1 "
+                       .. "%(field 'next%.next%.next%.next%.next%.next%.%.%."
+                       .. "next%.next%.next%.next%.next%.m': cannot load "
+                       .. "module 'cfut_depth_spec_only_in_worker'",
+                       errof(f.result, f, LONG))
+      end
+    end)
+  end
+end)
+
 describe("code from a process worker", function ()
 
   it("comes back: a function", function ()

@@ -704,7 +704,7 @@ static int m_loads (lua_State *L) {
   char err[256];
   int n;
   lua_settop(L, 1);
-  n = marshal_decode(L, s, len, flags, err, sizeof err);
+  n = marshal_decode(L, s, len, flags, NULL, err, sizeof err);
   if (n < 0) return luaL_error(L, "cannot load: %s", err);
   return n;
 }

@@ -88,9 +88,13 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
 ** Each decoded handle takes a reference of its own: the message keeps
 ** the references it holds (it may be decoded again) until its owner lets
 ** it go with marshal_discard.
+** When the receiving state cannot make a value (a module or field it
+** lacks, code it refuses...) inside another, 'err' names its path as the
+** encoder does, 'what' (NULL: "value") naming the values:
+**   result #1 (field 'a.b': cannot load module 'm': ...)
 */
 int marshal_decode (lua_State *L, const char *data, size_t len, int flags,
-                    char *err, size_t errlen);
+                    const char *what, char *err, size_t errlen);
 
 /* Free this thread's kept map of seen objects (a thread that ends). */
 void marshal_freespare (void);

@@ -33,6 +33,7 @@
 #include "globals.h"
 #include "marshal.h"
 #include "wire.h"
+#include "wpath.h"
 
 #define MAXLOADS      4096  /* the receiver's closure cache is emptied beyond */
 #define MAXPREALLOC   (1 << 24)   /* cap on lua_createtable size hints */
@@ -92,6 +93,7 @@ typedef struct DFrame {
                          function: the upvalue */
   uint64_t narr, nhash;     /* table: counts; function: narr = upvalues */
   lua_Integer ref;    /* its number */
+  const unsigned char *key;   /* table: where the pair's key starts */
   unsigned char kind, step, link;   /* F_*, S_*, L_* */
 } DFrame;
 
@@ -120,7 +122,10 @@ typedef struct Dec {
                          stack or in its memory), not from the grammar */
   int rc;             /* pdecode's answer */
   uint64_t n;         /* idem: values decoded */
+  int argno;          /* the value being read (from 1; 0: the globals) */
   DFrame small[SMALLFRAMES];
+  WPath path;         /* decoding, a failure of the receiving state: the
+                         path to the value it could not make */
 } Dec;
 
 static int decvalue (Dec *d, int link);
@@ -141,6 +146,31 @@ static int fail (Dec *d, const unsigned char *at, const char *fmt, ...) {
     snprintf(d->err + n, d->errlen - n, " at byte %zu",
              (size_t)(at - d->start));
   return CFUT_EBADMSG;
+}
+
+/* After a failure of the receiving state (decoding), a step of the path
+** to it, from the innermost out: a field (its key at L[k]), an element
+** (number i, k = 0), the key, the metatable, upvalue i of the closure at
+** L[k]. */
+static void pathstep (Dec *d, int kind, int k, uint64_t i) {
+  lua_State *L = d->L;
+  char text[32];
+  const char *name = NULL;
+  if (L == NULL || !d->receiver) return;
+  if (kind == 'f' && k == 0) {
+    WStep *g = wpath_next(&d->path, 0);
+    g->kind = 'f';
+    snprintf(g->text, sizeof(g->text), "[%llu]", (unsigned long long)i);
+    return;
+  }
+  if (kind == 'u' && lua_checkstack(L, 2)
+      && (name = lua_getupvalue(L, k, (int)i)) != NULL)
+    lua_pop(L, 1);
+  if (kind == 'u' && (name == NULL || name[0] == '\0' || name[0] == '(')) {
+    snprintf(text, sizeof(text), "#%d", (int)i);
+    name = text;
+  }
+  wpath_add(&d->path, kind, L, k, name);
 }
 
 static size_t rem (Dec *d) {
@@ -511,6 +541,65 @@ static int drain (Dec *d) {
   return rc;
 }
 
+/* The key whose bytes start at 'at' (read already), as a field step's
+** text. */
+static void keytext (Dec *d, const unsigned char *at, char *buf) {
+  lua_State *L = d->L;
+  uint64_t n;
+  lua_Number x;
+  strcpy(buf, "[?]");
+  if (!lua_checkstack(L, 1)) return;
+  switch (*at) {
+    case T_STR: case T_KSTR:
+      n = rereadvarint(at + 1);
+      lua_pushlstring(L, (const char *)at + 1 + varintlen(n), (size_t)n);
+      break;
+    case T_REF: pushref(d, rereadvarint(at + 1)); break;
+    case T_INT: lua_pushinteger(L, u2i(get64(at + 1))); break;
+    case T_FLOAT:
+      n = get64(at + 1);
+      memcpy(&x, &n, sizeof(x));
+      lua_pushnumber(L, x);
+      break;
+    case T_TRUE: case T_FALSE: lua_pushboolean(L, *at == T_TRUE); break;
+    default: return;
+  }
+  wpath_keytext(L, -1, buf);
+  lua_pop(L, 1);
+}
+
+/* After a failure of the receiving state in the frames: the steps of the
+** path that they hold, innermost first (only those a message shows). */
+__attribute__((noinline))
+static void framepath (Dec *d) {
+  size_t k, end = d->path.n + d->depth;
+  for (k = d->depth; k-- > 0;) {
+    DFrame *f = &d->fr[k];
+    WStep *g = wpath_next(&d->path, end);
+    if (g == NULL) continue;    /* (cut from the middle) */
+    g->kind = 'f';
+    g->text[0] = '\0';
+    if (f->kind == F_FUNC) {
+      g->kind = 'u';
+      snprintf(g->text, WPATH_TEXT, "#%d", (int)f->i);
+    }
+    else if (f->step == S_ARRAY)
+      snprintf(g->text, WPATH_TEXT, "[%llu]", (unsigned long long)f->i);
+    else if (f->step == S_VALUE) g->kind = 'k';
+    else if (f->step == S_DONE) g->kind = 'm';
+    else keytext(d, f->key, g->text);
+  }
+}
+
+/* After a frame opened: the first one walks them all now (a later one is
+** walked by the loop that opened it). */
+static int deepwalk (Dec *d) {
+  int rc;
+  if (d->depth > 1) return 0;
+  if ((rc = drain(d)) != 0 && d->L != NULL && d->receiver) framepath(d);
+  return rc;
+}
+
 /* A table past RDEPTH levels: a frame for its contents (walked at once
 ** when it is the first frame). */
 static int deeptable (Dec *d, const unsigned char *at, int link,
@@ -523,19 +612,24 @@ static int deeptable (Dec *d, const unsigned char *at, int link,
     return rc;
   d->fr[d->depth - 1].narr = narr;
   d->fr[d->depth - 1].nhash = nhash;
-  return (d->depth == 1) ? drain(d) : 0;
+  return deepwalk(d);
 }
 
 /* One hash entry for the table at t (the recursive walk). */
 static int decpair (Dec *d, int t) {
   const unsigned char *at = d->p;
   int rc;
-  if ((rc = keybytes(d, at)) != 0 || (rc = decvalue(d, L_NONE)) != 0
-      || (rc = keyvalue(d, at)) != 0)
+  if ((rc = keybytes(d, at)) != 0) return rc;
+  if ((rc = decvalue(d, L_NONE)) != 0 || (rc = keyvalue(d, at)) != 0) {
+    pathstep(d, 'k', 0, 0);
     return rc;
+  }
   at = d->p;
-  if ((rc = valuebytes(d, at)) != 0 || (rc = decvalue(d, L_NONE)) != 0)
+  if ((rc = valuebytes(d, at)) != 0) return rc;
+  if ((rc = decvalue(d, L_NONE)) != 0) {
+    pathstep(d, 'f', t + 1, 0);     /* (the key, above the table) */
     return rc;
+  }
   if (d->L != NULL) lua_rawset(d->L, t);
   return 0;
 }
@@ -544,8 +638,10 @@ static int decmeta (Dec *d, int t) {
   const unsigned char *at = d->p;
   int rc;
   if (metabytes(d, at, &rc)) return rc;
-  if ((rc = decvalue(d, L_NONE)) != 0 || (rc = metavalue(d, at)) != 0)
+  if ((rc = decvalue(d, L_NONE)) != 0 || (rc = metavalue(d, at)) != 0) {
+    pathstep(d, 'm', 0, 0);
     return rc;
+  }
   if (d->L != NULL) lua_setmetatable(d->L, t);
   return 0;
 }
@@ -570,8 +666,8 @@ static int dectable (Dec *d, const unsigned char *at, int link) {
   }
   rc = addref(d, K_TABLE);
   for (i = 1; i <= narr && rc == 0; i++) {
-    if ((rc = decvalue(d, L_NONE)) == 0 && L != NULL)
-      lua_rawseti(L, t, (lua_Integer)i);
+    if ((rc = decvalue(d, L_NONE)) != 0) pathstep(d, 'f', 0, i);
+    else if (L != NULL) lua_rawseti(L, t, (lua_Integer)i);
   }
   for (i = 0; i < nhash && rc == 0; i++) rc = decpair(d, t);
   if (rc == 0) rc = decmeta(d, t);
@@ -605,6 +701,7 @@ static int tablestep (Dec *d, DFrame *f) {
           if (f->i == f->nhash) break;
           at = d->p;
           if ((rc = keybytes(d, at)) != 0) return rc;
+          f->key = at;
           f->i++;
           f->step = S_VALUE;
           if ((rc = decvalue(d, L_KEY)) != 0 || d->depth != depth) return rc;
@@ -846,12 +943,13 @@ static int decfunction (Dec *d, const unsigned char *at, int link) {
         || (rc = openframe(d, at, F_FUNC, link, d->nrefs)) != 0)
       return rc;
     d->fr[d->depth - 1].narr = (uint64_t)nups;
-    return (d->depth == 1) ? drain(d) : 0;
+    return deepwalk(d);
   }
   for (i = 1; i <= nups && rc == 0; i++) {
     const unsigned char *v = d->p;
     if (!decupref(d, fn, i, v, &rc) && (rc = decvalue(d, L_NONE)) == 0)
       rc = setupvalue(d, fn, i, v);
+    if (rc != 0) pathstep(d, 'u', fn, (uint64_t)i);
   }
   d->rdepth--;
   return rc;
@@ -983,8 +1081,12 @@ static int decheader (Dec *d, uint64_t *n) {
 static int walkall (Dec *d, uint64_t *n) {
   uint64_t i;
   int rc = decheader(d, n);
-  for (i = 0; i < *n && rc == 0; i++) rc = walkvalue(d);
+  for (i = 0; i < *n && rc == 0; i++) {
+    d->argno = (int)i + 1;
+    rc = walkvalue(d);
+  }
   if (rc == 0 && (d->start[3] & WIRE_GLOBALS)) {
+    d->argno = 0;
     if (d->p >= d->end || *d->p != T_TABLE)
       rc = fail(d, d->p, "the globals are not a table");
     else rc = walkvalue(d);
@@ -1013,6 +1115,7 @@ static void initdec (Dec *d, lua_State *L, const char *data, size_t len,
   d->err = err;
   d->errlen = err != NULL ? errlen : 0;
   if (d->errlen > 0) err[0] = '\0';
+  wpath_init(&d->path);
 }
 
 /* }====================================================== */
@@ -1061,7 +1164,7 @@ static int pdecode (lua_State *L) {
 #define BIGMESSAGE (1u << 20)
 
 int wire_decode (lua_State *L, const char *data, size_t len, int flags,
-                 char *err, size_t errlen, int *receiver) {
+                 const char *what, char *err, size_t errlen, int *receiver) {
   Dec d;
   uint64_t n = 0;
   int base = lua_gettop(L), rc;
@@ -1078,6 +1181,14 @@ int wire_decode (lua_State *L, const char *data, size_t len, int flags,
   }
   else rc = decodeall(&d, base, &n);
   if (receiver != NULL) *receiver = (rc != 0 && d.receiver);
+  if (rc != 0 && d.path.n > 0 && d.argno > 0 && d.errlen > 0) {
+    char msg[256];     /* the path, as the sending side names it (and the
+                          first line of the failure, in its parentheses) */
+    size_t m = strcspn(err, "\n");
+    while (m > 0 && err[m - 1] == ':') m--;
+    snprintf(msg, sizeof(msg), "%.*s", (int)m, err);
+    wpath_format(&d.path, what, d.argno, msg, err, errlen);
+  }
   if (rc != 0) return CFUT_EBADMSG;
   if ((unsigned char)data[3] & WIRE_GLOBALS) {   /* (checked: a table) */
     globals_install(L, -1);
@@ -1087,8 +1198,8 @@ int wire_decode (lua_State *L, const char *data, size_t len, int flags,
 }
 
 int marshal_decode (lua_State *L, const char *data, size_t len, int flags,
-                    char *err, size_t errlen) {
-  return wire_decode(L, data, len, flags, err, errlen, NULL);
+                    const char *what, char *err, size_t errlen) {
+  return wire_decode(L, data, len, flags, what, err, errlen, NULL);
 }
 
 int wire_check (const char *data, size_t len, int flags, char *err,

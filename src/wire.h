@@ -97,6 +97,6 @@ int wire_check (const char *data, size_t len, int flags, char *err,
 ** code allowed, the bytecode too is the receiver's to judge (the check
 ** walks past it): damaged or refused bytecode is such a failure. */
 int wire_decode (lua_State *L, const char *data, size_t len, int flags,
-                 char *err, size_t errlen, int *receiver);
+                 const char *what, char *err, size_t errlen, int *receiver);
 
 #endif
