@@ -12,7 +12,9 @@
 ** decoding.  So a message the check accepts is one the decoder accepts,
 ** unless a name it carries is missing from the receiving state or is not
 ** what its place needs, or the state has no room for it (d->receiver
-** tells those failures apart).
+** tells those failures apart).  The first RDEPTH levels are walked here,
+** recursively; deeper ones are frames of a stack in heap memory
+** (undeep.c), checked by the same helpers.
 ** Never raises: returns CFUT_EBADMSG (a Lua memory error is the one
 ** exception).
 */
@@ -34,6 +36,7 @@
 #include "marshal.h"
 #include "wire.h"
 #include "wpath.h"
+#include "unmarshal.h"
 
 #define MAXLOADS      4096  /* the receiver's closure cache is emptied beyond */
 #define MAXPREALLOC   (1 << 24)   /* cap on lua_createtable size hints */
@@ -59,82 +62,10 @@ const MarshalHandles *wire_handleops (void) {
 ** The walker
 ** =======================================================
 */
-/* What a walk without Lua does with the handles it meets. */
-enum { W_DECODE, W_CHECK, W_RETAIN, W_RELEASE };
-
-/*
-** Nesting is bounded by memory alone, never by the C stack.  The first
-** RDEPTH levels (ordinary values never go further) are walked
-** recursively, the fastest way; past them, the containers being read (a
-** table: its array elements, its pairs, its metatable; a Lua function:
-** its upvalues) are the frames of a stack in C memory, which grows with
-** the nesting the bytes show (each level takes bytes of the message: the
-** stack never holds more frames than the message has bytes).  The checks
-** of the grammar are the same helpers in both walks.  Decoding with
-** frames, the first WINDOW frames keep their container on the Lua stack
-** under their children, deeper ones hang theirs in its place (a table
-** element, a field's value, an upvalue) as soon as it is made, let it go
-** and take it back by its number when the child is done; a key waits on
-** the stack for its value, a metatable is set once complete.  So the Lua
-** stack stays small at any depth.
-*/
-#define WINDOW        256   /* frames whose container stays on the stack */
-#define SMALLFRAMES   16    /* frames inside Dec (no malloc when shallow) */
-
-enum { F_TABLE, F_FUNC };
-/* a table frame's next step */
-enum { S_ARRAY, S_KEY, S_VALUE, S_META, S_DONE };
-/* where a container hangs: nowhere yet (a value of the message), an
-** element, a field's value, an upvalue, a key, a metatable */
-enum { L_NONE, L_ELEM, L_FIELD, L_UPVAL, L_KEY, L_META };
-
-typedef struct DFrame {
-  uint64_t i;         /* table: the element or pair being read (from 1);
-                         function: the upvalue */
-  uint64_t narr, nhash;     /* table: counts; function: narr = upvalues */
-  lua_Integer ref;    /* its number */
-  const unsigned char *key;   /* table: where the pair's key starts */
-  unsigned char kind, step, link;   /* F_*, S_*, L_* */
-} DFrame;
-
-typedef struct Dec {
-  lua_State *L;       /* NULL: a walk without Lua */
-  const unsigned char *start, *p, *end;
-  int flags;
-  int walk;           /* W_*: what this walk is for */
-  int refs;           /* decoding: slot of the only object numbered, or a
-                         table number -> table, function or key string */
-  int loads;          /* decoding: slot of the registry's LOADS table */
-  int frslot;         /* decoding: slot of the frames' box (or nil) */
-  uint64_t hints;     /* decoding: table entries left to preallocate */
-  lua_Integer nrefs;  /* objects numbered so far */
-  uint16_t *kinds;    /* checking: what each numbered object is (K_*) */
-  size_t kcap;        /* entries at 'kinds' */
-  int kheap;          /* 'kinds' was malloc'ed */
-  DFrame *fr;         /* the frames: 'small', or malloc'ed (decoding:
-                         held by the box in frslot too) */
-  size_t depth, cap;  /* frames open, and room for */
-  int rdepth;         /* levels of the recursive walk (RDEPTH at most) */
-  char *err;
-  size_t errlen;
-  int receiver;       /* the failure comes from the receiving state (a
-                         name it lacks, code it refuses, no room on its
-                         stack or in its memory), not from the grammar */
-  int rc;             /* pdecode's answer */
-  uint64_t n;         /* idem: values decoded */
-  int argno;          /* the value being read (from 1; 0: the globals) */
-  DFrame small[SMALLFRAMES];
-  WPath path;         /* decoding, a failure of the receiving state: the
-                         path to the value it could not make */
-} Dec;
-
-static int decvalue (Dec *d, int link);
-static int tablestep (Dec *d, DFrame *f);
-static int funcstep (Dec *d, DFrame *f);
 
 
 /* Say what is wrong (and where, unless 'at' is NULL): CFUT_EBADMSG. */
-static int fail (Dec *d, const unsigned char *at, const char *fmt, ...) {
+int dec_fail (Dec *d, const unsigned char *at, const char *fmt, ...) {
   va_list ap;
   size_t n;
   if (d->errlen == 0) return CFUT_EBADMSG;
@@ -173,12 +104,8 @@ static void pathstep (Dec *d, int kind, int k, uint64_t i) {
   wpath_add(&d->path, kind, L, k, name);
 }
 
-static size_t rem (Dec *d) {
-  return (size_t)(d->end - d->p);
-}
-
 static int need (Dec *d, size_t n) {
-  return (rem(d) >= n) ? 0 : fail(d, d->p, "truncated message");
+  return (dec_rem(d) >= n) ? 0 : dec_fail(d, d->p, "truncated message");
 }
 
 static int getvarint (Dec *d, uint64_t *v) {
@@ -187,9 +114,9 @@ static int getvarint (Dec *d, uint64_t *v) {
   int i;
   for (i = 0; i < MAXVARINT; i++) {
     unsigned c;
-    if (p + i >= d->end) return fail(d, p, "truncated message");
+    if (p + i >= d->end) return dec_fail(d, p, "truncated message");
     c = p[i];
-    if (i == MAXVARINT - 1 && c > 1) return fail(d, p, "bad varint");
+    if (i == MAXVARINT - 1 && c > 1) return dec_fail(d, p, "bad varint");
     x |= (uint64_t)(c & 0x7f) << (7 * i);
     if (!(c & 0x80)) {
       d->p = p + i + 1;
@@ -197,15 +124,7 @@ static int getvarint (Dec *d, uint64_t *v) {
       return 0;
     }
   }
-  return fail(d, p, "bad varint");
-}
-
-/* A varint read once already (so known to be well formed). */
-static uint64_t rereadvarint (const unsigned char *p) {
-  uint64_t x = 0;
-  int i = 0;
-  do x |= (uint64_t)(p[i] & 0x7f) << (7 * i); while (p[i++] & 0x80);
-  return x;
+  return dec_fail(d, p, "bad varint");
 }
 
 /* A length, then that many bytes (which must be there). */
@@ -214,7 +133,7 @@ static int getbytes (Dec *d, const char **s, size_t *len) {
   uint64_t n;
   int rc = getvarint(d, &n);
   if (rc != 0) return rc;
-  if (n > rem(d)) return fail(d, at, "truncated message (length %llu)",
+  if (n > dec_rem(d)) return dec_fail(d, at, "truncated message (length %llu)",
                               (unsigned long long)n);
   *s = (const char *)d->p;
   *len = (size_t)n;
@@ -222,22 +141,10 @@ static int getbytes (Dec *d, const char **s, size_t *len) {
   return 0;
 }
 
-static lua_Integer u2i (uint64_t u) {
-  lua_Integer i;
-  memcpy(&i, &u, sizeof(i));
-  return i;
-}
-
 static int isnanbits (uint64_t u) {
   return (u & 0x7ff0000000000000ULL) == 0x7ff0000000000000ULL
          && (u & 0x000fffffffffffffULL) != 0;
 }
-
-/* What a numbered object is, for a check without Lua: a metatable must
-** be a table, an upref must name a function and one of its upvalues.  A
-** function's kind is its number of upvalues. */
-#define K_KSTR  0x100
-#define K_TABLE 0x101
 
 /* Checking: note the kind of object number nrefs+1. */
 static int notekind (Dec *d, unsigned kind) {
@@ -245,7 +152,7 @@ static int notekind (Dec *d, unsigned kind) {
     size_t cap = 2 * d->kcap;
     uint16_t *k = d->kheap ? realloc(d->kinds, cap * sizeof(*k))
                            : malloc(cap * sizeof(*k));
-    if (k == NULL) return fail(d, NULL, "not enough memory");
+    if (k == NULL) return dec_fail(d, NULL, "not enough memory");
     if (!d->kheap) memcpy(k, d->kinds, d->kcap * sizeof(*k));
     d->kinds = k;
     d->kcap = cap;
@@ -257,7 +164,7 @@ static int notekind (Dec *d, unsigned kind) {
 
 /* Number the object just met (the encoder numbered it at the same point):
 ** decoding, the object on top of the stack. */
-static int addref (Dec *d, unsigned kind) {
+int dec_addref (Dec *d, unsigned kind) {
   lua_State *L = d->L;
   if (L == NULL) {
     if (d->walk == W_CHECK && notekind(d, kind) != 0) return CFUT_EBADMSG;
@@ -281,7 +188,7 @@ static int addref (Dec *d, unsigned kind) {
 }
 
 /* Push object number i (1 <= i <= nrefs). */
-static void pushref (Dec *d, uint64_t i) {
+void dec_pushref (Dec *d, uint64_t i) {
   if (d->nrefs == 1) lua_pushvalue(d->L, d->refs);
   else lua_rawgeti(d->L, d->refs, (lua_Integer)i);
 }
@@ -291,146 +198,11 @@ static int decref (Dec *d, const unsigned char *at) {
   int rc = getvarint(d, &i);
   if (rc != 0) return rc;
   if (i < 1 || i > (uint64_t)d->nrefs)
-    return fail(d, at, "bad reference #%llu", (unsigned long long)i);
-  if (d->L != NULL) pushref(d, i);
+    return dec_fail(d, at, "bad reference #%llu", (unsigned long long)i);
+  if (d->L != NULL) dec_pushref(d, i);
   return 0;
 }
 
-
-
-/* ---- the frame stack ---- */
-
-/* Decoding, the frames past the first SMALLFRAMES are C memory that a
-** box holds (a userdata in its slot, whose __gc frees it): a Lua memory
-** error in the middle of a decoding leaks nothing, and growing is a
-** realloc, which moves no bytes once the block is big. */
-typedef struct FrameBox { DFrame *fr; } FrameBox;
-
-static int boxgc (lua_State *L) {
-  FrameBox *b = (FrameBox *)lua_touserdata(L, 1);
-  free(b->fr);
-  b->fr = NULL;
-  return 0;
-}
-
-/* The box in its slot, made when there is none. */
-static FrameBox *framebox (Dec *d) {
-  lua_State *L = d->L;
-  FrameBox *b;
-  if (!lua_isnil(L, d->frslot))
-    return (FrameBox *)lua_touserdata(L, d->frslot);
-  b = (FrameBox *)lua_newuserdatauv(L, sizeof(*b), 0);
-  b->fr = NULL;
-  if (luaL_newmetatable(L, "cfut.framebox")) {
-    lua_pushcfunction(L, boxgc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, -2);
-  lua_replace(L, d->frslot);
-  return b;
-}
-
-/* Twice the room for frames.  Every level takes bytes of the message, so
-** more frames than bytes would be a broken walker. */
-static int growframes (Dec *d, const unsigned char *at) {
-  size_t cap = 2 * d->cap;
-  FrameBox *b = (d->L != NULL) ? framebox(d) : NULL;
-  DFrame *fr;
-  if (d->depth >= (size_t)(d->end - d->start))
-    return fail(d, at, "nesting exceeds the message");
-  fr = (cap > SIZE_MAX / sizeof(*fr)) ? NULL
-       : (d->fr == d->small) ? malloc(cap * sizeof(*fr))
-       : realloc(d->fr, cap * sizeof(*fr));
-  if (fr == NULL) {
-    d->receiver = 1;
-    return fail(d, at, "not enough memory for the nesting");
-  }
-  if (d->fr == d->small) memcpy(fr, d->fr, d->depth * sizeof(*fr));
-  d->fr = fr;
-  d->cap = cap;
-  if (b != NULL) b->fr = fr;
-  return 0;
-}
-
-/* Open a frame for the container just made (decoding: on top), which
-** hangs as 'link' says; 'at' is where it starts.  Out of the window, the
-** child takes its parent's place on the Lua stack. */
-static int openframe (Dec *d, const unsigned char *at, int kind, int link,
-                      lua_Integer ref) {
-  lua_State *L = d->L;
-  DFrame *f;
-  int rc;
-  if (d->depth == d->cap && (rc = growframes(d, at)) != 0) return rc;
-  if (L != NULL && d->depth > WINDOW) {  /* the parent leaves the stack */
-    DFrame *p = &d->fr[d->depth - 1];
-    switch (link) {
-      case L_ELEM:                  /* [t, child] */
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, -3, (lua_Integer)p->i);
-        break;
-      case L_FIELD:                 /* [t, key, child] */
-        lua_rotate(L, -2, 1);
-        lua_pushvalue(L, -2);
-        lua_rawset(L, -4);
-        break;
-      case L_UPVAL:                 /* [f, child] */
-        lua_pushvalue(L, -1);
-        if (lua_setupvalue(L, -3, (int)p->i) == NULL) {
-          lua_pop(L, 1);
-          d->receiver = 1;    /* (a closure from the cache) */
-          return fail(d, at, "function has fewer upvalues than the message");
-        }
-        break;
-      default: break;               /* L_KEY, L_META: when complete */
-    }
-    lua_replace(L, -2);
-  }
-  if (L != NULL && (d->depth & 7) == 0 && !lua_checkstack(L, 8 + STACKSTEP)) {
-    d->receiver = 1;
-    return fail(d, at, "Lua stack overflow");
-  }
-  f = &d->fr[d->depth++];
-  f->kind = (unsigned char)kind;
-  f->step = S_ARRAY;
-  f->link = (unsigned char)link;
-  f->ref = ref;
-  f->i = 0;
-  return 0;
-}
-
-/* Close the top frame, its container on top: it stays there as a value of
-** the message, or goes to its parent (under it on the stack, with the key
-** of a field): as an element, a field's value, an upvalue, the pending
-** key, the metatable.  Past the window, the parent comes back (by its
-** number) under it, and the child hangs in its place already. */
-static int closeframe (Dec *d) {
-  lua_State *L = d->L;
-  int link = d->fr[--d->depth].link;
-  DFrame *p;
-  if (L == NULL || d->depth == 0) return 0;
-  p = &d->fr[d->depth - 1];
-  if (d->depth > WINDOW) {
-    pushref(d, (uint64_t)p->ref);
-    lua_insert(L, -2);
-    if (link == L_META) lua_setmetatable(L, -2);
-    else if (link != L_KEY) lua_pop(L, 1);
-    return 0;
-  }
-  switch (link) {
-    case L_ELEM: lua_rawseti(L, -2, (lua_Integer)p->i); break;
-    case L_FIELD: lua_rawset(L, -3); break;
-    case L_UPVAL:
-      if (lua_setupvalue(L, -2, (int)p->i) == NULL) {
-        lua_pop(L, 1);
-        d->receiver = 1;    /* (a closure from the cache) */
-        return fail(d, NULL, "function has fewer upvalues than the message");
-      }
-      break;
-    case L_META: lua_setmetatable(L, -2); break;
-    default: break;         /* L_KEY: the pending key */
-  }
-  return 0;
-}
 
 
 /* ---- tables ---- */
@@ -443,7 +215,7 @@ static int maybetable (Dec *d, const unsigned char *at) {
     case T_TABLE: case T_MODULE: case T_FIELD: return 1;
     case T_REF:
       if (d->walk != W_CHECK) return 1;
-      i = rereadvarint(at + 1) - 1;
+      i = dec_rereadvarint(at + 1) - 1;
       return d->kinds[i] == K_TABLE;
     default: return 0;
   }
@@ -464,7 +236,7 @@ static int badkey (lua_State *L, const unsigned char *at) {
 ** byte per entry of all its tables together, so the hints are drawn from
 ** a budget of its length: nested tables that each claim the rest of the
 ** message cannot make the decoder allocate its square. */
-static uint64_t hint (Dec *d, uint64_t n) {
+uint64_t dec_hint (Dec *d, uint64_t n) {
   if (n > d->hints) n = d->hints;
   if (n > MAXPREALLOC) n = MAXPREALLOC;
   d->hints -= n;
@@ -473,47 +245,48 @@ static uint64_t hint (Dec *d, uint64_t n) {
 
 /* The checks of a table's contents, the same in both walks (recursive
 ** and with frames).  Bytes that can never start a key (before it): */
-static int keybytes (Dec *d, const unsigned char *at) {
-  if (rem(d) > 0 && *at == T_NIL) return fail(d, at, "nil table key");
-  if (rem(d) > 8 && *at == T_FLOAT && isnanbits(get64(at + 1)))
-    return fail(d, at, "NaN table key");
+int dec_keybytes (Dec *d, const unsigned char *at) {
+  if (dec_rem(d) > 0 && *at == T_NIL) return dec_fail(d, at, "nil table key");
+  if (dec_rem(d) > 8 && *at == T_FLOAT && isnanbits(get64(at + 1)))
+    return dec_fail(d, at, "NaN table key");
   return 0;
 }
 
 /* The key just read from 'at' (decoding: on top): a name may make a nil
 ** or NaN. */
-static int keyvalue (Dec *d, const unsigned char *at) {
+int dec_keyvalue (Dec *d, const unsigned char *at) {
   if (d->L != NULL && badkey(d->L, at)) {
     d->receiver = 1;
-    return fail(d, at, "%s table key", lua_isnil(d->L, -1) ? "nil" : "NaN");
+    return dec_fail(d, at, "%s table key", lua_isnil(d->L, -1) ? "nil" : "NaN");
   }
   return 0;
 }
 
-static int valuebytes (Dec *d, const unsigned char *at) {
-  return (rem(d) > 0 && *at == T_NIL) ? fail(d, at, "nil table value") : 0;
+int dec_valuebytes (Dec *d, const unsigned char *at) {
+  return (dec_rem(d) > 0 && *at == T_NIL)
+         ? dec_fail(d, at, "nil table value") : 0;
 }
 
 /* Before a metatable: 1 when it is nil (read), else 0 or a failure for a
 ** function (refused before reading it, so never loaded). */
-static int metabytes (Dec *d, const unsigned char *at, int *rc) {
+int dec_metabytes (Dec *d, const unsigned char *at, int *rc) {
   *rc = 0;
-  if (rem(d) > 0 && *at == T_NIL) {
+  if (dec_rem(d) > 0 && *at == T_NIL) {
     d->p++;
     return 1;
   }
-  if (rem(d) > 0 && *at == T_FUNC) {
-    *rc = fail(d, at, "metatable is not a table");
+  if (dec_rem(d) > 0 && *at == T_FUNC) {
+    *rc = dec_fail(d, at, "metatable is not a table");
     return 1;
   }
   return 0;
 }
 
 /* The metatable just read from 'at' (decoding: on top). */
-static int metavalue (Dec *d, const unsigned char *at) {
+int dec_metavalue (Dec *d, const unsigned char *at) {
   if (d->L == NULL ? !maybetable(d, at) : !lua_istable(d->L, -1)) {
     d->receiver = (*at == T_MODULE || *at == T_FIELD);
-    return fail(d, at, "metatable is not a table");
+    return dec_fail(d, at, "metatable is not a table");
   }
   return 0;
 }
@@ -524,109 +297,24 @@ static int enter (Dec *d, const unsigned char *at) {
   if (d->L != NULL && (d->rdepth & 3) == 0
       && !lua_checkstack(d->L, STACKSTEP)) {
     d->receiver = 1;
-    return fail(d, at, "Lua stack overflow");
+    return dec_fail(d, at, "Lua stack overflow");
   }
   d->rdepth++;
   return 0;
-}
-
-/* Walk the frames open to their end (the container the first one holds
-** is then on top). */
-static int drain (Dec *d) {
-  int rc = 0;
-  while (rc == 0 && d->depth > 0) {
-    DFrame *f = &d->fr[d->depth - 1];
-    rc = (f->kind == F_TABLE) ? tablestep(d, f) : funcstep(d, f);
-  }
-  return rc;
-}
-
-/* The key whose bytes start at 'at' (read already), as a field step's
-** text. */
-static void keytext (Dec *d, const unsigned char *at, char *buf) {
-  lua_State *L = d->L;
-  uint64_t n;
-  lua_Number x;
-  strcpy(buf, "[?]");
-  if (!lua_checkstack(L, 1)) return;
-  switch (*at) {
-    case T_STR: case T_KSTR:
-      n = rereadvarint(at + 1);
-      lua_pushlstring(L, (const char *)at + 1 + varintlen(n), (size_t)n);
-      break;
-    case T_REF: pushref(d, rereadvarint(at + 1)); break;
-    case T_INT: lua_pushinteger(L, u2i(get64(at + 1))); break;
-    case T_FLOAT:
-      n = get64(at + 1);
-      memcpy(&x, &n, sizeof(x));
-      lua_pushnumber(L, x);
-      break;
-    case T_TRUE: case T_FALSE: lua_pushboolean(L, *at == T_TRUE); break;
-    default: return;
-  }
-  wpath_keytext(L, -1, buf);
-  lua_pop(L, 1);
-}
-
-/* After a failure of the receiving state in the frames: the steps of the
-** path that they hold, innermost first (only those a message shows). */
-__attribute__((noinline))
-static void framepath (Dec *d) {
-  size_t k, end = d->path.n + d->depth;
-  for (k = d->depth; k-- > 0;) {
-    DFrame *f = &d->fr[k];
-    WStep *g = wpath_next(&d->path, end);
-    if (g == NULL) continue;    /* (cut from the middle) */
-    g->kind = 'f';
-    g->text[0] = '\0';
-    if (f->kind == F_FUNC) {
-      g->kind = 'u';
-      snprintf(g->text, WPATH_TEXT, "#%d", (int)f->i);
-    }
-    else if (f->step == S_ARRAY)
-      snprintf(g->text, WPATH_TEXT, "[%llu]", (unsigned long long)f->i);
-    else if (f->step == S_VALUE) g->kind = 'k';
-    else if (f->step == S_DONE) g->kind = 'm';
-    else keytext(d, f->key, g->text);
-  }
-}
-
-/* After a frame opened: the first one walks them all now (a later one is
-** walked by the loop that opened it). */
-static int deepwalk (Dec *d) {
-  int rc;
-  if (d->depth > 1) return 0;
-  if ((rc = drain(d)) != 0 && d->L != NULL && d->receiver) framepath(d);
-  return rc;
-}
-
-/* A table past RDEPTH levels: a frame for its contents (walked at once
-** when it is the first frame). */
-static int deeptable (Dec *d, const unsigned char *at, int link,
-                      uint64_t narr, uint64_t nhash) {
-  int rc;
-  if (d->L != NULL)
-    lua_createtable(d->L, (int)hint(d, narr), (int)hint(d, nhash));
-  if ((rc = addref(d, K_TABLE)) != 0
-      || (rc = openframe(d, at, F_TABLE, link, d->nrefs)) != 0)
-    return rc;
-  d->fr[d->depth - 1].narr = narr;
-  d->fr[d->depth - 1].nhash = nhash;
-  return deepwalk(d);
 }
 
 /* One hash entry for the table at t (the recursive walk). */
 static int decpair (Dec *d, int t) {
   const unsigned char *at = d->p;
   int rc;
-  if ((rc = keybytes(d, at)) != 0) return rc;
-  if ((rc = decvalue(d, L_NONE)) != 0 || (rc = keyvalue(d, at)) != 0) {
+  if ((rc = dec_keybytes(d, at)) != 0) return rc;
+  if ((rc = dec_value(d, L_NONE)) != 0 || (rc = dec_keyvalue(d, at)) != 0) {
     pathstep(d, 'k', 0, 0);
     return rc;
   }
   at = d->p;
-  if ((rc = valuebytes(d, at)) != 0) return rc;
-  if ((rc = decvalue(d, L_NONE)) != 0) {
+  if ((rc = dec_valuebytes(d, at)) != 0) return rc;
+  if ((rc = dec_value(d, L_NONE)) != 0) {
     pathstep(d, 'f', t + 1, 0);     /* (the key, above the table) */
     return rc;
   }
@@ -637,8 +325,8 @@ static int decpair (Dec *d, int t) {
 static int decmeta (Dec *d, int t) {
   const unsigned char *at = d->p;
   int rc;
-  if (metabytes(d, at, &rc)) return rc;
-  if ((rc = decvalue(d, L_NONE)) != 0 || (rc = metavalue(d, at)) != 0) {
+  if (dec_metabytes(d, at, &rc)) return rc;
+  if ((rc = dec_value(d, L_NONE)) != 0 || (rc = dec_metavalue(d, at)) != 0) {
     pathstep(d, 'm', 0, 0);
     return rc;
   }
@@ -655,18 +343,18 @@ static int dectable (Dec *d, const unsigned char *at, int link) {
   if ((rc = getvarint(d, &narr)) != 0 || (rc = getvarint(d, &nhash)) != 0)
     return rc;
   /* every element takes a byte at least, every pair two, the metatable 1 */
-  if (narr >= rem(d) || nhash > (rem(d) - narr - 1) / 2)
-    return fail(d, at, "%s", (rem(d) == 0) ? "truncated message"
+  if (narr >= dec_rem(d) || nhash > (dec_rem(d) - narr - 1) / 2)
+    return dec_fail(d, at, "%s", (dec_rem(d) == 0) ? "truncated message"
                                           : "table size exceeds the message");
-  if (d->rdepth >= RDEPTH) return deeptable(d, at, link, narr, nhash);
+  if (d->rdepth >= RDEPTH) return dec_deeptable(d, at, link, narr, nhash);
   if ((rc = enter(d, at)) != 0) return rc;
   if (L != NULL) {
-    lua_createtable(L, (int)hint(d, narr), (int)hint(d, nhash));
+    lua_createtable(L, (int)dec_hint(d, narr), (int)dec_hint(d, nhash));
     t = lua_gettop(L);
   }
-  rc = addref(d, K_TABLE);
+  rc = dec_addref(d, K_TABLE);
   for (i = 1; i <= narr && rc == 0; i++) {
-    if ((rc = decvalue(d, L_NONE)) != 0) pathstep(d, 'f', 0, i);
+    if ((rc = dec_value(d, L_NONE)) != 0) pathstep(d, 'f', 0, i);
     else if (L != NULL) lua_rawseti(L, t, (lua_Integer)i);
   }
   for (i = 0; i < nhash && rc == 0; i++) rc = decpair(d, t);
@@ -674,60 +362,6 @@ static int dectable (Dec *d, const unsigned char *at, int link) {
   d->rdepth--;
   return rc;
 }
-
-/* The next steps of the table frame f (its container on top, under the
-** pending key in S_VALUE): elements, pairs, metatable, close.  Returns
-** when a child frame opens (the walk resumes here when it closes), or at
-** the end. */
-static int tablestep (Dec *d, DFrame *f) {
-  lua_State *L = d->L;
-  size_t depth = d->depth;
-  const unsigned char *at;
-  int rc, t = 0;
-  if (L != NULL) t = lua_gettop(L) - (f->step == S_VALUE);
-  switch (f->step) {
-    case S_ARRAY:
-      while (f->i < f->narr) {
-        f->i++;
-        if ((rc = decvalue(d, L_ELEM)) != 0 || d->depth != depth) return rc;
-        if (L != NULL) lua_rawseti(L, t, (lua_Integer)f->i);
-      }
-      f->step = S_KEY;
-      f->i = 0;
-      /* FALLTHROUGH */
-    case S_KEY: case S_VALUE:
-      for (;;) {
-        if (f->step == S_KEY) {
-          if (f->i == f->nhash) break;
-          at = d->p;
-          if ((rc = keybytes(d, at)) != 0) return rc;
-          f->key = at;
-          f->i++;
-          f->step = S_VALUE;
-          if ((rc = decvalue(d, L_KEY)) != 0 || d->depth != depth) return rc;
-          if ((rc = keyvalue(d, at)) != 0) return rc;
-        }
-        /* S_VALUE: the key on top */
-        at = d->p;
-        if ((rc = valuebytes(d, at)) != 0) return rc;
-        f->step = S_KEY;
-        if ((rc = decvalue(d, L_FIELD)) != 0 || d->depth != depth) return rc;
-        if (L != NULL) lua_rawset(L, t);
-      }
-      /* FALLTHROUGH */
-    case S_META:
-      at = d->p;
-      f->step = S_DONE;
-      if (metabytes(d, at, &rc)) return rc != 0 ? rc : closeframe(d);
-      if ((rc = decvalue(d, L_META)) != 0 || d->depth != depth) return rc;
-      if ((rc = metavalue(d, at)) != 0) return rc;
-      if (L != NULL) lua_setmetatable(L, t);
-      return closeframe(d);
-    default:
-      return closeframe(d);
-  }
-}
-
 
 /* ---- modules (decoding only: the receiver's names) ---- */
 
@@ -741,11 +375,11 @@ static int callrequire (Dec *d, const unsigned char *at, const char *name,
   lua_rawget(L, -2);
   lua_remove(L, -2);
   if (!lua_isfunction(L, -1))
-    return fail(d, at, "cannot load module '%.*s' (no 'require')", n, name);
+    return dec_fail(d, at, "cannot load module '%.*s' (no 'require')", n, name);
   lua_pushlstring(L, name, len);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
-    return fail(d, NULL, "cannot load module '%.*s': %s", n, name,
+    return dec_fail(d, NULL, "cannot load module '%.*s': %s", n, name,
                 msg ? msg : "(error object is not a string)");
   }
   d->receiver = 0;
@@ -792,12 +426,13 @@ static int decfield (Dec *d, const unsigned char *at) {
   f = (flen > 60) ? 60 : (int)flen;
   d->receiver = 1;
   if (!lua_istable(L, -1))
-    return fail(d, at, "module '%.*s' is not a table", m, mod);
+    return dec_fail(d, at, "module '%.*s' is not a table", m, mod);
   lua_pushlstring(L, field, flen);
   lua_rawget(L, -2);
   lua_remove(L, -2);
   if (lua_isnil(L, -1))
-    return fail(d, at, "module '%.*s' has no field '%.*s'", m, mod, f, field);
+    return dec_fail(d, at, "module '%.*s' has no field '%.*s'", m, mod, f,
+                    field);
   d->receiver = 0;
   return 0;
 }
@@ -854,25 +489,25 @@ static int pushclosure (Dec *d, const unsigned char *at, const char *code,
   lua_State *L = d->L;
   uint64_t id = get64(at + 1), hash = get64(at + 9);
   unsigned char nups8 = (unsigned char)nups;
-  int cacheable = (nups == 0 || (nups == 1 && rem(d) >= sizeof(GNAME)
+  int cacheable = (nups == 0 || (nups == 1 && dec_rem(d) >= sizeof(GNAME)
                                  && memcmp(d->p, GNAME, sizeof(GNAME)) == 0));
   if (cacheable) {
     if (lua_isnil(L, d->loads)) loadloads(d);
-    if (lua_rawgeti(L, d->loads, u2i(id)) == LUA_TFUNCTION) return 0;
+    if (lua_rawgeti(L, d->loads, dec_u2i(id)) == LUA_TFUNCTION) return 0;
     lua_pop(L, 1);
   }
   /* (the bytecode is the receiver's to judge: a check without Lua walks
   ** past it) */
   d->receiver = 1;
   if (fnv(fnv(FNVSEED, &nups8, 1), code, len) != hash)
-    return fail(d, at, "damaged function bytecode");
+    return dec_fail(d, at, "damaged function bytecode");
   if (luaL_loadbufferx(L, code, len, "=(marshalled)", "b") != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
-    return fail(d, at, "bad function (%.80s)", msg ? msg : "?");
+    return dec_fail(d, at, "bad function (%.80s)", msg ? msg : "?");
   }
   if (nupvalues(L, -1) != nups)
-    return fail(d, at, "function upvalue count does not match");
-  if (cacheable) cacheclosure(d, u2i(id));
+    return dec_fail(d, at, "function upvalue count does not match");
+  if (cacheable) cacheclosure(d, dec_u2i(id));
   d->receiver = 0;
   return 0;
 }
@@ -880,28 +515,28 @@ static int pushclosure (Dec *d, const unsigned char *at, const char *code,
 /* Upvalue i of the function at fn (decoding), its bytes at 'at': when
 ** they are a join with an upvalue of a function decoded before, make it
 ** and return 1; else 0 (a value follows), or a failure. */
-static int decupref (Dec *d, int fn, int i, const unsigned char *at,
+int dec_upref (Dec *d, int fn, int i, const unsigned char *at,
                      int *rc) {
   lua_State *L = d->L;
   uint64_t ref;
   int n;
   *rc = 0;
-  if (rem(d) == 0 || *at != T_UPREF) return 0;
+  if (dec_rem(d) == 0 || *at != T_UPREF) return 0;
   d->p++;
   if ((*rc = getvarint(d, &ref)) != 0 || (*rc = need(d, 1)) != 0) return 1;
   n = *d->p++;
   if (ref < 1 || ref > (uint64_t)d->nrefs || n < 1
       || (d->walk == W_CHECK && (d->kinds[ref - 1] >= K_KSTR
                                  || d->kinds[ref - 1] < (unsigned)n))) {
-    *rc = fail(d, at, "bad upvalue reference");
+    *rc = dec_fail(d, at, "bad upvalue reference");
     return 1;
   }
   if (L == NULL) return 1;
-  pushref(d, ref);
+  dec_pushref(d, ref);
   if (!lua_isfunction(L, -1) || lua_iscfunction(L, -1)
       || n > nupvalues(L, -1)) {
     d->receiver = 1;      /* (a closure from the cache) */
-    *rc = fail(d, at, "bad upvalue reference");
+    *rc = dec_fail(d, at, "bad upvalue reference");
     return 1;
   }
   lua_upvaluejoin(L, fn, i, -1, n);
@@ -911,10 +546,10 @@ static int decupref (Dec *d, int fn, int i, const unsigned char *at,
 
 /* The value of upvalue i just read from 'at' (on top) into the function
 ** at fn. */
-static int setupvalue (Dec *d, int fn, int i, const unsigned char *at) {
+int dec_setupvalue (Dec *d, int fn, int i, const unsigned char *at) {
   if (d->L != NULL && lua_setupvalue(d->L, fn, i) == NULL) {
     d->receiver = 1;        /* (a closure from the cache) */
-    return fail(d, at, "function has fewer upvalues than the message");
+    return dec_fail(d, at, "function has fewer upvalues than the message");
   }
   return 0;
 }
@@ -928,7 +563,8 @@ static int decfunction (Dec *d, const unsigned char *at, int link) {
   int rc, nups, i, fn = 0, deep = (d->rdepth >= RDEPTH);
   if (d->flags & MARSHAL_NOCODE) {
     d->receiver = 1;
-    return fail(d, NULL, "functions from another process are not accepted");
+    return dec_fail(d, NULL,
+                    "functions from another process are not accepted");
   }
   if ((rc = need(d, TRAILER)) != 0) return rc;
   nups = d->p[TRAILER - 1];
@@ -937,45 +573,18 @@ static int decfunction (Dec *d, const unsigned char *at, int link) {
   if (!deep && (rc = enter(d, at)) != 0) return rc;
   if (d->L != NULL && (rc = pushclosure(d, at, code, len, nups)) == 0)
     fn = lua_gettop(d->L);
-  if (rc == 0) rc = addref(d, (unsigned)nups);
-  if (deep) {
-    if (rc != 0 || nups == 0
-        || (rc = openframe(d, at, F_FUNC, link, d->nrefs)) != 0)
-      return rc;
-    d->fr[d->depth - 1].narr = (uint64_t)nups;
-    return deepwalk(d);
-  }
+  if (rc == 0) rc = dec_addref(d, (unsigned)nups);
+  if (deep)
+    return (rc != 0 || nups == 0) ? rc : dec_deepfunction(d, at, link, nups);
   for (i = 1; i <= nups && rc == 0; i++) {
     const unsigned char *v = d->p;
-    if (!decupref(d, fn, i, v, &rc) && (rc = decvalue(d, L_NONE)) == 0)
-      rc = setupvalue(d, fn, i, v);
+    if (!dec_upref(d, fn, i, v, &rc) && (rc = dec_value(d, L_NONE)) == 0)
+      rc = dec_setupvalue(d, fn, i, v);
     if (rc != 0) pathstep(d, 'u', fn, (uint64_t)i);
   }
   d->rdepth--;
   return rc;
 }
-
-/* The next steps of the function frame f (the closure on top): each
-** upvalue a value, or a join with an upvalue of a function decoded
-** before; then close.  Returns when a child frame opens (the walk
-** resumes here when it closes), or at the end. */
-static int funcstep (Dec *d, DFrame *f) {
-  size_t depth = d->depth;
-  const unsigned char *at;
-  int rc, fn = d->L != NULL ? lua_gettop(d->L) : 0;
-  while (f->i < f->narr) {
-    int i = (int)++f->i;
-    at = d->p;
-    if (decupref(d, fn, i, at, &rc)) {
-      if (rc != 0) return rc;
-      continue;
-    }
-    if ((rc = decvalue(d, L_UPVAL)) != 0 || d->depth != depth) return rc;
-    if ((rc = setupvalue(d, fn, i, at)) != 0) return rc;
-  }
-  return closeframe(d);
-}
-
 
 /* ---- other values ---- */
 
@@ -988,7 +597,7 @@ static int dechandle (Dec *d, const unsigned char *at, int tag) {
   void *h;
   int rc;
   if (!(d->flags & MARSHAL_LOCAL) || ops == NULL)
-    return fail(d, at, "%s handle in a message from another process",
+    return dec_fail(d, at, "%s handle in a message from another process",
                 (tag == T_FUTURE) ? "future" : "executor");
   if ((rc = need(d, 8)) != 0) return rc;
   h = (void *)(uintptr_t)get64(d->p);
@@ -1007,7 +616,7 @@ static int decword (Dec *d, int tag) {
   u = get64(d->p);
   d->p += 8;
   if (d->L == NULL) return 0;
-  if (tag == T_INT) lua_pushinteger(d->L, u2i(u));
+  if (tag == T_INT) lua_pushinteger(d->L, dec_u2i(u));
   else {
     memcpy(&x, &u, sizeof(x));
     lua_pushnumber(d->L, x);
@@ -1021,16 +630,16 @@ static int decstring (Dec *d, int tag) {
   int rc = getbytes(d, &s, &len);
   if (rc != 0) return rc;
   if (d->L != NULL) lua_pushlstring(d->L, s, len);
-  return (tag == T_KSTR) ? addref(d, K_KSTR) : 0;
+  return (tag == T_KSTR) ? dec_addref(d, K_KSTR) : 0;
 }
 
 /* One value: a leaf (decoding: pushed), or a container made and its frame
 ** opened ('link': where it hangs). */
-static int decvalue (Dec *d, int link) {
+int dec_value (Dec *d, int link) {
   lua_State *L = d->L;
   const unsigned char *at = d->p;
   int tag;
-  if (d->p >= d->end) return fail(d, at, "truncated message");
+  if (d->p >= d->end) return dec_fail(d, at, "truncated message");
   switch (tag = *d->p++) {
     case T_NIL: if (L) lua_pushnil(L); return 0;
     case T_FALSE: if (L) lua_pushboolean(L, 0); return 0;
@@ -1043,35 +652,35 @@ static int decvalue (Dec *d, int link) {
     case T_MODULE: return decmodule(d, at);
     case T_FIELD: return decfield(d, at);
     case T_FUTURE: case T_EXECUTOR: return dechandle(d, at, tag);
-    default: return fail(d, at, "bad tag 0x%02x", (unsigned)tag);
+    default: return dec_fail(d, at, "bad tag 0x%02x", (unsigned)tag);
   }
 }
 
 /* One value of the message, whole: the frames it opens, walked to the
 ** end. */
 static inline int walkvalue (Dec *d) {
-  return decvalue(d, L_NONE);
+  return dec_value(d, L_NONE);
 }
 
 /* Magic, version and value count. */
 static int decheader (Dec *d, uint64_t *n) {
   int rc;
-  if (rem(d) < 4) return fail(d, d->end, "truncated message");
+  if (dec_rem(d) < 4) return dec_fail(d, d->end, "truncated message");
   if (memcmp(d->p, MAGIC, 3) != 0)
-    return fail(d, NULL, "not a cfut message (bad magic)");
+    return dec_fail(d, NULL, "not a cfut message (bad magic)");
   if ((d->p[3] & ~(WIRE_HANDLES | WIRE_GLOBALS)) != WIRE_VERSION)
-    return fail(d, NULL, "unsupported wire version %u", (unsigned)d->p[3]);
+    return dec_fail(d, NULL, "unsupported wire version %u", (unsigned)d->p[3]);
   if ((d->p[3] & WIRE_HANDLES) && !(d->flags & MARSHAL_LOCAL))
-    return fail(d, NULL, "handles in a message from another process");
+    return dec_fail(d, NULL, "handles in a message from another process");
   if ((d->p[3] & WIRE_GLOBALS) && !(d->flags & MARSHAL_GLOBALS))
-    return fail(d, NULL, "globals in a message that is not a task");
+    return dec_fail(d, NULL, "globals in a message that is not a task");
   d->p += 4;
   if ((rc = getvarint(d, n)) != 0) return rc;
-  if (*n > rem(d) || *n > INT_MAX / 2)
-    return fail(d, d->start + 4, "value count exceeds the message");
+  if (*n > dec_rem(d) || *n > INT_MAX / 2)
+    return dec_fail(d, d->start + 4, "value count exceeds the message");
   if (d->L != NULL && !lua_checkstack(d->L, (int)*n + 8)) {
     d->receiver = 1;
-    return fail(d, d->start + 4, "too many values for the Lua stack");
+    return dec_fail(d, d->start + 4, "too many values for the Lua stack");
   }
   return 0;
 }
@@ -1088,16 +697,12 @@ static int walkall (Dec *d, uint64_t *n) {
   if (rc == 0 && (d->start[3] & WIRE_GLOBALS)) {
     d->argno = 0;
     if (d->p >= d->end || *d->p != T_TABLE)
-      rc = fail(d, d->p, "the globals are not a table");
+      rc = dec_fail(d, d->p, "the globals are not a table");
     else rc = walkvalue(d);
   }
   if (rc == 0 && d->p != d->end)
-    rc = fail(d, d->p, "trailing bytes after the last value");
-  if (d->fr != d->small) {
-    free(d->fr);
-    if (d->L != NULL) ((FrameBox *)lua_touserdata(d->L, d->frslot))->fr = NULL;
-    d->fr = d->small;
-  }
+    rc = dec_fail(d, d->p, "trailing bytes after the last value");
+  dec_freeframes(d);
   return rc;
 }
 
@@ -1135,7 +740,7 @@ static int decodeall (Dec *d, int base, uint64_t *n) {
   d->refs = base + 1; d->loads = base + 2; d->frslot = base + 3;
   if (!lua_checkstack(L, 3 + 8 + STACKSTEP)) {
     d->receiver = 1;
-    return fail(d, NULL, "Lua stack overflow");
+    return dec_fail(d, NULL, "Lua stack overflow");
   }
   lua_pushnil(L);   /* the three slots */
   lua_pushnil(L);
