@@ -29,6 +29,7 @@
 #include "seenmap.h"
 #include "wire.h"
 #include "wpath.h"
+#include "encoder.h"
 
 
 /* Registry keys (only their addresses matter) */
@@ -85,23 +86,9 @@ char *mbuf_steal (MBuf *b, size_t *len) {
 
 
 
-/* Room for n more bytes in b: where to write them, or NULL. */
-static unsigned char *room (MBuf *b, size_t n) {
-  if (n > b->cap - b->len && mbuf_reserve(b, n) != 0) return NULL;
-  return (unsigned char *)b->data + b->len;
-}
-
-static int puttag (MBuf *b, int tag) {
-  unsigned char *p = room(b, 1);
-  if (p == NULL) return CFUT_ENOMEM;
-  *p = (unsigned char)tag;
-  b->len++;
-  return 0;
-}
-
 /* A tag and a fixed 8-byte little-endian word. */
 static int putword (MBuf *b, int tag, uint64_t v) {
-  unsigned char *p = room(b, 9);
+  unsigned char *p = enc_room(b, 9);
   if (p == NULL) return CFUT_ENOMEM;
   p[0] = (unsigned char)tag;
   put64(p + 1, v);
@@ -111,7 +98,7 @@ static int putword (MBuf *b, int tag, uint64_t v) {
 
 /* A tag (none if < 0) and a varint. */
 static int putvar (MBuf *b, int tag, uint64_t v) {
-  unsigned char *p = room(b, 1 + MAXVARINT);
+  unsigned char *p = enc_room(b, 1 + MAXVARINT);
   size_t n = 0;
   if (p == NULL) return CFUT_ENOMEM;
   if (tag >= 0) p[n++] = (unsigned char)tag;
@@ -123,7 +110,7 @@ static int putvar (MBuf *b, int tag, uint64_t v) {
 static int putstr (MBuf *b, int tag, const char *s, size_t len) {
   unsigned char *p;
   size_t n = 0;
-  if (len > SIZE_MAX - 16 || (p = room(b, len + 1 + MAXVARINT)) == NULL)
+  if (len > SIZE_MAX - 16 || (p = enc_room(b, len + 1 + MAXVARINT)) == NULL)
     return CFUT_ENOMEM;
   if (tag >= 0) p[n++] = (unsigned char)tag;
   n += putvarint(p + n, len);
@@ -141,66 +128,12 @@ static int putstr (MBuf *b, int tag, const char *s, size_t len) {
 ** =======================================================
 */
 
-/*
-** Nesting is bounded by memory alone, never by the C stack.  The first
-** RDEPTH levels (ordinary values never go further) are walked
-** recursively, the fastest way; past them, the containers being written
-** (a table: its entries, then its metatable; a Lua function: its
-** upvalues) are the frames of a stack in C memory.  Each frame has three
-** Lua stack slots: the container, its current key (lua_next's) and the
-** value being written.  The first WINDOW frames keep theirs; deeper ones
-** all use the slots of frame WINDOW, and a frame that opens a child there
-** moves its values to spill chunks (Lua tables of CHUNK frames, made by
-** protected calls), taking them back when the child is done.  So the Lua
-** stack stays small at any depth.
-*/
-#define WINDOW        256   /* frames with Lua stack slots of their own */
-#define SMALLFRAMES   16    /* frames inside Enc (no malloc when shallow) */
-#define CHUNK         1024  /* frames a spill chunk holds */
+/* The first RDEPTH levels are walked here, recursively (the fastest way,
+** and ordinary values never go further); deeper tables and functions are
+** frames of a stack in heap memory (mdeep.c). */
 
-enum { F_TABLE, F_FUNC };
-enum { S_NEXT, S_VALUE, S_DONE };   /* a table's next step */
 
-typedef struct Frame {
-  union {
-    struct { size_t at; uint64_t narr, nhash; } t;  /* tag offset, counts */
-    struct { lua_Integer ref; int nups, i; } f;     /* number, upvalues */
-  } u;
-  unsigned char kind, step;
-  char seg;     /* a failure in the value being written is in this step of
-                   the path: 'f' field, 'k' key, 'm' metatable, 'u' upvalue */
-} Frame;
-
-typedef struct Enc {
-  lua_State *L;
-  MBuf *b;
-  int flags;
-  PMap seen;          /* object -> number, upvalue id -> where */
-  Names names;        /* value -> wire bytes of its module name */
-  int dumps;          /* slot: the registry's DUMPS table */
-  int spill;          /* slot: the list of spill chunks (nil until needed) */
-  int chunk;          /* slot: the current chunk */
-  size_t nchunks, chunkno;  /* chunks made; the current one's index */
-  int lvl0;           /* slot of frame 0's container */
-  lua_Integer nrefs;  /* tables and functions numbered so far */
-  int nhandles;       /* handles written (referenced after success) */
-  int rebuilt;        /* names rebuilt after a C function was not found */
-  const void *globals;      /* the sender's globals table */
-  int gslot;          /* slot: the globals to copy, pending (or nil) */
-  int gpending;       /* that slot holds a table */
-  int garg;           /* the value being encoded (its argument number) */
-  int rdepth;         /* levels of the recursive walk (RDEPTH at most) */
-  Frame *fr;          /* the frames past them: 'small' or malloc'ed */
-  size_t depth, cap;
-  WPath path;         /* the failure path (written only when encoding
-                         fails) */
-  char desc[64];
-  Frame small[SMALLFRAMES];
-} Enc;
-
-static int encvalue (Enc *e, int idx);
-
-static int unsendable (Enc *e, int code, const char *desc) {
+int enc_unsendable (Enc *e, int code, const char *desc) {
   snprintf(e->desc, sizeof(e->desc), "%s", desc);
   return code;
 }
@@ -232,194 +165,6 @@ static int seen (Enc *e, const void *p, int *rc) {
 }
 
 
-/* ---- the frame stack ---- */
-
-/* The Lua stack slot of frame d's container (its key and value follow). */
-static int slot (const Enc *e, size_t d) {
-  return e->lvl0 + 3 * (int)(d < WINDOW ? d : WINDOW);
-}
-
-/* (list, n): chunk n of the spill list, made if new, and the list, made
-** if nil (Lua memory: called protected). */
-static int pchunk (lua_State *L) {
-  lua_Integer n = lua_tointeger(L, 2);
-  if (lua_isnil(L, 1)) {
-    lua_newtable(L);
-    lua_replace(L, 1);
-  }
-  lua_createtable(L, 3 * CHUNK, 0);
-  lua_pushvalue(L, -1);
-  lua_rawseti(L, 1, n);
-  lua_pushvalue(L, 1);
-  return 2;
-}
-
-/* Make the spill chunk of frame d (>= WINDOW) the current one, made when
-** new: the index before frame d's first entry in it, or -1 when there is
-** no memory.  A chunk's array part is allocated whole when it is made, so
-** writing into it allocates nothing: it cannot raise nor run the
-** collector. */
-static lua_Integer spillat (Enc *e, size_t d) {
-  lua_State *L = e->L;
-  size_t k = d - WINDOW, c = k / CHUNK;
-  if (c != e->chunkno) {
-    if (c < e->nchunks) lua_rawgeti(L, e->spill, (lua_Integer)c + 1);
-    else {
-      lua_pushcfunction(L, pchunk);
-      lua_pushvalue(L, e->spill);
-      lua_pushinteger(L, (lua_Integer)c + 1);
-      if (lua_pcall(L, 2, 2, 0) != LUA_OK) {
-        lua_pop(L, 1);
-        return -1;
-      }
-      lua_replace(L, e->spill);
-      e->nchunks = c + 1;
-    }
-    lua_replace(L, e->chunk);
-    e->chunkno = c;
-  }
-  return 3 * (lua_Integer)(k % CHUNK);
-}
-
-/* How many of frame d's slots it needs when its child closes: the
-** container, a table's key (for lua_next) and, after a key, the value. */
-static int keepslots (const Enc *e, size_t d) {
-  const Frame *p = &e->fr[d];
-  if (p->kind != F_TABLE) return 1;
-  return (p->step == S_VALUE) ? 3 : 2;
-}
-
-/* Open a frame for the table or Lua function at idx, its container a copy
-** on top.  Past WINDOW, the parent's slots go to a spill chunk first. */
-static int pushframe (Enc *e, int idx, int kind) {
-  lua_State *L = e->L;
-  Frame *f;
-  if (e->depth == e->cap) {
-    size_t cap = 2 * e->cap;
-    Frame *fr = (cap > SIZE_MAX / sizeof(*fr)) ? NULL
-                : (e->fr == e->small) ? malloc(cap * sizeof(*fr))
-                : realloc(e->fr, cap * sizeof(*fr));
-    if (fr == NULL) return CFUT_ENOMEM;
-    if (e->fr == e->small) memcpy(fr, e->small, sizeof(e->small));
-    e->fr = fr;
-    e->cap = cap;
-  }
-  /* (3 slots a frame, every 4 frames room for 4 more and the leaf work) */
-  if ((e->depth & 3) == 0 && !lua_checkstack(L, 4 * 3 + STACKSTEP))
-    return CFUT_ENOMEM;
-  if (e->depth == 0) e->lvl0 = lua_gettop(L) + 1;
-  lua_pushvalue(L, idx);
-  if (e->depth > WINDOW) {    /* the parent's slots are the child's */
-    int c = slot(e, e->depth), j;
-    lua_Integer at = spillat(e, e->depth - 1);
-    if (at < 0) {
-      lua_pop(L, 1);
-      return CFUT_ENOMEM;
-    }
-    for (j = 0; j < keepslots(e, e->depth - 1); j++) {
-      lua_pushvalue(L, c + j);
-      lua_rawseti(L, e->chunk, at + j + 1);
-    }
-    lua_copy(L, -1, c);
-    lua_settop(L, c);
-  }
-  lua_pushnil(L);             /* the key slot */
-  f = &e->fr[e->depth++];
-  f->kind = (unsigned char)kind;
-  f->step = S_NEXT;
-  f->seg = 0;
-  return 0;
-}
-
-/* Close the top frame, and drop the parent's value slot too unless the
-** parent needs it (a table whose key was just written: its value is next).
-** The parent's slots come back from a spill chunk when they were
-** there. */
-static int popframe (Enc *e) {
-  lua_State *L = e->L;
-  size_t d = --e->depth;
-  int c = slot(e, d), j, keep = 3;
-  if (d > 0 && !(e->fr[d - 1].kind == F_TABLE
-                 && e->fr[d - 1].step == S_VALUE))
-    keep = 2;
-  if (d > WINDOW) {
-    int n = keepslots(e, d - 1);
-    lua_Integer at;
-    lua_settop(L, c - 1);
-    at = spillat(e, d - 1);     /* (the chunk exists: never -1) */
-    for (j = 1; j <= n; j++) lua_rawgeti(L, e->chunk, at + j);
-    if (n < keep) lua_pushnil(L);     /* a function's empty key slot */
-  }
-  else lua_settop(L, c - 4 + keep);
-  return 0;
-}
-
-/* Push value j (0: the container, 1: the key) of frame d. */
-static void pushfromframe (Enc *e, size_t d, int j) {
-  if (d < WINDOW || d == e->depth - 1) lua_pushvalue(e->L, slot(e, d) + j);
-  else lua_rawgeti(e->L, e->chunk, spillat(e, d) + j + 1);
-}
-
-/* After a failure in the frames: the steps of the path to it that they
-** hold, innermost first (only those that wpath_format() shows: a long
-** path is cut in the middle). */
-__attribute__((noinline))     /* (off the path of a value that is sent) */
-static void tracepath (Enc *e) {
-  lua_State *L = e->L;
-  size_t d, end = e->path.n + e->depth;
-  for (d = e->depth; d-- > 0;) {
-    Frame *f = &e->fr[d];
-    WStep *g = wpath_next(&e->path, end);
-    const char *name;
-    if (g == NULL) continue;    /* (cut from the middle) */
-    g->kind = f->seg;
-    g->text[0] = '\0';
-    if (f->seg == 'f') {
-      pushfromframe(e, d, 1);
-      wpath_keytext(L, lua_gettop(L), g->text);
-      lua_pop(L, 1);
-    }
-    else if (f->seg == 'u') {
-      pushfromframe(e, d, 0);
-      name = lua_getupvalue(L, -1, f->u.f.i);
-      if (name != NULL) lua_pop(L, 1);
-      lua_pop(L, 1);
-      if (name == NULL || name[0] == '\0' || name[0] == '(')
-        snprintf(g->text, WPATH_TEXT, "#%d", f->u.f.i);
-      else snprintf(g->text, WPATH_TEXT, "%s", name);
-    }
-  }
-}
-
-static int tablestep (Enc *e, Frame *f, int c);
-static int funcstep (Enc *e, Frame *f, int c);
-
-/* Walk the frames open above depth d0 to their end. */
-static int drain (Enc *e, size_t d0) {
-  int rc = 0;
-  while (rc == 0 && e->depth > d0) {
-    Frame *f = &e->fr[e->depth - 1];
-    int c = slot(e, e->depth - 1);
-    rc = (f->kind == F_TABLE) ? tablestep(e, f, c) : funcstep(e, f, c);
-  }
-  return rc;
-}
-
-/* After a frame opened past RDEPTH levels: the first one walks them all
-** now (a later one is walked by the loop that opened it).  On a failure,
-** the path is read off the frames, which then close: the recursive levels
-** above add their steps as they return. */
-static int deepwalk (Enc *e) {
-  int rc;
-  if (e->depth > 1) return 0;
-  if ((rc = drain(e, 0)) != 0) {
-    if (rc == CFUT_ESEND) tracepath(e);
-    e->depth = 0;
-    lua_settop(e->L, e->lvl0 - 1);
-  }
-  return rc;
-}
-
 /* One level deeper in the recursive walk, keeping the Lua stack roomy. */
 static int enter (Enc *e) {
   if ((e->rdepth & 3) == 0 && !lua_checkstack(e->L, STACKSTEP))
@@ -433,11 +178,11 @@ static int enter (Enc *e) {
 
 /* Write the two element counts into the placeholder bytes at 'at'+1,
 ** moving the contents if they need more than one byte each. */
-static int patchcounts (Enc *e, size_t at, uint64_t narr, uint64_t nhash) {
+int enc_patchcounts (Enc *e, size_t at, uint64_t narr, uint64_t nhash) {
   size_t extra = (size_t)(varintlen(narr) + varintlen(nhash) - 2);
   unsigned char *p;
   if (extra > 0) {
-    if (room(e->b, extra) == NULL) return CFUT_ENOMEM;
+    if (enc_room(e->b, extra) == NULL) return CFUT_ENOMEM;
     p = (unsigned char *)e->b->data + at + 1;
     memmove(p + 2 + extra, p + 2, e->b->len - (at + 3));
     e->b->len += extra;
@@ -451,7 +196,7 @@ static int patchcounts (Enc *e, size_t at, uint64_t narr, uint64_t nhash) {
 /* A string key: numbered like a table, so that a key met again (the
 ** fields of many records) is a short reference, and the receiver does not
 ** intern it again. */
-static int enckey (Enc *e, int k) {
+int enc_key (Enc *e, int k) {
   size_t len;
   const char *s = lua_tolstring(e->L, k, &len);
   lua_Integer ref;
@@ -472,36 +217,24 @@ static int encentry (Enc *e, int k, uint64_t *narr, uint64_t *nhash) {
   }
   else {
     (*nhash)++;
-    rc = (lua_type(L, k) == LUA_TSTRING) ? enckey(e, k) : encvalue(e, k);
+    rc = (lua_type(L, k) == LUA_TSTRING) ? enc_key(e, k) : enc_value(e, k);
     if (rc != 0) {
       wpath_add(&e->path, 'k', NULL, 0, NULL);
       return rc;
     }
   }
-  if ((rc = encvalue(e, k + 1)) != 0) wpath_add(&e->path, 'f', e->L, k, NULL);
+  if ((rc = enc_value(e, k + 1)) != 0) wpath_add(&e->path, 'f', e->L, k, NULL);
   return rc;
 }
 
 /* Metatable of the table at idx, or nil. */
 static int encmeta (Enc *e, int idx) {
   int rc;
-  if (!lua_getmetatable(e->L, idx)) return puttag(e->b, T_NIL);
-  rc = encvalue(e, lua_gettop(e->L));
+  if (!lua_getmetatable(e->L, idx)) return enc_puttag(e->b, T_NIL);
+  rc = enc_value(e, lua_gettop(e->L));
   lua_pop(e->L, 1);
   if (rc != 0) wpath_add(&e->path, 'm', NULL, 0, NULL);
   return rc;
-}
-
-/* A table past RDEPTH levels (its tag at 'at'): a frame writes the
-** entries, patches the counts, then writes the metatable. */
-static int deeptable (Enc *e, int idx, size_t at) {
-  Frame *f;
-  int rc = pushframe(e, idx, F_TABLE);
-  if (rc != 0) return rc;
-  f = &e->fr[e->depth - 1];
-  f->u.t.at = at;
-  f->u.t.narr = f->u.t.nhash = 0;
-  return deepwalk(e);
 }
 
 /* A table met for the first time: tag, counts, entries, metatable;
@@ -512,9 +245,9 @@ static int newtable (Enc *e, int idx) {
   size_t at = e->b->len;
   uint64_t narr = 0, nhash = 0;
   int rc, k;
-  if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = puttag(e->b, 0)) != 0)
+  if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = enc_puttag(e->b, 0)) != 0)
     return rc;
-  if (e->rdepth >= RDEPTH) return deeptable(e, idx, at);
+  if (e->rdepth >= RDEPTH) return enc_deeptable(e, idx, at);
   if ((rc = enter(e)) != 0) return rc;
   k = lua_gettop(L) + 1;
   lua_pushnil(L);
@@ -526,55 +259,10 @@ static int newtable (Enc *e, int idx) {
       goto out;
     }
   }
-  if ((rc = patchcounts(e, at, narr, nhash)) == 0) rc = encmeta(e, idx);
+  if ((rc = enc_patchcounts(e, at, narr, nhash)) == 0) rc = encmeta(e, idx);
 out:
   e->rdepth--;
   return rc;
-}
-
-/* The next steps of the table frame f, its slots at c (the container,
-** the key, and after a key written the value): its entries, then the
-** metatable, then close.  Returns when a child frame opens for a key or
-** a value (the walk resumes here when it closes), or at the end. */
-static int tablestep (Enc *e, Frame *f, int c) {
-  lua_State *L = e->L;
-  size_t d = e->depth;
-  int rc;
-  if (f->step == S_DONE) return popframe(e);
-  if (f->step == S_VALUE) goto value;
-  while (lua_next(L, c)) {        /* key at c+1, value at c+2 */
-    if (f->u.t.nhash == 0 && lua_isinteger(L, c + 1)
-        && lua_tointeger(L, c + 1) == (lua_Integer)f->u.t.narr + 1)
-      f->u.t.narr++;
-    else {
-      f->u.t.nhash++;
-      f->seg = 'k';
-      if (lua_type(L, c + 1) == LUA_TSTRING) {
-        if ((rc = enckey(e, c + 1)) != 0) return rc;
-      }
-      else {
-        f->step = S_VALUE;
-        if ((rc = encvalue(e, c + 1)) != 0 || e->depth != d) return rc;
-      }
-    }
-  value:
-    f->step = S_NEXT;
-    f->seg = 'f';
-    if ((rc = encvalue(e, c + 2)) != 0 || e->depth != d) return rc;
-    lua_settop(L, c + 1);
-  }
-  /* the traversal is over: [table] */
-  if ((rc = patchcounts(e, f->u.t.at, f->u.t.narr, f->u.t.nhash)) != 0)
-    return rc;
-  if (!lua_getmetatable(L, c)) {
-    if ((rc = puttag(e->b, T_NIL)) != 0) return rc;
-    return popframe(e);
-  }
-  lua_pushvalue(L, -1);           /* [table, mt, mt] */
-  f->step = S_DONE;
-  f->seg = 'm';
-  if ((rc = encvalue(e, c + 2)) != 0 || e->depth != d) return rc;
-  return popframe(e);
 }
 
 /* Write the name of the value at idx (address p): 0, 1 if it has none,
@@ -718,7 +406,7 @@ static int encproto (Enc *e, int idx, int *nups) {
   s = lua_tolstring(L, -1, &len);
   len -= TRAILER;
   *nups = (unsigned char)s[len + 16];
-  if ((p = room(e->b, len + 1 + TRAILER + MAXVARINT)) == NULL) {
+  if ((p = enc_room(e->b, len + 1 + TRAILER + MAXVARINT)) == NULL) {
     lua_pop(L, 1);
     return CFUT_ENOMEM;
   }
@@ -757,7 +445,7 @@ static int noteglobals (Enc *e, int f, int env) {
 ** numbered 'ref'.  The defining chunk's _ENV (whatever table it is: a
 ** test runner gives each file its own) becomes the receiver's globals.
 ** Upvalues shared with a function written before become references. */
-static int encupvalue (Enc *e, int f, lua_Integer ref, int i,
+int enc_upvalue (Enc *e, int f, lua_Integer ref, int i,
                        const char *name) {
   lua_State *L = e->L;
   int v = lua_gettop(L);
@@ -773,7 +461,7 @@ static int encupvalue (Enc *e, int f, lua_Integer ref, int i,
   }
   id = lua_upvalueid(L, f, i);
   if ((where = pmap_claim(&e->seen, id, ref * 256 + i)) != 0) {
-    unsigned char *p = room(e->b, 2 + MAXVARINT);
+    unsigned char *p = enc_room(e->b, 2 + MAXVARINT);
     if (where < 0) return CFUT_ENOMEM;
     if (p == NULL) return CFUT_ENOMEM;
     p[0] = T_UPREF;
@@ -782,29 +470,7 @@ static int encupvalue (Enc *e, int f, lua_Integer ref, int i,
     e->b->len = (size_t)(p - (unsigned char *)e->b->data);
     return 0;
   }
-  return encvalue(e, v);
-}
-
-/* The next steps of the function frame f, its slots at c: its upvalues,
-** then close.  Returns when a child frame opens for an upvalue (the walk
-** resumes here when it closes), or at the end. */
-static int funcstep (Enc *e, Frame *f, int c) {
-  lua_State *L = e->L;
-  const char *name;
-  size_t d = e->depth;
-  int i, rc;
-  while (f->u.f.i < f->u.f.nups) {
-    i = ++f->u.f.i;
-    f->seg = 'u';
-    if ((name = lua_getupvalue(L, c, i)) == NULL) {   /* value at c+2 */
-      lua_pushnil(L);
-      return unsendable(e, CFUT_ESEND, "bad upvalue");
-    }
-    rc = encupvalue(e, c, f->u.f.ref, i, name);
-    if (rc != 0 || e->depth != d) return rc;
-    lua_settop(L, c + 1);
-  }
-  return popframe(e);
+  return enc_value(e, v);
 }
 
 /* A C function travels as the name a loaded module holds it under. */
@@ -817,7 +483,8 @@ static int enccfunction (Enc *e, int idx) {
     rc = encname(e, idx, p);
   }
   if (rc == 1)
-    return unsendable(e, CFUT_ESEND, "C function that no loaded module holds");
+    return enc_unsendable(e, CFUT_ESEND,
+                          "C function that no loaded module holds");
   return rc;
 }
 
@@ -825,8 +492,8 @@ static int encupvalues (Enc *e, int f, lua_Integer ref, int nups) {
   int i, rc = 0;
   for (i = 1; i <= nups && rc == 0; i++) {
     const char *name = lua_getupvalue(e->L, f, i);
-    if (name == NULL) return unsendable(e, CFUT_ESEND, "bad upvalue");
-    if ((rc = encupvalue(e, f, ref, i, name)) != 0) {
+    if (name == NULL) return enc_unsendable(e, CFUT_ESEND, "bad upvalue");
+    if ((rc = enc_upvalue(e, f, ref, i, name)) != 0) {
       char num[16];
       if (name[0] == '\0' || name[0] == '(') {
         snprintf(num, sizeof(num), "#%d", i);
@@ -843,7 +510,6 @@ static int encupvalues (Enc *e, int f, lua_Integer ref, int nups) {
 ** recursively for the first RDEPTH levels, with a frame past. */
 static int encfunction (Enc *e, int idx) {
   lua_Integer ref;
-  Frame *f;
   int rc, nups;
   if (lua_iscfunction(e->L, idx)) return enccfunction(e, idx);
   if (seen(e, lua_topointer(e->L, idx), &rc)) return rc;
@@ -855,12 +521,7 @@ static int encfunction (Enc *e, int idx) {
     e->rdepth--;
     return rc;
   }
-  if ((rc = pushframe(e, idx, F_FUNC)) != 0) return rc;
-  f = &e->fr[e->depth - 1];
-  f->u.f.ref = ref;
-  f->u.f.nups = nups;
-  f->u.f.i = 0;
-  return deepwalk(e);
+  return enc_deepfunction(e, idx, ref, nups);
 }
 
 
@@ -877,7 +538,7 @@ static int encuserdata (Enc *e, int idx) {
   int t, kind;
   if (ops != NULL && (kind = ops->tohandle(L, idx, e->flags & MARSHAL_LOCAL,
                                           &h, &why)) != 0) {
-    if (why != NULL) return unsendable(e, CFUT_ESEND, why);
+    if (why != NULL) return enc_unsendable(e, CFUT_ESEND, why);
     e->nhandles++;
     return putword(e->b, kind == MARSHAL_FUTURE ? T_FUTURE : T_EXECUTOR,
                    (uint64_t)(uintptr_t)h);
@@ -888,7 +549,7 @@ static int encuserdata (Enc *e, int idx) {
   else
     snprintf(desc, sizeof(desc), "userdata");
   if (t != LUA_TNIL) lua_pop(L, 1);
-  return unsendable(e, CFUT_ESEND, desc);
+  return enc_unsendable(e, CFUT_ESEND, desc);
 }
 
 static int encnumber (Enc *e, int idx) {
@@ -901,14 +562,14 @@ static int encnumber (Enc *e, int idx) {
   return putword(e->b, T_FLOAT, u);
 }
 
-static int encvalue (Enc *e, int idx) {
+int enc_value (Enc *e, int idx) {
   lua_State *L = e->L;
   size_t len;
   const char *s;
   switch (lua_type(L, idx)) {
-    case LUA_TNIL: return puttag(e->b, T_NIL);
+    case LUA_TNIL: return enc_puttag(e->b, T_NIL);
     case LUA_TBOOLEAN:
-      return puttag(e->b, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
+      return enc_puttag(e->b, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
     case LUA_TNUMBER: return encnumber(e, idx);
     case LUA_TSTRING:
       s = lua_tolstring(L, idx, &len);
@@ -917,8 +578,8 @@ static int encvalue (Enc *e, int idx) {
     case LUA_TFUNCTION: return encfunction(e, idx);
     case LUA_TUSERDATA: return encuserdata(e, idx);
     case LUA_TLIGHTUSERDATA:
-      return unsendable(e, CFUT_ESEND, "light userdata");
-    default: return unsendable(e, CFUT_ESEND, "coroutine");
+      return enc_unsendable(e, CFUT_ESEND, "light userdata");
+    default: return enc_unsendable(e, CFUT_ESEND, "coroutine");
   }
 }
 
@@ -991,7 +652,7 @@ static int encglobal (Enc *e, int k, uint64_t *count) {
   rc = globals_fetch(L, k - 1, k);
   if (rc == 0 && !lua_isnil(L, v) && !ownname(e, v, name, n)) {
     (*count)++;
-    if ((rc = enckey(e, k)) == 0) rc = encvalue(e, v);
+    if ((rc = enc_key(e, k)) == 0) rc = enc_value(e, v);
     if (rc != 0) wpath_add(&e->path, 'g', NULL, 0, name);
   }
   lua_pop(L, 1);
@@ -1030,7 +691,7 @@ static int encglobals (Enc *e, int *argno) {
   int rc, k = lua_gettop(L) + 1;
   memset(&w, 0, sizeof(w));
   e->nrefs++;               /* numbered, as the decoder numbers a table */
-  if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = puttag(e->b, 0)) != 0)
+  if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = enc_puttag(e->b, 0)) != 0)
     goto out;
   for (i = 1; rc == 0 && i <= (lua_Integer)lua_rawlen(L, e->gslot); i += 3) {
     lua_rawgeti(L, e->gslot, i);          /* names, */
@@ -1046,8 +707,8 @@ static int encglobals (Enc *e, int *argno) {
     e->nrefs--;
     rc = 1;
   }
-  else if (rc == 0 && (rc = patchcounts(e, at, 0, count)) == 0)
-    rc = puttag(e->b, T_NIL);             /* its metatable */
+  else if (rc == 0 && (rc = enc_patchcounts(e, at, 0, count)) == 0)
+    rc = enc_puttag(e->b, T_NIL);             /* its metatable */
 out:
   free(w.s);
   free(w.n);
@@ -1094,7 +755,7 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
   e.fr = e.small; e.cap = SMALLFRAMES; e.depth = 0;
   for (i = 0; i < n && rc == 0; i++) {
     e.garg = i + 1;
-    rc = encvalue(&e, first + i);
+    rc = enc_value(&e, first + i);
   }
   if (rc == 0 && e.gpending) {              /* globals to copy */
     gl = 1;
