@@ -8,7 +8,8 @@
 -- LUA_CPATH and runs the parts separately.  Prints machine-readable
 -- lines: `W1 <tasks/s>`, `W2 <items/s>`, `W3 <speedup>`, `W4 <s>`,
 -- `W5 <us>`, then `P1 <tasks/s>`, `P2 <items/s>`, `P3 <speedup>`,
--- `P4 <s>`, `P5 <us>`; `G10K <s>`, `G100K <s>`, `G1M <s>`;
+-- `P4 <s>`, `P5 <us>`; `G10K <s>`, `G100K <s>`, `G1M <s>`, `D1M <s>`,
+-- `DP1M <s>`;
 -- `T32 <tasks/s>`; `MM <MB>`.
 local futures = require "cfut"
 
@@ -177,6 +178,29 @@ local function growth ()
     local reps = size[2] >= 1000000 and 1 or W4_REPS
     print(string.format("%s %.4f", size[1], w4(ex, t, reps)))
     t = nil
+    collectgarbage()
+  end
+  -- D1M, DP1M: a linked list of a million nodes ({next = {next = ...}})
+  -- to a task and back, on the thread and the process pool (issue 11: no
+  -- depth limit, a trip under 1 s).  One trip each, seconds.
+  for _, p in ipairs{{"D1M", futures.thread_pool},
+                     {"DP1M", futures.process_pool}} do
+    local ex <close> = p[2](2)
+    warm(ex)
+    local l
+    for _ = 1, 1000000 do l = {next = l} end
+    collectgarbage()
+    local t0 = now()
+    local back = ex:submit(noop, l):result()
+    local dt = now() - t0
+    local n = 0
+    while back do
+      n = n + 1
+      back = back.next
+    end
+    assert(n == 1000000, p[1] .. ": wrong copy")
+    print(string.format("%s %.4f", p[1], dt))
+    l = nil
     collectgarbage()
   end
 end

@@ -3,7 +3,8 @@
 # queue, 2 workers each, in one run; prints a table of the figures.
 # Thread pools: rows W1..W5; process pools (cfut's and Python's; luv has
 # none): rows P1..P5.  Then cfut's issue-12 targets, each with PASS or
-# MISS and its ratio to the goal (cfut parts growth, many and mapmem).
+# MISS and its ratio to the goal (cfut parts growth, many and mapmem),
+# and issue 11's million-node list (growth part; figures only).
 # Run from anywhere after `make` (it is what `make bench` runs).
 # The sides take turns for BENCH_ROUNDS rounds and each figure is the
 # side's best round, so a burst of other load hurts no side alone.
@@ -119,11 +120,12 @@ done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" \
   -v rounds="$ROUNDS" -v endload="$(loadavg)" \
   -v elapsed="$(($(date +%s) - t_start))" '
   # Keep the best round of each side: less is better for W4, W5, P4, P5,
-  # F1, F2, the W4 growth row (G*) and the map memory (M1).
+  # F1, F2, the W4 growth row (G*), the deep list (D1M, DP1M) and the map
+  # memory (M1).
   {
     if (!(($1, $2) in v) || !num(v[$1, $2])) v[$1, $2] = $3
     else if (num($3)) {
-      less = ($2 ~ /^(W4|W5|P4|P5|M4|M5|S4|S5|F1|F2|G10K|G100K|G1M|MM)$/)
+      less = ($2 ~ /^(W4|W5|P4|P5|M4|M5|S4|S5|F1|F2|G10K|G100K|G1M|D1M|DP1M|MM)$/)
       if (less ? $3 + 0 < v[$1, $2] + 0 : $3 + 0 > v[$1, $2] + 0)
         v[$1, $2] = $3
     }
@@ -226,6 +228,9 @@ done | awk -v nproc="$(nproc 2>/dev/null || echo '?')" -v load="$load" \
          get("cfut", "T32") / w1 : "-", "ge", 0.85, "%.2f")
     printf "  W4 growth: 10k %s s, 100k %s s, 1M %s s\n",
            get("cfut", "G10K"), g100k, g1m
+    # Issue 11: a linked list of a million nodes to a task and back.
+    printf "  1M-node list trip (issue 11, goal < 1 s): thread %s s, " \
+           "process %s s\n", get("cfut", "D1M"), get("cfut", "DP1M")
     # MPI pools: cfut mpi_pool(2) (spawn mode), mpi4py MPIPoolExecutor(2);
     # targets of issue 9: M1 >= 0.5 x P1 of cfut, M2 >= P2 of cfut.
     sides["mpi4py"] = 1; sides["goal"] = 1

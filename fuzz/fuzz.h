@@ -53,7 +53,8 @@ typedef struct FzDecode {
 static inline int fz_pdecode (lua_State *L) {
   FzDecode *z = (FzDecode *)lua_touserdata(L, 1);
   lua_settop(L, 0);
-  z->n = marshal_decode(L, z->data, z->len, z->flags, z->err, sizeof z->err);
+  z->n = marshal_decode(L, z->data, z->len, z->flags, NULL, z->err,
+                        sizeof z->err);
   return z->n < 0 ? 0 : z->n;
 }
 

@@ -4,8 +4,8 @@
 ** code readworker and onframe run), arriving in chunks of fuzzed sizes.
 ** Input: one byte that seeds the chunk sizes, then the stream.  The
 ** parent expects results for tasks 1, 2, 3... in order; a result's
-** message goes through marshal_check, then the decoder (MARSHAL_NOCODE),
-** as when a script reads it.  Properties:
+** message goes through marshal_check, then the decoder (code allowed:
+** functions come back from workers), as when a script reads it.  Properties:
 **   - no crash, leak or sanitizer report;
 **   - cutting the stream in chunks finds the same frames as reading it
 **     whole, and the same verdict (bad frame, truncated, or clean);
@@ -47,7 +47,7 @@ static int onframe (Cut *c, const unsigned char *f, uint64_t flen,
         return 0;       /* a failure without its value, as onframe takes it */
       if (marshal_check((const char *)r.data, r.dlen, why, sizeof why) != 0)
         return 1;
-      if (decode && fz_decode(L, &z, r.data, r.dlen, MARSHAL_NOCODE) >= 0)
+      if (decode && fz_decode(L, &z, r.data, r.dlen, 0) >= 0)
         lua_settop(L, 0);
       return 0;
     default: return 1;

@@ -3,7 +3,7 @@
 -- Writes DIR/decode/* (messages), DIR/frame/* (worker -> parent streams),
 -- DIR/roundtrip/* (generator programs for fuzz_roundtrip.c) and
 -- DIR/check/* (messages for fuzz_check.c: those of decode, plus some of
--- several MiB and some nested past every limit, made here at each run).
+-- several MiB and some nested 200 000 deep, made here at each run).
 local cfut = require "cfut"
 local dir = assert(arg[1], "usage: cfut fuzz/seeds.lua DIR")
 
@@ -21,6 +21,17 @@ do
   local t = deep
   for _ = 1, 150 do t[1] = {} t = t[1] end
 end
+local list = { v = 1 }           -- a linked list 3000 deep
+do
+  local c = list
+  for i = 2, 3000 do c.next = { v = i } c = c.next end
+end
+local up, up2 = { "shared upvalue" }, 7
+local function getter () return up, up2 end
+local function setter (v) up2 = v return getter end
+local Class = { __name = "Class" }
+Class.__index = Class
+function Class.get (self) return self.x end
 local records = {}
 for i = 1, 50 do records[i] = { id = i, name = "r" .. i, ok = i % 2 == 0 } end
 local big = {}
@@ -36,6 +47,8 @@ local values = {
   { setmetatable({}, { __index = shared }) }, { setmetatable({ 1 }, cyc) },
   { string, math.floor, _G, table.concat, io.write },
   { 1, "two", { 3 }, nil, 5.0 },
+  { list }, { getter, setter }, { setmetatable({ x = 1 }, Class) },
+  { function (a) return a + 1 end, { f = getter } },
 }
 
 os.execute("mkdir -p '" .. dir .. "/decode' '" .. dir .. "/frame' '"
@@ -77,7 +90,7 @@ local checks = {
   bigstring = cfut.dumps({ s = ("\0\255x"):rep(600000) }),
   nils = message("\128\128\68", ("\0"):rep(1114112)),    -- past the stack
 }
-for _, depth in ipairs{ 200, 201 } do
+for _, depth in ipairs{ 200, 201, 100000 } do
   local d = depth
   checks["array" .. d] = message("\1", chain(d, "\6\1\0", "\0"))
   checks["value" .. d] = message("\1", chain(d, "\6\0\1\5\1k", "\0"))
@@ -88,7 +101,14 @@ for _, depth in ipairs{ 200, 201 } do
   checks["upvalue" .. d] = message("\1", (func(1, "")):rep(d - 1)
                                    .. func(0, ""))
 end
-checks.meta1m = message("\1", ("\6\0\0"):rep(1000000) .. "\0")
+-- (deep, yet each decodes in a few seconds under ASan: the target's
+-- timeout is 20 s)
+checks.meta200k = message("\1", ("\6\0\0"):rep(200000) .. "\0")
+checks.array200k = message("\1", chain(200000, "\6\1\0", "\0"))
+-- nesting the bytes claim but do not hold
+checks.short200k = message("\1", ("\6\1\0"):rep(200000))
+checks.shortmeta = message("\1", ("\6\0\0"):rep(100000))
+checks.list = cfut.dumps(list)
 checks.upref = message("\2", func(1, "\3" .. ("\0"):rep(8))
                        .. func(2, "\1\9\1\1"))
 checks.badupref = message("\1", func(1, "\9\1\2"))

@@ -1,6 +1,6 @@
 -- spec/edges_marshal_spec.lua: the marshaller's edges (issue 8): the one
--- walker of the wire grammar (defect 4: a worker's answer nested past the
--- limits through metatables), handles inside messages that count (defect
+-- walker of the wire grammar (defect 4: a worker's answer nested deep
+-- through metatables; issue 11: no limit but memory), handles inside messages that count (defect
 -- 9: a queued task keeps the pool it carries open), and set_result on a
 -- process-pool future (values of this process, decoded as such).
 
@@ -68,50 +68,59 @@ local function assert_broken (e, reason)
   assert.matches("^malformed message from worker %d+: " .. reason, e.message)
 end
 
-describe("a worker's answer nested past the limits", function ()
+describe("a worker's answer nested deep", function ()
 
-  it("breaks the pool when metatables nest 100000 deep (defect 4)",
+  it("delivers metatables nested 100000 deep (no limit but memory)",
      function ()
     local ex = ppool(1)
     local gate = helpers.fgate()
-    local f = hostile(ex, answer(message(metachain(100000))), gate)
-    local e = f:exception(LONG)
-    assert_broken(e, "nesting deeper than 200 levels at byte 605")
-    assert.is_true(futures.is(select(2, pcall(ex.submit, ex, print)),
-                              futures.BrokenProcessPool))
-  end)
-
-  it("breaks the pool when tables and metatables nest 201 deep",
-     function ()
-    local ex = ppool(1)
-    local gate = helpers.fgate()
-    local f = hostile(ex, answer(message(mixed(201))), gate)
-    assert_broken(f:exception(LONG), "nesting deeper than 200 levels")
-  end)
-
-  it("delivers metatables nested 200 deep, the encoder's own limit",
-     function ()
-    local ex = ppool(1)
-    local gate = helpers.fgate()
-    local f = hostile(ex, answer(message(metachain(200))), gate, true)
+    local f = hostile(ex, answer(message(metachain(100000))), gate, true)
     local t, n = f:result(LONG), 1
     while getmetatable(t) do
       t = getmetatable(t)
       n = n + 1
     end
-    assert.equal(200, n)
+    assert.equal(100000, n)
   end)
 
-  it("is read by loads with the same limit and the same words", function ()
-    local ok, e = pcall(futures.loads, message(metachain(100000)))
+  it("delivers tables and metatables nested alternately 100001 deep",
+     function ()
+    local ex = ppool(1)
+    local gate = helpers.fgate()
+    local f = hostile(ex, answer(message(mixed(100001))), gate, true)
+    local t, n = f:result(LONG), 1
+    while true do
+      local nxt = (n % 2 == 1) and t[1] or getmetatable(t)
+      if nxt == nil then break end
+      t, n = nxt, n + 1
+    end
+    assert.equal(100001, n)
+  end)
+
+  it("breaks the pool when the bytes claim more nesting than they hold",
+     function ()
+    local ex = ppool(1)
+    local gate = helpers.fgate()
+    -- 100000 tables each opening the next, and nothing to close them
+    local f = hostile(ex, answer(message(("\6\1\0"):rep(100000))), gate)
+    assert_broken(f:exception(LONG), "truncated message at byte 300002")
+    assert.is_true(futures.is(select(2, pcall(ex.submit, ex, print)),
+                              futures.BrokenProcessPool))
+  end)
+
+  it("is read by loads the same way, with the same words", function ()
+    local ok, e = pcall(futures.loads, message(("\6\0\0"):rep(100000)))
     assert.is_false(ok)
-    assert.matches("nesting deeper than 200 levels at byte 605", e, 1, true)
-    local t, n = futures.loads(message(metachain(200))), 1
+    assert.matches("truncated message at byte 300002", e, 1, true)
+    ok, e = pcall(futures.loads, message(("\6\1\0"):rep(1000) .. "\6\99\0\0"))
+    assert.is_false(ok)
+    assert.matches("table size exceeds the message at byte 3005", e, 1, true)
+    local t, n = futures.loads(message(metachain(100000))), 1
     while getmetatable(t) do
       t = getmetatable(t)
       n = n + 1
     end
-    assert.equal(200, n)
+    assert.equal(100000, n)
   end)
 end)
 

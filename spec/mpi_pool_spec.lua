@@ -143,6 +143,37 @@ print(pcall(ex.submit, ex, print))
                    .. "after shutdown", lines[7])
   end)
 
+  it("brings back closures, objects with methods and deep values "
+     .. "(issue 11)", function ()
+    local code, out, err = run([[
+local futures = require "cfut"
+local ex = futures.mpi_pool(1)
+local inc, get = ex:submit(function ()
+  local n = 10
+  return function () n = n + 1 end, function () return n end
+end):result()
+inc()
+print(get())
+local Point = {}
+Point.__index = Point
+function Point:norm2 () return self.x * self.x + self.y * self.y end
+local p = ex:submit(function () return setmetatable({x = 3, y = 4}, Point)
+                    end):result()
+print(p:norm2())
+local l = ex:submit(function (n)
+  local head = nil
+  for i = n, 1, -1 do head = {v = i, next = head} end
+  return head
+end, 5000):result()
+local k = 0
+while l do k = k + 1; l = l.next end
+print(k)
+ex:shutdown()
+]])
+    expect_ok(code, out, err)
+    assert.equal("11\n25\n5000\n", out)
+  end)
+
   it("stops a running task with task_timeout and cancel{force = true} "
      .. "by replacing its worker, without breaking the pool", function ()
     local code, out, err = run([[

@@ -210,8 +210,10 @@ Future *cfut_newtask (Executor *ex, MBuf *b) {
     if ((f = fut_adopt_task(b->data, b->len)) != NULL) mbuf_steal(b, NULL);
   }
   else f = fut_new_task(b->data, b->len);
-  /* What comes back from another process: no handles, no code. */
-  if (f != NULL && !ex->local) fut_set_flags(f, MARSHAL_NOCODE);
+  /* What comes back from another process: no handles.  Code is accepted:
+  ** the worker is this program, started by cfut from the same binary (the
+  ** parent checks the bytes, marshal_check, before any decoding). */
+  if (f != NULL && !ex->local) fut_set_flags(f, 0);
   return f;
 }
 
@@ -714,7 +716,7 @@ static int m_loads (lua_State *L) {
   char err[256];
   int n;
   lua_settop(L, 1);
-  n = marshal_decode(L, s, len, flags, err, sizeof err);
+  n = marshal_decode(L, s, len, flags, NULL, err, sizeof err);
   if (n < 0) return luaL_error(L, "cannot load: %s", err);
   return n;
 }

@@ -212,7 +212,8 @@ static void pushoutcome (lua_State *L, Future *f) {
   int top = lua_gettop(L);
   int failed = fut_outcome(f, &data, &len, &tb);
   int n = (failed && len == 0) ? 0
-          : marshal_decode(L, data, len, fut_flags(f), err, sizeof err);
+          : marshal_decode(L, data, len, fut_flags(f), NULL, err,
+                           sizeof err);
   if (n < 0) what = "?";
   else if (n == 0) what = failed ? "string" : "nil";
   else if (failed) what = errortype(L, top + 1);
@@ -531,7 +532,8 @@ static int pushvalues (lua_State *L, Future *f, int *failed) {
   *failed = fut_outcome(f, &data, &len, &tb);
   /* a failure without data: its error value could not be made */
   n = (*failed && len == 0) ? 0
-      : marshal_decode(L, data, len, fut_flags(f), err, sizeof err);
+      : marshal_decode(L, data, len, fut_flags(f),
+                       *failed ? "error value" : "result", err, sizeof err);
   if (n < 0) luaL_error(L, "cannot receive the outcome of a task: %s", err);
   if (*failed && n == 0) {
     /* only a lack of memory loses it */

@@ -28,9 +28,9 @@
 #include "mnames.h"
 #include "seenmap.h"
 #include "wire.h"
+#include "wpath.h"
+#include "encoder.h"
 
-#define SEGTEXT       40    /* bytes of one step of a failure path */
-#define KEEPSEGS      6     /* steps kept at each end of a long path */
 
 /* Registry keys (only their addresses matter) */
 static char DUMPS;      /* Lua function -> its dump (TRAILER) */
@@ -86,23 +86,9 @@ char *mbuf_steal (MBuf *b, size_t *len) {
 
 
 
-/* Room for n more bytes in b: where to write them, or NULL. */
-static unsigned char *room (MBuf *b, size_t n) {
-  if (n > b->cap - b->len && mbuf_reserve(b, n) != 0) return NULL;
-  return (unsigned char *)b->data + b->len;
-}
-
-static int puttag (MBuf *b, int tag) {
-  unsigned char *p = room(b, 1);
-  if (p == NULL) return CFUT_ENOMEM;
-  *p = (unsigned char)tag;
-  b->len++;
-  return 0;
-}
-
 /* A tag and a fixed 8-byte little-endian word. */
 static int putword (MBuf *b, int tag, uint64_t v) {
-  unsigned char *p = room(b, 9);
+  unsigned char *p = enc_room(b, 9);
   if (p == NULL) return CFUT_ENOMEM;
   p[0] = (unsigned char)tag;
   put64(p + 1, v);
@@ -112,7 +98,7 @@ static int putword (MBuf *b, int tag, uint64_t v) {
 
 /* A tag (none if < 0) and a varint. */
 static int putvar (MBuf *b, int tag, uint64_t v) {
-  unsigned char *p = room(b, 1 + MAXVARINT);
+  unsigned char *p = enc_room(b, 1 + MAXVARINT);
   size_t n = 0;
   if (p == NULL) return CFUT_ENOMEM;
   if (tag >= 0) p[n++] = (unsigned char)tag;
@@ -124,7 +110,7 @@ static int putvar (MBuf *b, int tag, uint64_t v) {
 static int putstr (MBuf *b, int tag, const char *s, size_t len) {
   unsigned char *p;
   size_t n = 0;
-  if (len > SIZE_MAX - 16 || (p = room(b, len + 1 + MAXVARINT)) == NULL)
+  if (len > SIZE_MAX - 16 || (p = enc_room(b, len + 1 + MAXVARINT)) == NULL)
     return CFUT_ENOMEM;
   if (tag >= 0) p[n++] = (unsigned char)tag;
   n += putvarint(p + n, len);
@@ -142,164 +128,14 @@ static int putstr (MBuf *b, int tag, const char *s, size_t len) {
 ** =======================================================
 */
 
-/* One step of the path to an unsendable value, recorded on the way out. */
-typedef struct Seg {
-  char kind;              /* 'f' field, 'k' key, 'm' metatable, 'u' upvalue,
-                             'g' global */
-  char text[SEGTEXT];     /* ".name", "[3]"... or an upvalue's name */
-} Seg;
+/* The first RDEPTH levels are walked here, recursively (the fastest way,
+** and ordinary values never go further); deeper tables and functions are
+** frames of a stack in heap memory (mdeep.c). */
 
-typedef struct Enc {
-  lua_State *L;
-  MBuf *b;
-  int flags;
-  int depth;
-  PMap seen;          /* object -> number, upvalue id -> where */
-  Names names;        /* value -> wire bytes of its module name */
-  int dumps;          /* slot: the registry's DUMPS table */
-  lua_Integer nrefs;  /* tables and functions numbered so far */
-  int nhandles;       /* handles written (referenced after success) */
-  int rebuilt;        /* names rebuilt after a C function was not found */
-  const void *globals;      /* the sender's globals table */
-  int gslot;          /* slot: the globals to copy, pending (or nil) */
-  int gpending;       /* that slot holds a table */
-  int garg;           /* the value being encoded (its argument number) */
-  /* the failure path (written only when encoding fails) */
-  int nseg;
-  Seg seg[MAXDEPTH + 2];
-  char desc[64];
-} Enc;
 
-static int encvalue (Enc *e, int idx);
-
-static int unsendable (Enc *e, int code, const char *desc) {
+int enc_unsendable (Enc *e, int code, const char *desc) {
   snprintf(e->desc, sizeof(e->desc), "%s", desc);
-  e->nseg = 0;
   return code;
-}
-
-static int isident (const char *s, size_t len) {
-  size_t i;
-  if (len == 0 || len > SEGTEXT - 2 || (s[0] >= '0' && s[0] <= '9'))
-    return 0;
-  for (i = 0; i < len; i++) {
-    char c = s[i];
-    if (!(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-          || (c >= '0' && c <= '9')))
-      return 0;
-  }
-  return 1;
-}
-
-/* A string key as a path step: ["a b"], escaped and cut short. */
-static void quotedstep (const char *s, size_t len, char *buf) {
-  size_t i, n = 0;
-  buf[n++] = '[';
-  buf[n++] = '"';
-  for (i = 0; i < len && n < SEGTEXT - 10; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\')
-      n += (size_t)sprintf(buf + n, "\\%c", c);
-    else if (c < 32 || c >= 127)
-      n += (size_t)sprintf(buf + n, "\\%u", c);
-    else
-      buf[n++] = (char)c;
-  }
-  if (i < len) n += (size_t)sprintf(buf + n, "...");
-  strcpy(buf + n, "\"]");
-}
-
-/* The key at k as a path step: ".name", "[3]", "[\"a b\"]", "[table]". */
-static void keystep (lua_State *L, int k, char *buf) {
-  size_t len;
-  const char *s;
-  switch (lua_type(L, k)) {
-    case LUA_TSTRING:
-      s = lua_tolstring(L, k, &len);
-      if (isident(s, len)) snprintf(buf, SEGTEXT, ".%s", s);
-      else quotedstep(s, len, buf);
-      break;
-    case LUA_TNUMBER:
-      if (lua_isinteger(L, k))
-        snprintf(buf, SEGTEXT, "[" LUA_INTEGER_FMT "]", lua_tointeger(L, k));
-      else
-        snprintf(buf, SEGTEXT, "[%.14g]", (double)lua_tonumber(L, k));
-      break;
-    case LUA_TBOOLEAN:
-      snprintf(buf, SEGTEXT, "[%s]", lua_toboolean(L, k) ? "true" : "false");
-      break;
-    default:
-      snprintf(buf, SEGTEXT, "[%s]", luaL_typename(L, k));
-  }
-}
-
-/* Record a step of the failure path (kind 'f' takes the key at k). */
-static void addseg (Enc *e, int kind, int k, const char *text) {
-  Seg *g;
-  if (e->nseg >= MAXDEPTH + 2) return;
-  g = &e->seg[e->nseg++];
-  g->kind = (char)kind;
-  if (kind == 'f') keystep(e->L, k, g->text);
-  else snprintf(g->text, SEGTEXT, "%s", text ? text : "");
-}
-
-typedef struct Str { char *p; size_t size, len; } Str;
-
-static void addf (Str *s, const char *fmt, ...) {
-  va_list ap;
-  int n;
-  if (s->len + 1 >= s->size) return;
-  va_start(ap, fmt);
-  n = vsnprintf(s->p + s->len, s->size - s->len, fmt, ap);
-  va_end(ap);
-  if (n > 0)
-    s->len = (s->len + (size_t)n < s->size) ? s->len + (size_t)n : s->size - 1;
-}
-
-/* Write one recorded step; consecutive field steps form one 'a.b[3]'. */
-static void addstep (Str *s, const Seg *g, int *infield, int *first,
-                     int *dots) {
-  const char *t = g->text;
-  if (g->kind == 'f') {
-    if (!*infield) addf(s, "%sfield '", *first ? "" : ", ");
-    if ((!*infield || *dots) && t[0] == '.') t++;
-    addf(s, "%s", t);
-    *infield = 1;
-  }
-  else {
-    if (*infield) addf(s, "'");
-    addf(s, "%s", *first ? "" : ", ");
-    if (g->kind == 'k') addf(s, "key");
-    else if (g->kind == 'm') addf(s, "metatable");
-    else if (g->kind == 'g') addf(s, "global '%s'", t);
-    else addf(s, "upvalue '%s'", t);
-    *infield = 0;
-  }
-  *first = *dots = 0;
-}
-
-/* err = "what #n (path: desc)", long paths cut in the middle. */
-static void describe (Enc *e, const char *what, int argno, char *err,
-                      size_t errlen) {
-  Str s;
-  int i, infield = 0, first = 1, dots = 0;
-  int cut = (e->nseg > 2 * KEEPSEGS);
-  if (err == NULL || errlen == 0) return;
-  s.p = err; s.size = errlen; s.len = 0;
-  err[0] = '\0';
-  addf(&s, "%s #%d (", what ? what : "value", argno);
-  for (i = e->nseg - 1; i >= 0; i--) {
-    if (cut && i < e->nseg - KEEPSEGS && i >= KEEPSEGS) {
-      if (i == e->nseg - KEEPSEGS - 1) {
-        addf(&s, infield ? "..." : ", ...");
-        dots = 1;
-      }
-      continue;
-    }
-    addstep(&s, &e->seg[i], &infield, &first, &dots);
-  }
-  if (infield) addf(&s, "'");
-  addf(&s, "%s%s)", first ? "" : ": ", e->desc);
 }
 
 /* The sender's globals table (fetched once per call). */
@@ -310,16 +146,6 @@ static const void *globals (Enc *e) {
     lua_pop(e->L, 1);
   }
   return e->globals;
-}
-
-/* One level deeper: refuse past MAXDEPTH, keep the Lua stack roomy. */
-static int enter (Enc *e) {
-  if (e->depth >= MAXDEPTH)
-    return unsendable(e, CFUT_EDEPTH, "nesting deeper than 200 levels");
-  if ((e->depth & 3) == 0 && !lua_checkstack(e->L, STACKSTEP))
-    return unsendable(e, CFUT_EDEPTH, "Lua stack overflow");
-  e->depth++;
-  return 0;
 }
 
 /* Number the table or Lua function at idx, as its decoder will; if it has
@@ -339,15 +165,24 @@ static int seen (Enc *e, const void *p, int *rc) {
 }
 
 
+/* One level deeper in the recursive walk, keeping the Lua stack roomy. */
+static int enter (Enc *e) {
+  if ((e->rdepth & 3) == 0 && !lua_checkstack(e->L, STACKSTEP))
+    return CFUT_ENOMEM;
+  e->rdepth++;
+  return 0;
+}
+
+
 /* ---- tables ---- */
 
 /* Write the two element counts into the placeholder bytes at 'at'+1,
 ** moving the contents if they need more than one byte each. */
-static int patchcounts (Enc *e, size_t at, uint64_t narr, uint64_t nhash) {
+int enc_patchcounts (Enc *e, size_t at, uint64_t narr, uint64_t nhash) {
   size_t extra = (size_t)(varintlen(narr) + varintlen(nhash) - 2);
   unsigned char *p;
   if (extra > 0) {
-    if (room(e->b, extra) == NULL) return CFUT_ENOMEM;
+    if (enc_room(e->b, extra) == NULL) return CFUT_ENOMEM;
     p = (unsigned char *)e->b->data + at + 1;
     memmove(p + 2 + extra, p + 2, e->b->len - (at + 3));
     e->b->len += extra;
@@ -358,25 +193,13 @@ static int patchcounts (Enc *e, size_t at, uint64_t narr, uint64_t nhash) {
   return 0;
 }
 
-/* Metatable of the table at idx, or nil. */
-static int encmeta (Enc *e, int idx) {
-  int rc;
-  if (!lua_getmetatable(e->L, idx)) return puttag(e->b, T_NIL);
-  rc = encvalue(e, lua_gettop(e->L));
-  lua_pop(e->L, 1);
-  if (rc != 0) addseg(e, 'm', 0, NULL);
-  return rc;
-}
-
 /* A string key: numbered like a table, so that a key met again (the
 ** fields of many records) is a short reference, and the receiver does not
 ** intern it again. */
-static int enckey (Enc *e, int k) {
+int enc_key (Enc *e, int k) {
   size_t len;
-  const char *s;
+  const char *s = lua_tolstring(e->L, k, &len);
   lua_Integer ref;
-  if (lua_type(e->L, k) != LUA_TSTRING) return encvalue(e, k);
-  s = lua_tolstring(e->L, k, &len);
   if ((ref = pmap_claim(&e->seen, s, e->nrefs + 1)) != 0)
     return ref < 0 ? CFUT_ENOMEM : putvar(e->b, T_REF, (uint64_t)ref);
   e->nrefs++;
@@ -394,24 +217,39 @@ static int encentry (Enc *e, int k, uint64_t *narr, uint64_t *nhash) {
   }
   else {
     (*nhash)++;
-    if ((rc = enckey(e, k)) != 0) {
-      addseg(e, 'k', 0, NULL);
+    rc = (lua_type(L, k) == LUA_TSTRING) ? enc_key(e, k) : enc_value(e, k);
+    if (rc != 0) {
+      wpath_add(&e->path, 'k', NULL, 0, NULL);
       return rc;
     }
   }
-  if ((rc = encvalue(e, k + 1)) != 0) addseg(e, 'f', k, NULL);
+  if ((rc = enc_value(e, k + 1)) != 0) wpath_add(&e->path, 'f', e->L, k, NULL);
   return rc;
 }
 
-/* A table met for the first time: tag, counts, entries, metatable. */
+/* Metatable of the table at idx, or nil. */
+static int encmeta (Enc *e, int idx) {
+  int rc;
+  if (!lua_getmetatable(e->L, idx)) return enc_puttag(e->b, T_NIL);
+  rc = enc_value(e, lua_gettop(e->L));
+  lua_pop(e->L, 1);
+  if (rc != 0) wpath_add(&e->path, 'm', NULL, 0, NULL);
+  return rc;
+}
+
+/* A table met for the first time: tag, counts, entries, metatable;
+** recursively for the first RDEPTH levels (the fast walk of ordinary
+** values), with frames past. */
 static int newtable (Enc *e, int idx) {
   lua_State *L = e->L;
   size_t at = e->b->len;
   uint64_t narr = 0, nhash = 0;
-  int rc, k = lua_gettop(L) + 1;
+  int rc, k;
+  if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = enc_puttag(e->b, 0)) != 0)
+    return rc;
+  if (e->rdepth >= RDEPTH) return enc_deeptable(e, idx, at);
   if ((rc = enter(e)) != 0) return rc;
-  if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = puttag(e->b, 0)) != 0)
-    goto out;
+  k = lua_gettop(L) + 1;
   lua_pushnil(L);
   while (lua_next(L, idx) != 0) {
     rc = encentry(e, k, &narr, &nhash);
@@ -421,9 +259,9 @@ static int newtable (Enc *e, int idx) {
       goto out;
     }
   }
-  if ((rc = patchcounts(e, at, narr, nhash)) == 0) rc = encmeta(e, idx);
+  if ((rc = enc_patchcounts(e, at, narr, nhash)) == 0) rc = encmeta(e, idx);
 out:
-  e->depth--;
+  e->rdepth--;
   return rc;
 }
 
@@ -568,7 +406,7 @@ static int encproto (Enc *e, int idx, int *nups) {
   s = lua_tolstring(L, -1, &len);
   len -= TRAILER;
   *nups = (unsigned char)s[len + 16];
-  if ((p = room(e->b, len + 1 + TRAILER + MAXVARINT)) == NULL) {
+  if ((p = enc_room(e->b, len + 1 + TRAILER + MAXVARINT)) == NULL) {
     lua_pop(L, 1);
     return CFUT_ENOMEM;
   }
@@ -607,7 +445,7 @@ static int noteglobals (Enc *e, int f, int env) {
 ** numbered 'ref'.  The defining chunk's _ENV (whatever table it is: a
 ** test runner gives each file its own) becomes the receiver's globals.
 ** Upvalues shared with a function written before become references. */
-static int encupvalue (Enc *e, int f, lua_Integer ref, int i,
+int enc_upvalue (Enc *e, int f, lua_Integer ref, int i,
                        const char *name) {
   lua_State *L = e->L;
   int v = lua_gettop(L);
@@ -623,7 +461,7 @@ static int encupvalue (Enc *e, int f, lua_Integer ref, int i,
   }
   id = lua_upvalueid(L, f, i);
   if ((where = pmap_claim(&e->seen, id, ref * 256 + i)) != 0) {
-    unsigned char *p = room(e->b, 2 + MAXVARINT);
+    unsigned char *p = enc_room(e->b, 2 + MAXVARINT);
     if (where < 0) return CFUT_ENOMEM;
     if (p == NULL) return CFUT_ENOMEM;
     p[0] = T_UPREF;
@@ -632,25 +470,7 @@ static int encupvalue (Enc *e, int f, lua_Integer ref, int i,
     e->b->len = (size_t)(p - (unsigned char *)e->b->data);
     return 0;
   }
-  return encvalue(e, v);
-}
-
-static int encupvalues (Enc *e, int f, lua_Integer ref, int nups) {
-  int i, rc = 0;
-  for (i = 1; i <= nups && rc == 0; i++) {
-    const char *name = lua_getupvalue(e->L, f, i);
-    if (name == NULL) return unsendable(e, CFUT_ESEND, "bad upvalue");
-    if ((rc = encupvalue(e, f, ref, i, name)) != 0) {
-      char num[16];
-      if (name[0] == '\0' || name[0] == '(') {
-        snprintf(num, sizeof(num), "#%d", i);
-        name = num;
-      }
-      addseg(e, 'u', 0, name);
-    }
-    lua_pop(e->L, 1);
-  }
-  return rc;
+  return enc_value(e, v);
 }
 
 /* A C function travels as the name a loaded module holds it under. */
@@ -663,21 +483,45 @@ static int enccfunction (Enc *e, int idx) {
     rc = encname(e, idx, p);
   }
   if (rc == 1)
-    return unsendable(e, CFUT_ESEND, "C function that no loaded module holds");
+    return enc_unsendable(e, CFUT_ESEND,
+                          "C function that no loaded module holds");
   return rc;
 }
 
+static int encupvalues (Enc *e, int f, lua_Integer ref, int nups) {
+  int i, rc = 0;
+  for (i = 1; i <= nups && rc == 0; i++) {
+    const char *name = lua_getupvalue(e->L, f, i);
+    if (name == NULL) return enc_unsendable(e, CFUT_ESEND, "bad upvalue");
+    if ((rc = enc_upvalue(e, f, ref, i, name)) != 0) {
+      char num[16];
+      if (name[0] == '\0' || name[0] == '(') {
+        snprintf(num, sizeof(num), "#%d", i);
+        name = num;
+      }
+      wpath_add(&e->path, 'u', NULL, 0, name);
+    }
+    lua_pop(e->L, 1);
+  }
+  return rc;
+}
+
+/* A Lua function: its bytecode (encproto), then its upvalues,
+** recursively for the first RDEPTH levels, with a frame past. */
 static int encfunction (Enc *e, int idx) {
   lua_Integer ref;
   int rc, nups;
   if (lua_iscfunction(e->L, idx)) return enccfunction(e, idx);
   if (seen(e, lua_topointer(e->L, idx), &rc)) return rc;
-  if ((rc = enter(e)) != 0) return rc;
   ref = e->nrefs;
-  if ((rc = encproto(e, idx, &nups)) == 0)
+  if ((rc = encproto(e, idx, &nups)) != 0 || nups == 0) return rc;
+  if (e->rdepth < RDEPTH) {
+    if ((rc = enter(e)) != 0) return rc;
     rc = encupvalues(e, idx, ref, nups);
-  e->depth--;
-  return rc;
+    e->rdepth--;
+    return rc;
+  }
+  return enc_deepfunction(e, idx, ref, nups);
 }
 
 
@@ -694,7 +538,7 @@ static int encuserdata (Enc *e, int idx) {
   int t, kind;
   if (ops != NULL && (kind = ops->tohandle(L, idx, e->flags & MARSHAL_LOCAL,
                                           &h, &why)) != 0) {
-    if (why != NULL) return unsendable(e, CFUT_ESEND, why);
+    if (why != NULL) return enc_unsendable(e, CFUT_ESEND, why);
     e->nhandles++;
     return putword(e->b, kind == MARSHAL_FUTURE ? T_FUTURE : T_EXECUTOR,
                    (uint64_t)(uintptr_t)h);
@@ -705,7 +549,7 @@ static int encuserdata (Enc *e, int idx) {
   else
     snprintf(desc, sizeof(desc), "userdata");
   if (t != LUA_TNIL) lua_pop(L, 1);
-  return unsendable(e, CFUT_ESEND, desc);
+  return enc_unsendable(e, CFUT_ESEND, desc);
 }
 
 static int encnumber (Enc *e, int idx) {
@@ -718,14 +562,14 @@ static int encnumber (Enc *e, int idx) {
   return putword(e->b, T_FLOAT, u);
 }
 
-static int encvalue (Enc *e, int idx) {
+int enc_value (Enc *e, int idx) {
   lua_State *L = e->L;
   size_t len;
   const char *s;
   switch (lua_type(L, idx)) {
-    case LUA_TNIL: return puttag(e->b, T_NIL);
+    case LUA_TNIL: return enc_puttag(e->b, T_NIL);
     case LUA_TBOOLEAN:
-      return puttag(e->b, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
+      return enc_puttag(e->b, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
     case LUA_TNUMBER: return encnumber(e, idx);
     case LUA_TSTRING:
       s = lua_tolstring(L, idx, &len);
@@ -734,8 +578,8 @@ static int encvalue (Enc *e, int idx) {
     case LUA_TFUNCTION: return encfunction(e, idx);
     case LUA_TUSERDATA: return encuserdata(e, idx);
     case LUA_TLIGHTUSERDATA:
-      return unsendable(e, CFUT_ESEND, "light userdata");
-    default: return unsendable(e, CFUT_ESEND, "coroutine");
+      return enc_unsendable(e, CFUT_ESEND, "light userdata");
+    default: return enc_unsendable(e, CFUT_ESEND, "coroutine");
   }
 }
 
@@ -808,8 +652,8 @@ static int encglobal (Enc *e, int k, uint64_t *count) {
   rc = globals_fetch(L, k - 1, k);
   if (rc == 0 && !lua_isnil(L, v) && !ownname(e, v, name, n)) {
     (*count)++;
-    if ((rc = enckey(e, k)) == 0) rc = encvalue(e, v);
-    if (rc != 0) addseg(e, 'g', 0, name);
+    if ((rc = enc_key(e, k)) == 0) rc = enc_value(e, v);
+    if (rc != 0) wpath_add(&e->path, 'g', NULL, 0, name);
   }
   lua_pop(L, 1);
   return rc;
@@ -845,10 +689,9 @@ static int encglobals (Enc *e, int *argno) {
   lua_Integer i;
   Written w;
   int rc, k = lua_gettop(L) + 1;
-  if ((rc = enter(e)) != 0) return rc;
   memset(&w, 0, sizeof(w));
   e->nrefs++;               /* numbered, as the decoder numbers a table */
-  if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = puttag(e->b, 0)) != 0)
+  if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = enc_puttag(e->b, 0)) != 0)
     goto out;
   for (i = 1; rc == 0 && i <= (lua_Integer)lua_rawlen(L, e->gslot); i += 3) {
     lua_rawgeti(L, e->gslot, i);          /* names, */
@@ -864,12 +707,11 @@ static int encglobals (Enc *e, int *argno) {
     e->nrefs--;
     rc = 1;
   }
-  else if (rc == 0 && (rc = patchcounts(e, at, 0, count)) == 0)
-    rc = puttag(e->b, T_NIL);             /* its metatable */
+  else if (rc == 0 && (rc = enc_patchcounts(e, at, 0, count)) == 0)
+    rc = enc_puttag(e->b, T_NIL);             /* its metatable */
 out:
   free(w.s);
   free(w.n);
-  e->depth--;
   return rc;
 }
 
@@ -891,7 +733,7 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
   int base = lua_gettop(L), i, rc = 0, gl = 0;
   unsigned char head[4 + MAXVARINT];
   first = lua_absindex(L, first);
-  if (!lua_checkstack(L, 8 + STACKSTEP)) rc = CFUT_ENOMEM;
+  if (!lua_checkstack(L, 4 + 4 + STACKSTEP)) rc = CFUT_ENOMEM;
   memcpy(head, MAGIC, 3);
   head[3] = WIRE_VERSION;
   if (rc == 0)
@@ -900,29 +742,33 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
     if (errlen > 0) snprintf(err, errlen, "not enough memory");
     return rc;
   }
-  e.L = L; e.b = out; e.flags = flags; e.depth = 0;
-  lua_pushnil(L); lua_pushnil(L);     /* the two slots, */
-  if (flags & MARSHAL_GLOBALS) lua_pushnil(L);    /* and the globals' */
+  e.L = L; e.b = out; e.flags = flags;
+  lua_pushnil(L); lua_pushnil(L);     /* the five slots */
+  lua_pushnil(L); lua_pushnil(L); lua_pushnil(L);
   e.names.slot = base + 1; e.names.filter = NULL; e.dumps = base + 2;
-  e.gslot = base + 3; e.gpending = 0;
+  e.spill = base + 3; e.chunk = base + 4; e.gslot = base + 5;
+  e.gpending = 0; e.lvl0 = 0; e.rdepth = 0;
+  e.nchunks = 0; e.chunkno = (size_t)-1;
   pmap_init(&e.seen);
   e.nrefs = 0; e.nhandles = 0; e.rebuilt = 0;
-  e.globals = NULL; e.nseg = 0;
+  e.globals = NULL; wpath_init(&e.path);
+  e.fr = e.small; e.cap = SMALLFRAMES; e.depth = 0;
   for (i = 0; i < n && rc == 0; i++) {
     e.garg = i + 1;
-    rc = encvalue(&e, first + i);
+    rc = enc_value(&e, first + i);
   }
   if (rc == 0 && e.gpending) {              /* globals to copy */
     gl = 1;
     if ((rc = encglobals(&e, &i)) == 1) gl = rc = 0;
   }
+  if (e.fr != e.small) free(e.fr);
   pmap_free(&e.seen);
   lua_settop(L, base);
   if (rc != 0) {
     if (fresh) mbuf_free(out);    /* exactly as it was: nothing to free */
     else out->len = start;
     if (rc == CFUT_ENOMEM) snprintf(err, errlen, "not enough memory");
-    else describe(&e, what, argbase + i - 1, err, errlen);
+    else wpath_format(&e.path, what, argbase + i - 1, e.desc, err, errlen);
     return rc;
   }
   if (gl) out->data[start + 3] |= (char)WIRE_GLOBALS;

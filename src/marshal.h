@@ -54,8 +54,10 @@ void marshal_sethandles (const MarshalHandles *ops);
 /* Flags */
 #define MARSHAL_LOCAL 1   /* same process: futures and executors cross as
                              handles to the same object */
-#define MARSHAL_NOCODE 2  /* decoding: refuse functions (bytecode from
-                             another process is never loaded) */
+#define MARSHAL_NOCODE 2  /* decoding: refuse functions (futures.loads
+                             without allow_code; a worker's results are
+                             decoded with code allowed: the worker is this
+                             program) */
 #define MARSHAL_GLOBALS 4 /* a task for a worker: encoding copies the
                              globals its functions read (after the
                              values); decoding installs them in this
@@ -64,10 +66,13 @@ void marshal_sethandles (const MarshalHandles *ops);
 /*
 ** Append the 'n' values at L[first], L[first+1]... to 'out'.
 ** 'what' names them in messages ("argument", "result", "error value") and
-** 'argbase' is the number of the first one.  On failure returns CFUT_ESEND,
-** CFUT_EDEPTH or CFUT_ENOMEM, 'out' is back to its length before the call,
-** and 'err' says what and where, e.g.
+** 'argbase' is the number of the first one.  Nesting has no limit but
+** memory (the walk keeps its stack in heap memory, and a few slots of the
+** Lua stack whatever the depth).  On failure returns CFUT_ESEND or
+** CFUT_ENOMEM, 'out' is back to its length before the call, and 'err'
+** says what and where, e.g.
 **   argument #2 (field 'conn': userdata FILE*)
+** (a long path keeps its first and last steps: "field 'a.b...y.z'").
 ** The stack is left as it was.
 */
 int marshal_encode (lua_State *L, int first, int n, int flags,
@@ -78,12 +83,18 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
 ** Push the values encoded in data[0..len).  Returns how many (>= 0), or
 ** CFUT_EBADMSG with 'err' set and nothing pushed.  Every length, tag and
 ** reference is checked; handles are accepted only with MARSHAL_LOCAL.
+** Nesting has no limit but the message's size: the walk's stack is heap
+** memory that grows with the levels the bytes hold.
 ** Each decoded handle takes a reference of its own: the message keeps
 ** the references it holds (it may be decoded again) until its owner lets
 ** it go with marshal_discard.
+** When the receiving state cannot make a value (a module or field it
+** lacks, code it refuses...) inside another, 'err' names its path as the
+** encoder does, 'what' (NULL: "value") naming the values:
+**   result #1 (field 'a.b': cannot load module 'm': ...)
 */
 int marshal_decode (lua_State *L, const char *data, size_t len, int flags,
-                    char *err, size_t errlen);
+                    const char *what, char *err, size_t errlen);
 
 /* Free this thread's kept map of seen objects (a thread that ends). */
 void marshal_freespare (void);

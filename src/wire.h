@@ -20,10 +20,14 @@ _Static_assert(sizeof(lua_Integer) == 8 && sizeof(lua_Number) == 8,
 #define WIRE_GLOBALS  0x40  /* idem: a table of globals follows the
                                values (MARSHAL_GLOBALS only) */
 #define MAGIC         "\x1b" "CF"   /* then the version byte */
-#define MAXDEPTH      200   /* tables/functions nested in one another */
 #define MAXVARINT     10
-#define STACKSTEP     32    /* Lua stack reserved every 4 levels (3 slots a
-                               level at most, plus room for leaf work) */
+#define RDEPTH        100   /* tables/functions nested in one another that
+                               the walkers take recursively (the C stack
+                               holds that many levels at most); deeper
+                               ones are frames of a stack in heap memory */
+#define STACKSTEP     32    /* Lua stack reserved every 4 recursive levels
+                               (3 slots a level at most, plus room for leaf
+                               work); the frames reserve their own */
 #define FNVSEED       0xcbf29ce484222325ULL
 #define TRAILER       17    /* id(8) hash(8) nups(1) of a function */
 
@@ -89,8 +93,10 @@ int wire_check (const char *data, size_t len, int flags, char *err,
 ** the receiving state rather than the grammar: a module or field it
 ** lacks, a named value that is not what its place needs, code it refuses,
 ** no room on its Lua stack.  Only such a failure can follow a wire_check
-** with the same flags that accepted the bytes (fuzz/fuzz_check.c). */
+** with the same flags that accepted the bytes (fuzz/fuzz_check.c).  With
+** code allowed, the bytecode too is the receiver's to judge (the check
+** walks past it): damaged or refused bytecode is such a failure. */
 int wire_decode (lua_State *L, const char *data, size_t len, int flags,
-                 char *err, size_t errlen, int *receiver);
+                 const char *what, char *err, size_t errlen, int *receiver);
 
 #endif

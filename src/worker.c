@@ -219,7 +219,8 @@ static int call (lua_State *L, const char *msg, size_t len, int flags,
   int n;
   lua_pushcfunction(L, worker_msghandler);
   /* (a task: it may bring globals) */
-  n = marshal_decode(L, msg, len, flags | MARSHAL_GLOBALS, err, sizeof err);
+  n = marshal_decode(L, msg, len, flags | MARSHAL_GLOBALS, "argument", err,
+                     sizeof err);
   if (n < 1) {
     if (n == 0) lua_pushliteral(L, "empty task message");
     else lua_pushfstring(L, "cannot receive the task: %s", err);
