@@ -174,6 +174,19 @@ for kind, newpool in pairs(kinds) do
       -- the pool is fine afterwards
       assert.equal(3, ex:submit(function (x) return x end, 3):result(LONG))
     end)
+
+    it("a nested function reading a local _ENV of the task reads no global",
+       function ()
+      g_conn = io.stdout        -- a global of that name that cannot cross
+      local ex = newpool(1)
+      -- tostring is read from the real _ENV (so the task has that upvalue);
+      -- g_conn only from the task's own local _ENV, in a nested function
+      assert.equal("7", ex:submit(function ()
+        local tostring = tostring
+        local _ENV = { g_conn = 7 }
+        return tostring((function () return g_conn end)())
+      end):result(LONG))
+    end)
   end)
 end
 

@@ -55,9 +55,17 @@ typedef struct Rd {
   int nomem;          /* (and bad) a malloc failed */
 } Rd;
 
+/* A name some prototype reads from upvalue 'root' of the dumped function
+** (a GETTABUP whose upvalue chain leads there). */
+typedef struct Read {
+  const char *s;
+  size_t n;
+  int root;
+} Read;
+
 typedef struct Scan {
-  void (*fn) (void *ud, const char *s, size_t n);
-  void *ud;
+  Read *v;            /* what the code reads, in the order found */
+  size_t len, cap;
 } Scan;
 
 static void skip (Rd *r, size_t n) {
@@ -153,46 +161,75 @@ static int isenv (const unsigned char *names, size_t nnames, const
   return s != NULL && len == 4 && memcmp(s, "_ENV", 4) == 0;
 }
 
-/* Report the constant-string keys of GETTABUP _ENV in code[0..n). */
+static void addread (Rd *r, Scan *sc, const char *s, size_t n, int root) {
+  if (sc->len == sc->cap) {
+    size_t cap = sc->cap ? 2 * sc->cap : 16;
+    Read *v = realloc(sc->v, cap * sizeof(*v));
+    if (v == NULL) {
+      r->bad = r->nomem = 1;
+      return;
+    }
+    sc->v = v;
+    sc->cap = cap;
+  }
+  sc->v[sc->len].s = s;
+  sc->v[sc->len].n = n;
+  sc->v[sc->len++].root = root;
+}
+
+/* Note the constant-string keys of GETTABUP in code[0..n) whose upvalue
+** leads to an upvalue of the dumped function (roots[b] >= 0): whether
+** that one is its _ENV is known only once its names are read. */
 static void scancode (Rd *r, Scan *sc, const unsigned char *code, size_t n,
                       const unsigned char **kp, size_t sizek,
-                      const unsigned char *names, size_t nnames) {
+                      const int *roots, size_t nups) {
   size_t i;
-  int env = -1;               /* the one _ENV upvalue, once known */
-  for (i = 0; i < n; i++) {
+  for (i = 0; i < n && !r->bad; i++) {
     uint32_t ins;
     unsigned b, c;
     memcpy(&ins, code + 4 * i, 4);
     if ((ins & 0x7f) != OP_GETTABUP) continue;
     b = (ins >> 16) & 0xff;
     c = (ins >> 24) & 0xff;
-    if (env < 0 || (unsigned)env != b) {
-      if (!isenv(names, nnames, r->end, b)) continue;
-      env = (int)b;
-    }
+    if (b >= nups || roots[b] < 0) continue;
     if (c < sizek && kp[c] != NULL) {
       Rd k;
       size_t len;
       const char *s;
       k.p = kp[c]; k.end = r->end; k.bad = k.nomem = 0;
-      if ((s = getstring(&k, &len)) != NULL) sc->fn(sc->ud, s, len);
+      if ((s = getstring(&k, &len)) != NULL) addread(r, sc, s, len, roots[b]);
     }
   }
 }
 
-static void function (Rd *r, Scan *sc, int nest);
+static void function (Rd *r, Scan *sc, int nest, const int *proots,
+                      size_t npups, const unsigned char **topnames,
+                      size_t *ntopnames);
 
-/* The nested prototypes. */
-static void protos (Rd *r, Scan *sc, int nest) {
+/* The nested prototypes (their parent's upvalue roots: proots). */
+static void protos (Rd *r, Scan *sc, int nest, const int *proots,
+                    size_t npups) {
   size_t i, n = getsize(r);
-  for (i = 0; i < n && !r->bad; i++) function(r, sc, nest + 1);
+  for (i = 0; i < n && !r->bad; i++)
+    function(r, sc, nest + 1, proots, npups, NULL, NULL);
 }
 
-/* One prototype (ldump.c's dumpFunction). */
-static void function (Rd *r, Scan *sc, int nest) {
+/*
+** One prototype (ldump.c's dumpFunction).  Its upvalue j is, in the
+** dumped function (nest 0), that function's upvalue j; in a nested one,
+** the dumped function's upvalue roots[j] when it comes from the parent's
+** upvalues (instack 0), or none (-1) when it is a local of the parent: a
+** `local _ENV = {...}` in the task makes the names a nested function
+** reads there no globals.  The dumped function's upvalue names come last:
+** *topnames (nest 0 only).
+*/
+static void function (Rd *r, Scan *sc, int nest, const int *proots,
+                      size_t npups, const unsigned char **topnames,
+                      size_t *ntopnames) {
   const unsigned char *code, *names;
   const unsigned char **kp;
-  size_t len, ncode, sizek, nnames;
+  size_t len, ncode, sizek, nups, j;
+  int *roots;
   if (nest > MAXNEST) {
     r->bad = 1;
     return;
@@ -215,10 +252,28 @@ static void function (Rd *r, Scan *sc, int nest) {
     return;
   }
   constants(r, kp, sizek);
-  skip(r, 3 * getsize(r));                /* upvalues: instack, idx, kind */
-  protos(r, sc, nest);
-  nnames = debuginfo(r, &names);
-  if (!r->bad) scancode(r, sc, code, ncode, kp, sizek, names, nnames);
+  nups = getsize(r);                      /* upvalues: instack, idx, kind */
+  if (r->bad || nups > (size_t)(r->end - r->p) / 3
+      || (roots = malloc((nups > 0 ? nups : 1) * sizeof(*roots))) == NULL) {
+    if (!r->bad) r->nomem = 1;
+    r->bad = 1;
+    free(kp);
+    return;
+  }
+  for (j = 0; j < nups; j++) {
+    int instack = getbyte(r), idx = getbyte(r);
+    (void)getbyte(r);
+    if (nest == 0) roots[j] = (int)j;
+    else roots[j] = (!instack && (size_t)idx < npups) ? proots[idx] : -1;
+  }
+  protos(r, sc, nest, roots, nups);
+  len = debuginfo(r, &names);
+  if (topnames != NULL) {
+    *topnames = names;
+    *ntopnames = len;
+  }
+  if (!r->bad) scancode(r, sc, code, ncode, kp, sizek, roots, nups);
+  free(roots);
   free(kp);
 }
 
@@ -240,13 +295,18 @@ int globals_scan (const char *dump, size_t len,
                   void (*fn) (void *ud, const char *s, size_t n), void *ud) {
   Rd r;
   Scan sc;
+  const unsigned char *names = NULL;
+  size_t nnames = 0, i;
   r.p = (const unsigned char *)dump;
   r.end = r.p + len;
   r.bad = r.nomem = 0;
-  sc.fn = fn;
-  sc.ud = ud;
+  memset(&sc, 0, sizeof(sc));
   if (header(&r) != 0) return -1;
-  function(&r, &sc, 0);
+  function(&r, &sc, 0, NULL, 0, &names, &nnames);
+  for (i = 0; i < sc.len && !r.bad; i++)  /* reads of the _ENV upvalue */
+    if (isenv(names, nnames, r.end, (unsigned)sc.v[i].root))
+      fn(ud, sc.v[i].s, sc.v[i].n);
+  free(sc.v);
   return r.nomem ? -2 : r.bad ? -1 : 0;
 }
 
