@@ -37,7 +37,20 @@ static char COPIES;     /* worker: global name -> the copy installed */
 ** =======================================================
 */
 
-#define OP_GETTABUP   11      /* lopcodes.h, Lua 5.4 */
+/* lopcodes.h, Lua 5.4: iABC is op:7 A:8 k:1 B:8 C:8, iABx op:7 A:8
+** Bx:17, iAx op:7 Ax:25 */
+#define OP_LOADK      3
+#define OP_LOADKX     4
+#define OP_GETUPVAL   9
+#define OP_GETTABUP   11
+#define OP_GETTABLE   12
+#define OP_EXTRAARG   81
+#define GETOP(i)      ((i) & 0x7f)
+#define GETA(i)       (((i) >> 7) & 0xff)
+#define GETB(i)       (((i) >> 16) & 0xff)
+#define GETC(i)       (((i) >> 24) & 0xff)
+#define GETBX(i)      ((i) >> 15)
+#define GETAX(i)      ((i) >> 7)
 #define MAXNEST       256     /* prototypes nested (the parser allows 200) */
 
 /* Constant tags (lobject.h: type | variant << 4) */
@@ -177,28 +190,65 @@ static void addread (Rd *r, Scan *sc, const char *s, size_t n, int root) {
   sc->v[sc->len++].root = root;
 }
 
-/* Note the constant-string keys of GETTABUP in code[0..n) whose upvalue
-** leads to an upvalue of the dumped function (roots[b] >= 0): whether
-** that one is its _ENV is known only once its names are read. */
+static uint32_t instr (const unsigned char *code, size_t i) {
+  uint32_t ins;
+  memcpy(&ins, code + 4 * i, 4);
+  return ins;
+}
+
+/* Note the string constant k (if it is one) as read from root upvalue. */
+static void keyread (Rd *r, Scan *sc, const unsigned char **kp,
+                     size_t sizek, size_t k, int root) {
+  if (k < sizek && kp[k] != NULL) {
+    Rd kr;
+    size_t len;
+    const char *s;
+    kr.p = kp[k]; kr.end = r->end; kr.bad = kr.nomem = 0;
+    if ((s = getstring(&kr, &len)) != NULL) addread(r, sc, s, len, root);
+  }
+}
+
+/*
+** Note the global reads in code[0..n): an upvalue that leads to an
+** upvalue of the dumped function (roots[b] >= 0) indexed with a constant
+** string; whether that one is its _ENV is known only once its names are
+** read.  Two forms: GETTABUP for a key among the first 256 constants;
+** past those, lcode.c's luaK_indexed puts _ENV and the key in registers:
+** GETUPVAL ra; LOADK rk (or LOADKX rk; EXTRAARG); GETTABLE _ ra rk, one
+** after the other (a function with a big table of string literals before
+** its first call of a global helper).
+*/
 static void scancode (Rd *r, Scan *sc, const unsigned char *code, size_t n,
                       const unsigned char **kp, size_t sizek,
                       const int *roots, size_t nups) {
   size_t i;
   for (i = 0; i < n && !r->bad; i++) {
-    uint32_t ins;
-    unsigned b, c;
-    memcpy(&ins, code + 4 * i, 4);
-    if ((ins & 0x7f) != OP_GETTABUP) continue;
-    b = (ins >> 16) & 0xff;
-    c = (ins >> 24) & 0xff;
-    if (b >= nups || roots[b] < 0) continue;
-    if (c < sizek && kp[c] != NULL) {
-      Rd k;
-      size_t len;
-      const char *s;
-      k.p = kp[c]; k.end = r->end; k.bad = k.nomem = 0;
-      if ((s = getstring(&k, &len)) != NULL) addread(r, sc, s, len, roots[b]);
+    uint32_t ins = instr(code, i), up, ld;
+    size_t k, back;
+    if (GETOP(ins) == OP_GETTABUP) {
+      unsigned b = GETB(ins);
+      if (b < nups && roots[b] >= 0)
+        keyread(r, sc, kp, sizek, GETC(ins), roots[b]);
+      continue;
     }
+    if (GETOP(ins) != OP_GETTABLE || i < 2) continue;
+    ld = instr(code, i - 1);
+    if (GETOP(ld) == OP_LOADK) {
+      k = GETBX(ld);
+      back = 2;
+    }
+    else if (GETOP(ld) == OP_EXTRAARG && i >= 3
+             && GETOP(instr(code, i - 2)) == OP_LOADKX) {
+      k = GETAX(ld);
+      ld = instr(code, i - 2);
+      back = 3;
+    }
+    else continue;
+    up = instr(code, i - back);
+    if (GETOP(up) != OP_GETUPVAL || GETA(up) != GETB(ins)
+        || GETA(ld) != GETC(ins) || GETB(up) >= nups || roots[GETB(up)] < 0)
+      continue;
+    keyread(r, sc, kp, sizek, k, roots[GETB(up)]);
   }
 }
 
