@@ -279,6 +279,76 @@ describe("a task stuck in C code", function ()
   end)
 end)
 
+describe("process pool: tasks sent ahead to a worker", function ()
+  -- How many times each task started, from the lines tasks append to log.
+  local function starts (log)
+    local n = {}
+    for l in io.lines(log) do n[l] = (n[l] or 0) + 1 end
+    return n
+  end
+  local function logged (i, log)
+    local f = assert(io.open(log, "a"))
+    f:write(i, "\n")
+    f:close()
+  end
+
+  -- A worker answers a batch of tasks in one write; the stop of the first
+  -- one must not look like a task stuck in C code while it runs the
+  -- others (the worker was killed after half a second and the tasks it
+  -- had run went to its replacement, which ran them again).
+  it("stopping the one that runs starts none of the others twice",
+     function ()
+    local ex = helpers.track(futures.process_pool(1))
+    local log = os.tmpname()
+    local fs = {}
+    fs[1] = ex:submit(function (log, logged, busy)
+      logged(1, log)
+      busy()
+    end, log, logged, busy)
+    for i = 2, 40 do                  -- ~2 s of work, most sent ahead
+      fs[i] = ex:submit(function (i, log, logged)
+        logged(i, log)
+        futures.sleep(0.05)
+        return i
+      end, i, log, logged)
+    end
+    running(fs[1])
+    assert.truthy(helpers.wait_until(function ()
+      return starts(log)["1"] ~= nil
+    end), "the first task never started")
+    assert.is_true(fs[1]:cancel{ force = true })
+    for i = 2, 40 do assert.equal(i, fs[i]:result(LONG)) end
+    local n = starts(log)
+    os.remove(log)
+    for i = 1, 40 do assert.equal(1, n[tostring(i)], "task " .. i) end
+  end)
+
+  it("stopping one behind the running one stops only that one", function ()
+    local ex = helpers.track(futures.process_pool(1))
+    local log = os.tmpname()
+    local fs = {}
+    for i = 1, 40 do
+      fs[i] = ex:submit(function (i, log, logged, busy)
+        logged(i, log)
+        if i == 1 then futures.sleep(0.5) end
+        if i == 20 then busy() end
+        return i
+      end, i, log, logged, busy)
+    end
+    assert.truthy(helpers.wait_until(function () return fs[20]:running() end),
+                  "task 20 was never sent")
+    assert.is_true(fs[20]:cancel{ force = true })
+    for i = 1, 40 do
+      if i ~= 20 then assert.equal(i, fs[i]:result(LONG)) end
+    end
+    local n = starts(log)
+    os.remove(log)
+    for i = 1, 40 do
+      if i ~= 20 then assert.equal(1, n[tostring(i)], "task " .. i) end
+    end
+  end)
+end)
+
 describe("a script that ends with an uncaught error", function ()
   local src = [[
     local futures = require "cfut"

@@ -382,8 +382,15 @@ void worker_poll (lua_State *L) {
 ** C function).  A Ctrl-C raises "interrupted!" once, as before; a signal
 ** that came for a task already over finds neither and does nothing.
 */
+static void (*hookfn) (void);  /* worker_sethookfn */
+
+void worker_sethookfn (void (*fn) (void)) {
+  hookfn = fn;
+}
+
 static void stop (lua_State *L, lua_Debug *ar) {
   (void)ar;
+  if (hookfn != NULL) hookfn();
   if (fut_stopping()) {
     lua_sethook(L, stop, LUA_MASKCOUNT, 1);
     luaL_error(L, WORKER_STOPPED);
