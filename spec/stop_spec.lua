@@ -88,6 +88,41 @@ for _, kind in ipairs { "thread", "process" } do
                          :result(LONG))
     end)
 
+    it("stops a busy loop inside a coroutine (resume, wrap, nested)",
+       function ()
+      local ex = newpool(1)
+      local pid = ex:submit(futures.getpid):result(LONG)
+      for _, how in ipairs { "resume", "wrap", "nested" } do
+        local f = ex:submit(function (how, busy)
+          if how == "resume" then
+            return coroutine.resume(coroutine.create(busy))
+          elseif how == "wrap" then
+            return coroutine.wrap(busy)()
+          end
+          return coroutine.wrap(function ()
+            return coroutine.resume(coroutine.create(busy))
+          end)()
+        end, how, busy)
+        running(f)
+        assert.is_true(f:cancel{ force = true })
+        usable(ex)
+      end
+      -- the stop reached the coroutine: no process worker was replaced
+      assert.equal(pid, ex:submit(futures.getpid):result(LONG))
+      -- and coroutines behave as ever
+      assert.same({ 2, 20, false, "boom", false, "bang", false,
+                    "cannot resume dead coroutine" }, { ex:submit(function ()
+        local gen = coroutine.wrap(function (a)
+          return 2 * coroutine.yield(a + 1)
+        end)
+        local x, y = gen(1), gen(10)
+        local co = coroutine.create(function () error("boom", 0) end)
+        local ok, e = coroutine.resume(co)
+        local ok2, e2 = pcall(coroutine.wrap(function () error("bang", 0) end))
+        return x, y, ok, e, ok2, e2, coroutine.resume(co)
+      end):result(LONG) })
+    end)
+
     it("stops a task in futures.sleep, result and wait at once", function ()
       local ex = newpool(1)
       for _, task in ipairs {
@@ -218,6 +253,14 @@ for _, kind in ipairs { "thread", "process" } do
       assert.matches("raised TimeoutError", tostring(f))
       local g = ex:submit(function () futures.sleep(1e6) end)
       assert.equal("TimeoutError", (failure(g)))
+      usable(ex)
+    end)
+
+    it("stops a task busy inside a coroutine", function ()
+      local ex = newpool{ max_workers = 1, task_timeout = 0.2 }
+      local f = ex:submit(function (busy) return coroutine.wrap(busy)() end,
+                          busy)
+      assert.equal("TimeoutError", (failure(f)))
       usable(ex)
     end)
 
