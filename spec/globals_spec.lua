@@ -174,6 +174,31 @@ for kind, newpool in pairs(kinds) do
       -- the pool is fine afterwards
       assert.equal(3, ex:submit(function (x) return x end, 3):result(LONG))
     end)
+
+    it("a global read after the function's 256th constant", function ()
+      -- past 256 constants Lua reads a global with GETUPVAL, LOADK and
+      -- GETTABLE instead of GETTABUP
+      g_helper = function () return 42 end
+      local src = { "return function () local t = {" }
+      for i = 1, 300 do src[#src + 1] = ("'s%d',"):format(i) end
+      src[#src + 1] = "} return g_helper(), #t end"
+      local fn = assert(load(table.concat(src), "=big", "t", _ENV))()
+      local ex = newpool(1)
+      assert.same({ 42, 300 }, { ex:submit(fn):result(LONG) })
+    end)
+
+    it("a nested function reading a local _ENV of the task reads no global",
+       function ()
+      g_conn = io.stdout        -- a global of that name that cannot cross
+      local ex = newpool(1)
+      -- tostring is read from the real _ENV (so the task has that upvalue);
+      -- g_conn only from the task's own local _ENV, in a nested function
+      assert.equal("7", ex:submit(function ()
+        local tostring = tostring
+        local _ENV = { g_conn = 7 }
+        return tostring((function () return g_conn end)())
+      end):result(LONG))
+    end)
   end)
 end
 

@@ -203,6 +203,44 @@ ex:shutdown()
     assert.equal("true", lines[5])
   end)
 
+  it("a stop of a task sent ahead kills no other task (none runs twice)",
+     function ()
+    -- the relay carries no stop value: the worker is killed once the
+    -- stopped task comes first, not at once (which ran the tasks before it
+    -- again on its replacement)
+    local code, out, err = run([[
+local futures = require "cfut"
+local log = os.tmpname()
+local ex = futures.mpi_pool(1)
+ex:submit(function () end):result(30)
+local function task (i, log)
+  local f = io.open(log, "a"); f:write(i, "\n"); f:close()
+  if i == 1 then futures.sleep(1) end
+  if i == 20 then while true do end end
+  return i
+end
+local fs = {}
+for i = 1, 40 do fs[i] = ex:submit(task, i, log) end
+local t0 = futures.monotonic()
+while not fs[20]:running() and futures.monotonic() - t0 < 20 do
+  futures.sleep(0.01)
+end
+print(fs[20]:cancel{force = true})
+local ok = true
+for i = 1, 40 do
+  if i ~= 20 and fs[i]:result(30) ~= i then ok = false end
+end
+local n = {}
+for l in io.lines(log) do n[l] = (n[l] or 0) + 1 end
+os.remove(log)
+for i = 1, 40 do if i ~= 20 and n[tostring(i)] ~= 1 then ok = false end end
+print(ok)
+ex:shutdown()
+]])
+    expect_ok(code, out, err)
+    assert.equal("true\ntrue\n", out)
+  end)
+
   it("runs under the stock lua5.4 too", function ()
     local code, out, err = run([[
 local futures = require "cfut"

@@ -88,6 +88,41 @@ for _, kind in ipairs { "thread", "process" } do
                          :result(LONG))
     end)
 
+    it("stops a busy loop inside a coroutine (resume, wrap, nested)",
+       function ()
+      local ex = newpool(1)
+      local pid = ex:submit(futures.getpid):result(LONG)
+      for _, how in ipairs { "resume", "wrap", "nested" } do
+        local f = ex:submit(function (how, busy)
+          if how == "resume" then
+            return coroutine.resume(coroutine.create(busy))
+          elseif how == "wrap" then
+            return coroutine.wrap(busy)()
+          end
+          return coroutine.wrap(function ()
+            return coroutine.resume(coroutine.create(busy))
+          end)()
+        end, how, busy)
+        running(f)
+        assert.is_true(f:cancel{ force = true })
+        usable(ex)
+      end
+      -- the stop reached the coroutine: no process worker was replaced
+      assert.equal(pid, ex:submit(futures.getpid):result(LONG))
+      -- and coroutines behave as ever
+      assert.same({ 2, 20, false, "boom", false, "bang", false,
+                    "cannot resume dead coroutine" }, { ex:submit(function ()
+        local gen = coroutine.wrap(function (a)
+          return 2 * coroutine.yield(a + 1)
+        end)
+        local x, y = gen(1), gen(10)
+        local co = coroutine.create(function () error("boom", 0) end)
+        local ok, e = coroutine.resume(co)
+        local ok2, e2 = pcall(coroutine.wrap(function () error("bang", 0) end))
+        return x, y, ok, e, ok2, e2, coroutine.resume(co)
+      end):result(LONG) })
+    end)
+
     it("stops a task in futures.sleep, result and wait at once", function ()
       local ex = newpool(1)
       for _, task in ipairs {
@@ -221,6 +256,14 @@ for _, kind in ipairs { "thread", "process" } do
       usable(ex)
     end)
 
+    it("stops a task busy inside a coroutine", function ()
+      local ex = newpool{ max_workers = 1, task_timeout = 0.2 }
+      local f = ex:submit(function (busy) return coroutine.wrap(busy)() end,
+                          busy)
+      assert.equal("TimeoutError", (failure(f)))
+      usable(ex)
+    end)
+
     it("counts running time only, not time in the queue", function ()
       local t = helpers.sanitized and 3 or 1
       local ex = newpool{ max_workers = 1, task_timeout = t }
@@ -276,6 +319,76 @@ describe("a task stuck in C code", function ()
       p:close()
       return not found
     end), "the task's command outlived its worker")
+  end)
+end)
+
+describe("process pool: tasks sent ahead to a worker", function ()
+  -- How many times each task started, from the lines tasks append to log.
+  local function starts (log)
+    local n = {}
+    for l in io.lines(log) do n[l] = (n[l] or 0) + 1 end
+    return n
+  end
+  local function logged (i, log)
+    local f = assert(io.open(log, "a"))
+    f:write(i, "\n")
+    f:close()
+  end
+
+  -- A worker answers a batch of tasks in one write; the stop of the first
+  -- one must not look like a task stuck in C code while it runs the
+  -- others (the worker was killed after half a second and the tasks it
+  -- had run went to its replacement, which ran them again).
+  it("stopping the one that runs starts none of the others twice",
+     function ()
+    local ex = helpers.track(futures.process_pool(1))
+    local log = os.tmpname()
+    local fs = {}
+    fs[1] = ex:submit(function (log, logged, busy)
+      logged(1, log)
+      busy()
+    end, log, logged, busy)
+    for i = 2, 40 do                  -- ~2 s of work, most sent ahead
+      fs[i] = ex:submit(function (i, log, logged)
+        logged(i, log)
+        futures.sleep(0.05)
+        return i
+      end, i, log, logged)
+    end
+    running(fs[1])
+    assert.truthy(helpers.wait_until(function ()
+      return starts(log)["1"] ~= nil
+    end), "the first task never started")
+    assert.is_true(fs[1]:cancel{ force = true })
+    for i = 2, 40 do assert.equal(i, fs[i]:result(LONG)) end
+    local n = starts(log)
+    os.remove(log)
+    for i = 1, 40 do assert.equal(1, n[tostring(i)], "task " .. i) end
+  end)
+
+  it("stopping one behind the running one stops only that one", function ()
+    local ex = helpers.track(futures.process_pool(1))
+    local log = os.tmpname()
+    local fs = {}
+    for i = 1, 40 do
+      fs[i] = ex:submit(function (i, log, logged, busy)
+        logged(i, log)
+        if i == 1 then futures.sleep(0.5) end
+        if i == 20 then busy() end
+        return i
+      end, i, log, logged, busy)
+    end
+    assert.truthy(helpers.wait_until(function () return fs[20]:running() end),
+                  "task 20 was never sent")
+    assert.is_true(fs[20]:cancel{ force = true })
+    for i = 1, 40 do
+      if i ~= 20 then assert.equal(i, fs[i]:result(LONG)) end
+    end
+    local n = starts(log)
+    os.remove(log)
+    for i = 1, 40 do
+      if i ~= 20 then assert.equal(1, n[tostring(i)], "task " .. i) end
+    end
   end)
 end)
 

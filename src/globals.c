@@ -37,7 +37,20 @@ static char COPIES;     /* worker: global name -> the copy installed */
 ** =======================================================
 */
 
-#define OP_GETTABUP   11      /* lopcodes.h, Lua 5.4 */
+/* lopcodes.h, Lua 5.4: iABC is op:7 A:8 k:1 B:8 C:8, iABx op:7 A:8
+** Bx:17, iAx op:7 Ax:25 */
+#define OP_LOADK      3
+#define OP_LOADKX     4
+#define OP_GETUPVAL   9
+#define OP_GETTABUP   11
+#define OP_GETTABLE   12
+#define OP_EXTRAARG   81
+#define GETOP(i)      ((i) & 0x7f)
+#define GETA(i)       (((i) >> 7) & 0xff)
+#define GETB(i)       (((i) >> 16) & 0xff)
+#define GETC(i)       (((i) >> 24) & 0xff)
+#define GETBX(i)      ((i) >> 15)
+#define GETAX(i)      ((i) >> 7)
 #define MAXNEST       256     /* prototypes nested (the parser allows 200) */
 
 /* Constant tags (lobject.h: type | variant << 4) */
@@ -55,9 +68,17 @@ typedef struct Rd {
   int nomem;          /* (and bad) a malloc failed */
 } Rd;
 
+/* A name some prototype reads from upvalue 'root' of the dumped function
+** (a GETTABUP whose upvalue chain leads there). */
+typedef struct Read {
+  const char *s;
+  size_t n;
+  int root;
+} Read;
+
 typedef struct Scan {
-  void (*fn) (void *ud, const char *s, size_t n);
-  void *ud;
+  Read *v;            /* what the code reads, in the order found */
+  size_t len, cap;
 } Scan;
 
 static void skip (Rd *r, size_t n) {
@@ -153,46 +174,112 @@ static int isenv (const unsigned char *names, size_t nnames, const
   return s != NULL && len == 4 && memcmp(s, "_ENV", 4) == 0;
 }
 
-/* Report the constant-string keys of GETTABUP _ENV in code[0..n). */
-static void scancode (Rd *r, Scan *sc, const unsigned char *code, size_t n,
-                      const unsigned char **kp, size_t sizek,
-                      const unsigned char *names, size_t nnames) {
-  size_t i;
-  int env = -1;               /* the one _ENV upvalue, once known */
-  for (i = 0; i < n; i++) {
-    uint32_t ins;
-    unsigned b, c;
-    memcpy(&ins, code + 4 * i, 4);
-    if ((ins & 0x7f) != OP_GETTABUP) continue;
-    b = (ins >> 16) & 0xff;
-    c = (ins >> 24) & 0xff;
-    if (env < 0 || (unsigned)env != b) {
-      if (!isenv(names, nnames, r->end, b)) continue;
-      env = (int)b;
+static void addread (Rd *r, Scan *sc, const char *s, size_t n, int root) {
+  if (sc->len == sc->cap) {
+    size_t cap = sc->cap ? 2 * sc->cap : 16;
+    Read *v = realloc(sc->v, cap * sizeof(*v));
+    if (v == NULL) {
+      r->bad = r->nomem = 1;
+      return;
     }
-    if (c < sizek && kp[c] != NULL) {
-      Rd k;
-      size_t len;
-      const char *s;
-      k.p = kp[c]; k.end = r->end; k.bad = k.nomem = 0;
-      if ((s = getstring(&k, &len)) != NULL) sc->fn(sc->ud, s, len);
-    }
+    sc->v = v;
+    sc->cap = cap;
+  }
+  sc->v[sc->len].s = s;
+  sc->v[sc->len].n = n;
+  sc->v[sc->len++].root = root;
+}
+
+static uint32_t instr (const unsigned char *code, size_t i) {
+  uint32_t ins;
+  memcpy(&ins, code + 4 * i, 4);
+  return ins;
+}
+
+/* Note the string constant k (if it is one) as read from root upvalue. */
+static void keyread (Rd *r, Scan *sc, const unsigned char **kp,
+                     size_t sizek, size_t k, int root) {
+  if (k < sizek && kp[k] != NULL) {
+    Rd kr;
+    size_t len;
+    const char *s;
+    kr.p = kp[k]; kr.end = r->end; kr.bad = kr.nomem = 0;
+    if ((s = getstring(&kr, &len)) != NULL) addread(r, sc, s, len, root);
   }
 }
 
-static void function (Rd *r, Scan *sc, int nest);
-
-/* The nested prototypes. */
-static void protos (Rd *r, Scan *sc, int nest) {
-  size_t i, n = getsize(r);
-  for (i = 0; i < n && !r->bad; i++) function(r, sc, nest + 1);
+/*
+** Note the global reads in code[0..n): an upvalue that leads to an
+** upvalue of the dumped function (roots[b] >= 0) indexed with a constant
+** string; whether that one is its _ENV is known only once its names are
+** read.  Two forms: GETTABUP for a key among the first 256 constants;
+** past those, lcode.c's luaK_indexed puts _ENV and the key in registers:
+** GETUPVAL ra; LOADK rk (or LOADKX rk; EXTRAARG); GETTABLE _ ra rk, one
+** after the other (a function with a big table of string literals before
+** its first call of a global helper).
+*/
+static void scancode (Rd *r, Scan *sc, const unsigned char *code, size_t n,
+                      const unsigned char **kp, size_t sizek,
+                      const int *roots, size_t nups) {
+  size_t i;
+  for (i = 0; i < n && !r->bad; i++) {
+    uint32_t ins = instr(code, i), up, ld;
+    size_t k, back;
+    if (GETOP(ins) == OP_GETTABUP) {
+      unsigned b = GETB(ins);
+      if (b < nups && roots[b] >= 0)
+        keyread(r, sc, kp, sizek, GETC(ins), roots[b]);
+      continue;
+    }
+    if (GETOP(ins) != OP_GETTABLE || i < 2) continue;
+    ld = instr(code, i - 1);
+    if (GETOP(ld) == OP_LOADK) {
+      k = GETBX(ld);
+      back = 2;
+    }
+    else if (GETOP(ld) == OP_EXTRAARG && i >= 3
+             && GETOP(instr(code, i - 2)) == OP_LOADKX) {
+      k = GETAX(ld);
+      ld = instr(code, i - 2);
+      back = 3;
+    }
+    else continue;
+    up = instr(code, i - back);
+    if (GETOP(up) != OP_GETUPVAL || GETA(up) != GETB(ins)
+        || GETA(ld) != GETC(ins) || GETB(up) >= nups || roots[GETB(up)] < 0)
+      continue;
+    keyread(r, sc, kp, sizek, k, roots[GETB(up)]);
+  }
 }
 
-/* One prototype (ldump.c's dumpFunction). */
-static void function (Rd *r, Scan *sc, int nest) {
+static void function (Rd *r, Scan *sc, int nest, const int *proots,
+                      size_t npups, const unsigned char **topnames,
+                      size_t *ntopnames);
+
+/* The nested prototypes (their parent's upvalue roots: proots). */
+static void protos (Rd *r, Scan *sc, int nest, const int *proots,
+                    size_t npups) {
+  size_t i, n = getsize(r);
+  for (i = 0; i < n && !r->bad; i++)
+    function(r, sc, nest + 1, proots, npups, NULL, NULL);
+}
+
+/*
+** One prototype (ldump.c's dumpFunction).  Its upvalue j is, in the
+** dumped function (nest 0), that function's upvalue j; in a nested one,
+** the dumped function's upvalue roots[j] when it comes from the parent's
+** upvalues (instack 0), or none (-1) when it is a local of the parent: a
+** `local _ENV = {...}` in the task makes the names a nested function
+** reads there no globals.  The dumped function's upvalue names come last:
+** *topnames (nest 0 only).
+*/
+static void function (Rd *r, Scan *sc, int nest, const int *proots,
+                      size_t npups, const unsigned char **topnames,
+                      size_t *ntopnames) {
   const unsigned char *code, *names;
   const unsigned char **kp;
-  size_t len, ncode, sizek, nnames;
+  size_t len, ncode, sizek, nups, j;
+  int *roots;
   if (nest > MAXNEST) {
     r->bad = 1;
     return;
@@ -215,10 +302,28 @@ static void function (Rd *r, Scan *sc, int nest) {
     return;
   }
   constants(r, kp, sizek);
-  skip(r, 3 * getsize(r));                /* upvalues: instack, idx, kind */
-  protos(r, sc, nest);
-  nnames = debuginfo(r, &names);
-  if (!r->bad) scancode(r, sc, code, ncode, kp, sizek, names, nnames);
+  nups = getsize(r);                      /* upvalues: instack, idx, kind */
+  if (r->bad || nups > (size_t)(r->end - r->p) / 3
+      || (roots = malloc((nups > 0 ? nups : 1) * sizeof(*roots))) == NULL) {
+    if (!r->bad) r->nomem = 1;
+    r->bad = 1;
+    free(kp);
+    return;
+  }
+  for (j = 0; j < nups; j++) {
+    int instack = getbyte(r), idx = getbyte(r);
+    (void)getbyte(r);
+    if (nest == 0) roots[j] = (int)j;
+    else roots[j] = (!instack && (size_t)idx < npups) ? proots[idx] : -1;
+  }
+  protos(r, sc, nest, roots, nups);
+  len = debuginfo(r, &names);
+  if (topnames != NULL) {
+    *topnames = names;
+    *ntopnames = len;
+  }
+  if (!r->bad) scancode(r, sc, code, ncode, kp, sizek, roots, nups);
+  free(roots);
   free(kp);
 }
 
@@ -240,13 +345,18 @@ int globals_scan (const char *dump, size_t len,
                   void (*fn) (void *ud, const char *s, size_t n), void *ud) {
   Rd r;
   Scan sc;
+  const unsigned char *names = NULL;
+  size_t nnames = 0, i;
   r.p = (const unsigned char *)dump;
   r.end = r.p + len;
   r.bad = r.nomem = 0;
-  sc.fn = fn;
-  sc.ud = ud;
+  memset(&sc, 0, sizeof(sc));
   if (header(&r) != 0) return -1;
-  function(&r, &sc, 0);
+  function(&r, &sc, 0, NULL, 0, &names, &nnames);
+  for (i = 0; i < sc.len && !r.bad; i++)  /* reads of the _ENV upvalue */
+    if (isenv(names, nnames, r.end, (unsigned)sc.v[i].root))
+      fn(ud, sc.v[i].s, sc.v[i].n);
+  free(sc.v);
   return r.nomem ? -2 : r.bad ? -1 : 0;
 }
 

@@ -76,6 +76,8 @@ typedef struct PWorker {
   int killwait;               /* it is to answer killid by killat */
   uint64_t killid;            /* a stopped task it is running */
   double killat;              /* kill it then unless killid is answered */
+  uint64_t *stopids;          /* stopped tasks behind its first: armed */
+  int nstopids, capstopids;   /* (killwait) when they come first */
 } PWorker;
 
 
@@ -314,6 +316,7 @@ static void endworker (PPool *p, PWorker *w, int kill_it) {
   p->nworkers--;
   free(w->fly);
   free(w->flyid);
+  free(w->stopids);
   free(w->in);
   mbuf_free(&w->out);
   free(w);
@@ -398,24 +401,73 @@ static void pp_stop (void *ud, Future *f, int why) {
   do r = write(p->wake[1], &c, 1); while (r < 0 && errno == EINTR);
 }
 
-/* Ask w to stop its task 'id' (at fly[i]). */
+/* w is to answer its task 'id' (its first) within 'grace' seconds, or
+** be killed (killworkers). */
+static void armkill (PWorker *w, uint64_t id, double grace) {
+  if (w->killwait) return;    /* armed for its first already */
+  w->killwait = 1;
+  w->killid = id;
+  w->killat = sys_now() + grace;
+}
+
+/*
+** Ask w to stop its task 'id' (at fly[i]).  Only the task it runs, its
+** first (flyhead), may cost it its life: killing it for a task sent
+** ahead would kill (and run again elsewhere) the task before it, which
+** nobody stopped.  So a stop for a task behind the first is noted in
+** stopids, and armed when that task comes first (headstopped).  A worker
+** of ours also gets the signal at once: it skips the task when it gets
+** there, or stops it if it runs it already (this manager has not read
+** the answers before it yet).
+*/
 static void stoptask (PWorker *w, int i, uint64_t id) {
   union sigval v;
   if (w->killed || w->reaped) return;
-  /* No handler yet (its tasks go elsewhere), or an MPI worker, whose
-  ** relay carries no signal value: kill it; the manager replaces it. */
-  if (!w->ready || w->pool->tr != NULL) {
+  /* No handler yet: it has started nothing, its tasks go elsewhere. */
+  if (!w->ready) {
     signalworker(w->pool, w, SIGKILL);
     w->killed = 1;
     return;
   }
+  if (i != w->flyhead) {
+    if (w->nstopids == w->capstopids) {
+      int ncap = w->capstopids ? 2 * w->capstopids : 8;
+      uint64_t *ns = realloc(w->stopids, (size_t)ncap * sizeof *ns);
+      if (ns != NULL) { w->stopids = ns; w->capstopids = ncap; }
+    }
+    if (w->nstopids < w->capstopids)     /* else: no memory, it may run */
+      w->stopids[w->nstopids++] = id;
+  }
+  /* An MPI worker, whose relay carries no signal value: killed once the
+  ** stopped task is its first; the manager replaces it.  Until then a
+  ** plain PP_STOPSIG makes it send each answer at once (pworker.c), so
+  ** that the manager sees when the stopped task comes first. */
+  if (w->pool->tr != NULL) {
+    if (i == w->flyhead) {
+      signalworker(w->pool, w, SIGKILL);
+      w->killed = 1;
+    }
+    else signalworker(w->pool, w, PP_STOPSIG);
+    return;
+  }
   v.sival_ptr = (void *)(uintptr_t)id;
   sigqueue(w->pid, PP_STOPSIG, v);
-  if (i == w->flyhead && !w->killwait) {
-    w->killwait = 1;
-    w->killid = id;
-    w->killat = sys_now() + STOP_GRACE;
-  }
+  if (i == w->flyhead) armkill(w, id, STOP_GRACE);
+}
+
+/* w's first task changed: if it was stopped while it waited behind
+** another, w is to answer it as a stopped task is (an MPI worker, which
+** cannot skip it, is killed at once). */
+static void headstopped (PWorker *w) {
+  int k;
+  if (w->nstopids == 0 || inflight(w) == 0) return;
+  for (k = 0; k < w->nstopids; k++)
+    if (w->stopids[k] == w->flyid[w->flyhead]) {
+      w->stopids[k] = w->stopids[--w->nstopids];
+      armkill(w, w->flyid[w->flyhead],
+              w->pool->tr != NULL ? 0 : STOP_GRACE);
+      return;
+    }
 }
 
 /* The script's error end (pp_stopall): stop every running task. */
@@ -705,6 +757,7 @@ static int onframe (PWorker *w, int type, const unsigned char *b,
     fut_droptask(f);
     fut_release(f);
     if (w->flyhead == w->nfly) w->flyhead = w->nfly = 0;
+    headstopped(w);
     return 0;
   }
   snprintf(why, whylen, "bad frame type 0x%02x", (unsigned)type);
@@ -820,6 +873,18 @@ static int replace (PPool *p, PWorker *w) {
   Future **again = NULL;
   PWorker *nw;
   int n = 0, i, total = inflight(w), nomem;
+  /* What it answered before it died stands: a task it finished (after
+  ** the stopped one, just before the kill) must not run again elsewhere.
+  ** A worker of ours is reaped first (it was sent SIGKILL), so all it
+  ** wrote is in its socket by then; an MPI worker's answers that are
+  ** there are taken too.  A malformed rest is dropped with the worker. */
+  if (total > 0) {
+    char why[160];
+    int status;
+    if (p->tr == NULL) (void)reapworker(p, w, 1, &status);
+    (void)readworker(w, why, sizeof why);
+    total = inflight(w);
+  }
   if (total > 0 && (again = malloc((size_t)total * sizeof *again)) == NULL)
     return CFUT_ENOMEM;
   for (i = w->flyhead; i < w->nfly; i++) {

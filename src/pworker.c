@@ -62,16 +62,36 @@ static _Atomic uint64_t current;        /* the running task's id, or NOTASK */
 static _Atomic uint64_t stopped[STOPRING];
 static atomic_uint nstopped;
 
+/*
+** Answers wait in 'out' for the next time the worker waits for input (a
+** batch per write).  But the parent kills a worker whose stopped task is
+** not answered within its grace (ppool.c, STOP_GRACE), and the task it
+** takes for running may be one that finished while later ones ran, its
+** answer kept back: it would kill the worker and run those again.  So
+** once a stop came (any: for this task, one before it, one after it) the
+** worker is 'eager' for the rest of its life: each answer goes out at
+** once, and the answers held when the stop came go out at the running
+** task's next Lua instruction (flushnow, in the hook: sendout).  (Not only
+** until it next waits for input: tasks sent ahead may still be on their
+** way then, the stopped one among them.)  A plain PP_STOPSIG (no value: an
+** MPI worker's relay carries none) does only that.
+*/
+static atomic_int eager, flushnow;
+static struct Conn *theconn;  /* serve's, for sendout */
+static _Thread_local int serving;   /* the thread that owns theconn */
+
 static void onstop (int sig, siginfo_t *si, void *uc) {
-  uint64_t id;
+  uint64_t id = NOTASK;
   (void)sig; (void)uc;
-  if (si->si_code != SI_QUEUE) return;
-  id = (uint64_t)(uintptr_t)si->si_value.sival_ptr;
-  atomic_store(&stopped[atomic_fetch_add(&nstopped, 1) % STOPRING], id);
-  if (id != NOTASK && atomic_load(&current) == id) {
-    atomic_store(&stopflag, 1);
-    worker_sigint();
+  atomic_store(&eager, 1);
+  atomic_store(&flushnow, 1);
+  if (si->si_code == SI_QUEUE) {
+    id = (uint64_t)(uintptr_t)si->si_value.sival_ptr;
+    atomic_store(&stopped[atomic_fetch_add(&nstopped, 1) % STOPRING], id);
   }
+  if (id != NOTASK && atomic_load(&current) == id)
+    atomic_store(&stopflag, 1);
+  worker_sigint();            /* the hook: sendout, then the stop */
 }
 
 static int wasstopped (uint64_t id) {
@@ -274,6 +294,15 @@ static int sendanswers (Conn *c) {
   return 0;
 }
 
+/* The hook's part (worker_sethookfn): send the answers held when a stop
+** came.  At a Lua instruction of the task, so 'out' and the task's stdout
+** are between writes. */
+static void sendout (void) {
+  /* (a thread pool's worker inside this process runs the hook too) */
+  if (serving && atomic_exchange(&flushnow, 0) && theconn != NULL)
+    (void)sendanswers(theconn);   /* a parent gone: seen at the next read */
+}
+
 /* The next whole frame (after sending the answers when the worker must
 ** wait for it): its type, 0 at EOF, -1 on a bad frame, or INTERRUPTED
 ** when a Ctrl-C came during the wait. */
@@ -358,6 +387,10 @@ static int runtask (lua_State *L, Conn *c, const Frame *fr) {
   atomic_store(&stopflag, 0);
   r = answer(c, fr->body, failed, tb, tb != NULL ? strlen(tb) : 0, data,
              dlen);
+  if (r == 0 && atomic_load(&eager)) {      /* a stop came: at once */
+    atomic_store(&flushnow, 0);
+    if (sendanswers(c) != 0) r = -1;
+  }
   fut_release(f);
   if (r == 0) worker_poll(L);
   return r;
@@ -487,11 +520,15 @@ static int m_procworker (lua_State *L) {
   }
   memset(&c, 0, sizeof c);
   mbuf_init(&c.out);
+  theconn = &c;
+  serving = 1;
+  worker_sethookfn(sendout);
   if (runinit(W, &c) == 0) {
     serve(W, &c);
     sendanswers(&c);
   }
   worker_close(W);
+  theconn = NULL;
   fflush(stdout);
   linesdrain(&lines, ALL);
   free(c.in.buf);

@@ -58,6 +58,70 @@ static int w_exit (lua_State *L) {
                        "(workers do not end the process)", code);
 }
 
+static void stop (lua_State *L, lua_Debug *ar);
+
+/*
+** Coroutines.  Hooks belong to each coroutine, and the stop hook goes on
+** running_L: so running_L is the coroutine that runs now, not the task's
+** main thread.  coroutine.resume and the functions coroutine.wrap makes
+** set it for the time the coroutine runs, and put back the one before
+** (also when it raises), hooking that one too if a stop came meanwhile.
+** They call the library's own functions, so nothing else changes.
+*/
+static int resumein (lua_State *L, lua_State *co, int fn) {
+  lua_State *prev = running_L;
+  int st, n = lua_gettop(L) - fn;
+  running_L = co;
+  if (fut_stopping() && co != NULL) lua_sethook(co, stop, LUA_MASKCOUNT, 1);
+  st = lua_pcall(L, n, LUA_MULTRET, 0);
+  running_L = prev;
+  if (prev != NULL && fut_stopping()) lua_sethook(prev, stop, LUA_MASKCOUNT, 1);
+  else if (prev != NULL && fut_interrupted())
+    lua_sethook(prev, stop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  if (st != LUA_OK) return lua_error(L);
+  return lua_gettop(L) - fn + 1;
+}
+
+/* coroutine.resume(co, ...): the library's (upvalue 1). */
+static int w_resume (lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  return resumein(L, co, 1);
+}
+
+/* A function made by coroutine.wrap: the library's (upvalue 1) for the
+** coroutine at upvalue 2. */
+static int w_wrapped (lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  return resumein(L, lua_tothread(L, lua_upvalueindex(2)), 1);
+}
+
+/* coroutine.wrap(f): the library's (upvalue 1) makes the function; its
+** upvalue 1 is the coroutine (lcorolib.c's auxwrap). */
+static int w_wrap (lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  if (lua_getupvalue(L, -1, 1) == NULL || !lua_isthread(L, -1)) {
+    lua_settop(L, 1);           /* not what it was: leave it as it is */
+    return 1;
+  }
+  lua_pushcclosure(L, w_wrapped, 2);
+  return 1;
+}
+
+/* Put the wrappers in the coroutine table (at the top). */
+static void wrapcoroutines (lua_State *L) {
+  lua_getfield(L, -1, "resume");
+  lua_pushcclosure(L, w_resume, 1);
+  lua_setfield(L, -2, "resume");
+  lua_getfield(L, -1, "wrap");
+  lua_pushcclosure(L, w_wrap, 1);
+  lua_setfield(L, -2, "wrap");
+}
+
 /* Set up the fresh state: libraries, cfut, print, os.exit.  Protected. */
 static int setup (lua_State *L) {
   const char *path = lua_touserdata(L, 1);
@@ -73,6 +137,9 @@ static int setup (lua_State *L) {
   lua_getglobal(L, "os");
   lua_pushcfunction(L, w_exit);
   lua_setfield(L, -2, "exit");
+  lua_pop(L, 1);
+  lua_getglobal(L, "coroutine");
+  wrapcoroutines(L);
   lua_pop(L, 1);
   lua_pushstring(L, name);
   lua_setfield(L, LUA_REGISTRYINDEX, NAMEKEY);
@@ -269,8 +336,6 @@ static int prun (lua_State *L) {
   return 0;
 }
 
-static void stop (lua_State *L, lua_Debug *ar);
-
 /* Messages from this size on make a task "big" (worker_run). */
 #define BIGTASK (1u << 20)
 
@@ -383,8 +448,15 @@ void worker_poll (lua_State *L) {
 ** C function).  A Ctrl-C raises "interrupted!" once, as before; a signal
 ** that came for a task already over finds neither and does nothing.
 */
+static void (*hookfn) (void);  /* worker_sethookfn */
+
+void worker_sethookfn (void (*fn) (void)) {
+  hookfn = fn;
+}
+
 static void stop (lua_State *L, lua_Debug *ar) {
   (void)ar;
+  if (hookfn != NULL) hookfn();
   if (fut_stopping()) {
     lua_sethook(L, stop, LUA_MASKCOUNT, 1);
     luaL_error(L, WORKER_STOPPED);

@@ -56,6 +56,12 @@ void worker_poll (lua_State *L);
 ** current state, set by worker_run). */
 void worker_sigint (void);
 
+/* A function the hook that worker_sigint sets calls first, at the running
+** task's next Lua instruction (on the worker's own thread, outside any C
+** function of the task): a process worker sends the answers it holds
+** there when a stop asks it to (pworker.c).  Set once, before tasks run. */
+void worker_sethookfn (void (*fn) (void));
+
 /* What a stopped task raises (in the worker; its future is settled by the
 ** stop, so nobody sees it but the task's own pcalls). */
 #define WORKER_STOPPED "the task was stopped"
