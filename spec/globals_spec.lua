@@ -65,6 +65,32 @@ for kind, newpool in pairs(kinds) do
       for i = 1, 1000 do assert.equal(100 + 3 * i, fs[i]:result(LONG)) end
     end)
 
+    it("thousands of globals, read by several functions, each sent once",
+       function ()
+      -- Built with load so that the task's bytecode reads 3000 globals
+      -- (short names, and names past 40 bytes, which Lua does not
+      -- intern); two functions read overlapping halves of them.
+      local long = ("g_long_name_"):rep(4)
+      local reads = {}
+      for i = 1, 3000 do
+        local name = (i % 2 == 0 and long or "g_many_") .. i
+        NAMES[#NAMES + 1] = name
+        _ENV[name] = i
+        reads[i] = name
+      end
+      local function summer (lo, hi)
+        return assert(load("return function () return "
+          .. table.concat(reads, " + ", lo, hi) .. " end", "=summer", "t",
+          _ENV))()
+      end
+      local a, b = summer(1, 2000), summer(1001, 3000)
+      g_a, g_b = a, b
+      local ex = newpool(2)
+      local f = ex:submit(function () return g_a() + g_b() end)
+      assert.equal(2000 * 2001 / 2 + (3000 * 3001 - 1000 * 1001) / 2,
+                   f:result(LONG))
+    end)
+
     it("globals of globals: the functions a global holds bring theirs",
        function ()
       g_c = 7

@@ -1,7 +1,8 @@
 /*
 ** encoder.h: what the writer's two walks share (marshal.c: the recursive
 ** walk of the first RDEPTH levels and the rest of the encoder; mdeep.c:
-** the frames past them).  Private to them.
+** the frames past them; mglobals.c: the globals after the values).
+** Private to them.
 */
 #ifndef CFUT_ENCODER_H
 #define CFUT_ENCODER_H
@@ -74,6 +75,16 @@ static inline int enc_puttag (MBuf *b, int tag) {
   return 0;
 }
 
+/* A tag (none if < 0) and a varint. */
+static inline int enc_putvar (MBuf *b, int tag, uint64_t v) {
+  unsigned char *p = enc_room(b, 1 + MAXVARINT);
+  size_t n = 0;
+  if (p == NULL) return CFUT_ENOMEM;
+  if (tag >= 0) p[n++] = (unsigned char)tag;
+  b->len += n + putvarint(p + n, v);
+  return 0;
+}
+
 /* ---- marshal.c ---- */
 
 /* Encode the value at idx (a table or function past RDEPTH levels: its
@@ -88,6 +99,13 @@ int enc_patchcounts (Enc *e, size_t at, uint64_t narr, uint64_t nhash);
 int enc_upvalue (Enc *e, int f, lua_Integer ref, int i, const char *name);
 /* Fail with 'code', the value described as 'desc'. */
 int enc_unsendable (Enc *e, int code, const char *desc);
+
+/* ---- mglobals.c ---- */
+
+/* After the values: the table of the globals that functions among them
+** read (docs/wire.md, "Globals").  On failure *argno is the value that
+** brought the global.  1 when no global had a value (nothing written). */
+int enc_globals (Enc *e, int *argno);
 
 /* ---- mdeep.c ---- */
 

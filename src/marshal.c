@@ -96,16 +96,6 @@ static int putword (MBuf *b, int tag, uint64_t v) {
   return 0;
 }
 
-/* A tag (none if < 0) and a varint. */
-static int putvar (MBuf *b, int tag, uint64_t v) {
-  unsigned char *p = enc_room(b, 1 + MAXVARINT);
-  size_t n = 0;
-  if (p == NULL) return CFUT_ENOMEM;
-  if (tag >= 0) p[n++] = (unsigned char)tag;
-  b->len += n + putvarint(p + n, v);
-  return 0;
-}
-
 /* A tag (none if < 0), a varint length and the bytes. */
 static int putstr (MBuf *b, int tag, const char *s, size_t len) {
   unsigned char *p;
@@ -160,7 +150,7 @@ static int seen (Enc *e, const void *p, int *rc) {
     *rc = CFUT_ENOMEM;
     return 1;
   }
-  *rc = putvar(e->b, T_REF, (uint64_t)ref);
+  *rc = enc_putvar(e->b, T_REF, (uint64_t)ref);
   return 1;
 }
 
@@ -201,7 +191,7 @@ int enc_key (Enc *e, int k) {
   const char *s = lua_tolstring(e->L, k, &len);
   lua_Integer ref;
   if ((ref = pmap_claim(&e->seen, s, e->nrefs + 1)) != 0)
-    return ref < 0 ? CFUT_ENOMEM : putvar(e->b, T_REF, (uint64_t)ref);
+    return ref < 0 ? CFUT_ENOMEM : enc_putvar(e->b, T_REF, (uint64_t)ref);
   e->nrefs++;
   return putstr(e->b, T_KSTR, s, len);
 }
@@ -245,7 +235,7 @@ static int newtable (Enc *e, int idx) {
   size_t at = e->b->len;
   uint64_t narr = 0, nhash = 0;
   int rc, k;
-  if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = enc_puttag(e->b, 0)) != 0)
+  if ((rc = enc_putvar(e->b, T_TABLE, 0)) != 0 || (rc = enc_puttag(e->b, 0)) != 0)
     return rc;
   if (e->rdepth >= RDEPTH) return enc_deeptable(e, idx, at);
   if ((rc = enter(e)) != 0) return rc;
@@ -374,10 +364,16 @@ static int pdumps (lua_State *L) {
 static int pushdump (Enc *e, int idx) {
   lua_State *L = e->L;
   if (lua_isnil(L, e->dumps)) {
-    lua_pushcfunction(L, pdumps);
-    if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+    /* Made once per state: look it up unprotected first (a raw get of a
+    ** light userdata key allocates nothing); a protected call costs
+    ** about 400 instructions, a tenth of a W1 submit. */
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &DUMPS) != LUA_TTABLE) {
       lua_pop(L, 1);
-      return CFUT_ENOMEM;
+      lua_pushcfunction(L, pdumps);
+      if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        return CFUT_ENOMEM;
+      }
     }
     lua_replace(L, e->dumps);
   }
@@ -420,7 +416,7 @@ static int encproto (Enc *e, int idx, int *nups) {
 }
 
 /* The function at f reads its globals from the table at env (its _ENV):
-** note the names, to be copied after the values (encglobals). */
+** note the names, to be copied after the values (enc_globals, mglobals.c). */
 static int noteglobals (Enc *e, int f, int env) {
   lua_State *L = e->L;
   size_t len;
@@ -584,137 +580,6 @@ int enc_value (Enc *e, int idx) {
 }
 
 
-/* ---- the globals that travel (docs/wire.md, "Globals") ---- */
-
-/* Is the value at v (named 'name' in the sender's globals) one every
-** worker has under that name by itself?  A C function whose wire name is
-** _G.name (print, pairs...), or a standard library module that is the
-** global of its own name (string, math...): then it need not travel. */
-static int ownname (Enc *e, int v, const char *name, size_t n) {
-  static const char *const std[] = { "coroutine", "debug", "io", "math",
-    "os", "package", "string", "table", "utf8", NULL };
-  lua_State *L = e->L;
-  const char *s;
-  size_t len;
-  int i;
-  if (!(lua_iscfunction(L, v) || lua_istable(L, v)) || n > 100
-      || names_find(L, &e->names, v, lua_topointer(L, v), &s, &len))
-    return 0;
-  if (s[0] == T_FIELD)
-    return len == 4 + n && s[1] == 2 && s[2] == '_' && s[3] == 'G'
-           && (size_t)(unsigned char)s[4] == n && memcmp(s + 5, name, n) == 0;
-  if (len != 2 + n || (size_t)(unsigned char)s[1] != n
-      || memcmp(s + 2, name, n) != 0)
-    return 0;
-  for (i = 0; std[i] != NULL; i++)
-    if (strlen(std[i]) == n && memcmp(std[i], name, n) == 0) return 1;
-  return 0;
-}
-
-/* The names written so far (each once a message): their strings stay
-** alive in the pending list. */
-typedef struct Written {
-  const char **s;
-  size_t *n;
-  size_t len, cap;
-} Written;
-
-/* Add s[0..n) if it is not there yet: 1 if added, 0 if there, or
-** CFUT_ENOMEM. */
-static int newname (Written *w, const char *s, size_t n) {
-  size_t i;
-  for (i = 0; i < w->len; i++)
-    if (w->n[i] == n && (w->s[i] == s || memcmp(w->s[i], s, n) == 0))
-      return 0;
-  if (w->len == w->cap) {
-    size_t cap = w->cap ? 2 * w->cap : 16;
-    const char **ns = realloc(w->s, cap * sizeof(*ns));
-    size_t *nn;
-    if (ns == NULL) return CFUT_ENOMEM;
-    w->s = ns;
-    if ((nn = realloc(w->n, cap * sizeof(*nn))) == NULL) return CFUT_ENOMEM;
-    w->n = nn;
-    w->cap = cap;
-  }
-  w->s[w->len] = s;
-  w->n[w->len++] = n;
-  return 1;
-}
-
-/* One global (name at k, the env to read it from at k-1): its value,
-** unless it has none (nil is not sent) or every receiver has it by that
-** name.  *count counts the entries written. */
-static int encglobal (Enc *e, int k, uint64_t *count) {
-  lua_State *L = e->L;
-  size_t n;
-  const char *name = lua_tolstring(L, k, &n);
-  int rc, v = k + 1;
-  rc = globals_fetch(L, k - 1, k);
-  if (rc == 0 && !lua_isnil(L, v) && !ownname(e, v, name, n)) {
-    (*count)++;
-    if ((rc = enc_key(e, k)) == 0) rc = enc_value(e, v);
-    if (rc != 0) wpath_add(&e->path, 'g', NULL, 0, name);
-  }
-  lua_pop(L, 1);
-  return rc;
-}
-
-/* The names of one pending function (its names array at k, env at k+1),
-** those not written yet. */
-static int encnames (Enc *e, int k, Written *w, uint64_t *count) {
-  lua_State *L = e->L;
-  lua_Integer j, nn = (lua_Integer)lua_rawlen(L, k);
-  int rc = 0;
-  for (j = 1; rc == 0 && j <= nn; j++) {
-    size_t len;
-    const char *s;
-    lua_rawgeti(L, k, j);
-    s = lua_tolstring(L, -1, &len);
-    if ((rc = newname(w, s, len)) == 1) rc = encglobal(e, k + 2, count);
-    lua_pop(L, 1);
-  }
-  return rc;
-}
-
-/* After the values: the table of the globals that functions among them
-** read (name -> value), while there are any; the values' own functions
-** add theirs to the list as they are written.  On failure *argno is the
-** value that brought the global.  1 when no global had a value (then
-** nothing is written). */
-__attribute__((noinline))     /* (off the path of a task without any) */
-static int encglobals (Enc *e, int *argno) {
-  lua_State *L = e->L;
-  size_t at = e->b->len;
-  uint64_t count = 0;
-  lua_Integer i;
-  Written w;
-  int rc, k = lua_gettop(L) + 1;
-  memset(&w, 0, sizeof(w));
-  e->nrefs++;               /* numbered, as the decoder numbers a table */
-  if ((rc = putvar(e->b, T_TABLE, 0)) != 0 || (rc = enc_puttag(e->b, 0)) != 0)
-    goto out;
-  for (i = 1; rc == 0 && i <= (lua_Integer)lua_rawlen(L, e->gslot); i += 3) {
-    lua_rawgeti(L, e->gslot, i);          /* names, */
-    lua_rawgeti(L, e->gslot, i + 1);      /* where to read them, */
-    lua_rawgeti(L, e->gslot, i + 2);      /* the value that brought them */
-    e->garg = *argno = (int)lua_tointeger(L, k + 2);
-    lua_pop(L, 1);
-    rc = encnames(e, k, &w, &count);
-    lua_pop(L, 2);
-  }
-  if (rc == 0 && count == 0) {            /* all nil: no table at all */
-    e->b->len = at;
-    e->nrefs--;
-    rc = 1;
-  }
-  else if (rc == 0 && (rc = enc_patchcounts(e, at, 0, count)) == 0)
-    rc = enc_puttag(e->b, T_NIL);             /* its metatable */
-out:
-  free(w.s);
-  free(w.n);
-  return rc;
-}
-
 /* }====================================================== */
 
 
@@ -759,7 +624,7 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
   }
   if (rc == 0 && e.gpending) {              /* globals to copy */
     gl = 1;
-    if ((rc = encglobals(&e, &i)) == 1) gl = rc = 0;
+    if ((rc = enc_globals(&e, &i)) == 1) gl = rc = 0;
   }
   if (e.fr != e.small) free(e.fr);
   pmap_free(&e.seen);
