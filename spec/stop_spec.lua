@@ -274,6 +274,27 @@ for _, kind in ipairs { "thread", "process" } do
       assert.equal("b", b:result(LONG * 2))
     end)
 
+    it("in map: each item is a task, unless a chunksize makes chunks",
+       function ()
+      local t = helpers.sanitized and 3 or 1
+      local ex = newpool{ max_workers = 1, task_timeout = t }
+      local function nap (x) futures.sleep(0.3 * t) return x end
+      -- five items of 0.3 t each: no item runs longer than t
+      local out = {}
+      for v in ex:map{ nap, { 1, 2, 3, 4, 5 }, timeout = LONG * 2 } do
+        out[#out + 1] = v
+      end
+      assert.same({ 1, 2, 3, 4, 5 }, out)
+      -- one chunk of all five runs 1.5 t: the limit is the chunk's
+      local ok, e = pcall(function ()
+        for _ in ex:map{ nap, { 1, 2, 3, 4, 5 }, chunksize = 5,
+                         timeout = LONG * 2 } do end
+      end)
+      assert.is_false(ok)
+      assert.matches("task ran longer than", tostring(e))
+      usable(ex)
+    end)
+
     it("rejects a bad task_timeout", function ()
       for _, v in ipairs { 0, -1, "1", true } do
         assert.error_matches(function () newpool{ task_timeout = v } end,
