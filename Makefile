@@ -35,7 +35,7 @@ LDFLAGS += -pthread $(EXTRA_LDFLAGS)
 # Library objects: everything but the host's main.
 LIBSRC  = src/lcfut.c src/lfuture.c src/lmap.c src/future.c src/executor.c \
           src/tpool.c src/ppool.c src/pworker.c src/worker.c src/marshal.c src/mglobals.c src/unmarshal.c src/undeep.c src/mdeep.c \
-          src/seenmap.c src/mnames.c src/globals.c src/wpath.c \
+          src/seenmap.c src/bigmem.c src/mnames.c src/globals.c src/wpath.c \
           src/sys.c src/heap.c src/failalloc.c src/lbar.c src/lloop.c
 HOSTSRC = src/cfut.c
 HDRS    = $(wildcard src/*.h)

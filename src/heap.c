@@ -8,10 +8,22 @@
 ** size, so the slab of a block is its address rounded down.  A slab
 ** hands out never-used slots in order, then the slots freed to it (last
 ** freed, first reused).  Slabs with a free slot are listed per class; a
-** slab whose slots are all free again goes back to the C library, but
+** slab whose slots are all free again goes back where it came from, but
 ** for the last KEEPEMPTY of them, which wait for the next burst.
-** Bigger blocks go to malloc.  A state is used by one thread at a time,
+** Bigger blocks go to big_alloc (bigmem.h): malloc, but for blocks of
+** megabytes (the array of a million-entry table, a long string), which
+** are mapped as huge pages.  A state is used by one thread at a time,
 ** so none of this takes a lock.
+**
+** Where slabs come from: the first LIBSLABS live ones from the C library,
+** so that a small state stays small; past them, a heap that grows takes
+** segments of SEGSLABS slabs, 2 MiB mapped as a huge page (bigmem.h).  A
+** million-table message is 130 MB of slabs: 4 KiB pages cost 33 000
+** faults to fill them and a munmap (a TLB shootdown on every core) per
+** slab freed; segments cost 65 faults and one munmap per 2 MiB.  A
+** segment goes back when its last slab is free (one empty segment is
+** kept for the next burst); one live slab keeps its whole segment, the
+** price of the huge page.
 */
 
 #include <pthread.h>
@@ -22,6 +34,7 @@
 
 #include "lua.h"
 
+#include "bigmem.h"
 #include "heap.h"
 
 #define QUANT      16
@@ -29,6 +42,11 @@
 #define NCLASS     (MAXSMALL / QUANT)
 #define SLABSIZE   ((size_t)64 * 1024)
 #define KEEPEMPTY  8
+#define LIBSLABS   32           /* live slabs from the C library at most */
+#define SEGSIZE    BIG_ALIGN
+#define SEGSLABS   ((unsigned)(SEGSIZE / SLABSIZE))
+
+struct Seg;
 
 typedef struct Slab {
   struct Slab *next, *prev;   /* in the class's list (or the empty list) */
@@ -37,7 +55,18 @@ typedef struct Slab {
   unsigned used;              /* slots handed out */
   unsigned size;              /* slot size */
   int listed;                 /* in the class's list */
+  struct Seg *seg;            /* its segment (NULL: from the C library) */
 } Slab;
+
+/* A segment: SEGSLABS slabs, handed out in order, then those given back
+** (linked through their 'next'). */
+typedef struct Seg {
+  struct Seg *next, *prev;    /* in the heap's list of segments */
+  char *base;
+  Slab *free;                 /* slabs given back */
+  unsigned nfree;             /* how many */
+  unsigned bumped;            /* slabs handed out from 'base' so far */
+} Seg;
 
 #define FIRSTSLOT  ((sizeof(Slab) + 63) & ~(size_t)63)
 
@@ -46,6 +75,9 @@ typedef struct Heap {
   Slab *avail[NCLASS];        /* slabs with a free slot, by class */
   Slab *empty;                /* slabs kept for later, all slots free */
   int nempty;
+  unsigned nlib;              /* live slabs from the C library */
+  Seg *segs;                  /* segments with a slab to hand out first */
+  Seg *spareseg;              /* an empty segment kept (unlisted) */
   int system;                 /* 1: the C library's allocator */
   int warnon, warncont;       /* the warning function's state */
 } Heap;
@@ -69,6 +101,81 @@ static void push_slab (Slab **list, Slab *s) {
   *list = s;
 }
 
+/* ---- segments ---- */
+
+static void unlink_seg (Heap *h, Seg *g) {
+  if (g->prev != NULL) g->prev->next = g->next;
+  else h->segs = g->next;
+  if (g->next != NULL) g->next->prev = g->prev;
+  g->next = g->prev = NULL;
+}
+
+static void push_seg (Heap *h, Seg *g) {
+  g->prev = NULL;
+  g->next = h->segs;
+  if (h->segs != NULL) h->segs->prev = g;
+  h->segs = g;
+}
+
+static void unmapseg (Seg *g) {
+  big_free(g->base, SEGSIZE);
+  free(g);
+}
+
+/* A slab from a segment: the first listed one's, else the kept or a new
+** segment's (NULL: no memory; the caller falls back to the C library).
+** Only the listed segments have a slab to hand out. */
+static Slab *segslab (Heap *h) {
+  Seg *g = h->segs;
+  Slab *s;
+  if (g == NULL) {
+    if ((g = h->spareseg) != NULL) h->spareseg = NULL;
+    else {
+      if ((g = (Seg *)malloc(sizeof(*g))) == NULL) return NULL;
+      if ((g->base = big_alloc(SEGSIZE, 0)) == NULL
+          || ((uintptr_t)g->base & (SLABSIZE - 1)) != 0) {
+        if (g->base != NULL) big_free(g->base, SEGSIZE);
+        free(g);
+        return NULL;
+      }
+      g->free = NULL;
+      g->nfree = g->bumped = 0;
+    }
+    push_seg(h, g);
+  }
+  if (g->free != NULL) {
+    s = g->free;
+    g->free = s->next;
+    g->nfree--;
+  }
+  else s = (Slab *)(g->base + (size_t)g->bumped++ * SLABSIZE);
+  if (g->free == NULL && g->bumped == SEGSLABS) unlink_seg(h, g);
+  s->seg = g;
+  return s;
+}
+
+/* Give back a slab: to its segment, which goes when all its slabs are
+** back (or is kept, when the heap keeps none), or to the C library. */
+static void dropslab (Heap *h, Slab *s) {
+  Seg *g = s->seg;
+  if (g == NULL) {
+    h->nlib--;
+    free(s);
+    return;
+  }
+  if (g->free == NULL && g->bumped == SEGSLABS) push_seg(h, g);
+  s->next = g->free;
+  g->free = s;
+  if (++g->nfree < g->bumped) return;
+  unlink_seg(h, g);               /* all back: an empty segment */
+  if (h->spareseg == NULL) {
+    g->free = NULL;
+    g->nfree = g->bumped = 0;
+    h->spareseg = g;
+  }
+  else unmapseg(g);
+}
+
 /* A slab for slots of 'size' bytes, listed in its class: a kept one or a
 ** new one (NULL when out of memory). */
 static Slab *newslab (Heap *h, unsigned size) {
@@ -77,10 +184,12 @@ static Slab *newslab (Heap *h, unsigned size) {
     unlink_slab(&h->empty, s);
     h->nempty--;
   }
-  else {
+  else if (h->nlib < LIBSLABS || (s = segslab(h)) == NULL) {
     void *p;
     if (posix_memalign(&p, SLABSIZE, SLABSIZE) != 0) return NULL;
     s = (Slab *)p;
+    s->seg = NULL;
+    h->nlib++;
   }
   s->free = NULL;
   s->bump = (char *)s + FIRSTSLOT;
@@ -129,24 +238,27 @@ static void smallfree (Heap *h, void *p) {
       push_slab(&h->empty, s);
       h->nempty++;
     }
-    else free(s);
+    else dropslab(h, s);
   }
 }
 
-/* Every slab goes back to the C library (the state is closed). */
+/* Every slab goes back (the state is closed, so all are free: a closed
+** state frees its objects). */
 static void freeslabs (Heap *h) {
   int c;
   Slab *s, *next;
   for (c = 0; c < NCLASS; c++) {
     for (s = h->avail[c]; s != NULL; s = next) {
       next = s->next;
-      free(s);
+      dropslab(h, s);
     }
   }
   for (s = h->empty; s != NULL; s = next) {
     next = s->next;
-    free(s);
+    dropslab(h, s);
   }
+  if (h->spareseg != NULL) unmapseg(h->spareseg);
+  h->spareseg = NULL;
 }
 
 /* }====================================================== */
@@ -170,23 +282,26 @@ static void *heapalloc (void *ud, void *ptr, size_t osize, size_t nsize) {
   void *p;
   if (ptr == NULL) osize = 0;   /* (osize is then a type tag) */
   if (nsize == 0) {
-    if (osize > MAXSMALL) free(ptr);
+    if (osize > MAXSMALL) big_free(ptr, osize);
     else if (ptr != NULL) smallfree(h, ptr);
     return NULL;
   }
   if (osize > MAXSMALL && nsize > MAXSMALL) {
-    p = realloc(ptr, nsize);
-    return (p == NULL && nsize <= osize) ? ptr : p;
+    p = big_resize(ptr, osize, nsize);
+    /* (big_resize keeps a shrinking block where its size still says
+    ** where it came from; where it cannot, Lua gets the failure) */
+    return (p == NULL && nsize <= osize && big_samekind(osize, nsize))
+           ? ptr : p;
   }
   if (osize > 0 && nsize <= MAXSMALL
       && (osize + QUANT - 1) / QUANT == (nsize + QUANT - 1) / QUANT)
     return ptr;                 /* the same class */
-  p = (nsize <= MAXSMALL) ? smallalloc(h, nsize) : malloc(nsize);
+  p = (nsize <= MAXSMALL) ? smallalloc(h, nsize) : big_alloc(nsize, 0);
   if (p == NULL)     /* a small block keeps its slot, else Lua its block */
     return (osize > 0 && osize <= MAXSMALL && nsize <= osize) ? ptr : NULL;
   if (ptr != NULL) {
     memcpy(p, ptr, osize < nsize ? osize : nsize);
-    if (osize > MAXSMALL) free(ptr);
+    if (osize > MAXSMALL) big_free(ptr, osize);
     else smallfree(h, ptr);
   }
   return p;

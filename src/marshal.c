@@ -29,6 +29,7 @@
 #include "seenmap.h"
 #include "wire.h"
 #include "wpath.h"
+#include "bigmem.h"
 #include "encoder.h"
 
 
@@ -626,7 +627,7 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
     gl = 1;
     if ((rc = enc_globals(&e, &i)) == 1) gl = rc = 0;
   }
-  if (e.fr != e.small) free(e.fr);
+  if (e.fr != e.small) big_free(e.fr, e.cap * sizeof(*e.fr));
   pmap_free(&e.seen);
   lua_settop(L, base);
   if (rc != 0) {

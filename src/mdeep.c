@@ -20,6 +20,7 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+#include "bigmem.h"
 #include "encoder.h"
 
 #define WINDOW        256   /* frames with Lua stack slots of their own */
@@ -90,8 +91,8 @@ static int pushframe (Enc *e, int idx, int kind) {
   if (e->depth == e->cap) {
     size_t cap = 2 * e->cap;
     Frame *fr = (cap > SIZE_MAX / sizeof(*fr)) ? NULL
-                : (e->fr == e->small) ? malloc(cap * sizeof(*fr))
-                : realloc(e->fr, cap * sizeof(*fr));
+                : (e->fr == e->small) ? big_alloc(cap * sizeof(*fr), 0)
+                : big_resize(e->fr, e->cap * sizeof(*fr), cap * sizeof(*fr));
     if (fr == NULL) return CFUT_ENOMEM;
     if (e->fr == e->small) memcpy(fr, e->small, sizeof(e->small));
     e->fr = fr;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bigmem.h"
 #include "seenmap.h"
 
 /* Maps from 2^SPAREMIN up to 2^SPAREMAX entries are kept by the thread
@@ -18,7 +19,7 @@ static _Thread_local PEnt *spare;
 static _Thread_local unsigned sparebits, sparegen;
 
 void pmap_freespare (void) {
-  free(spare);
+  big_free(spare, sizeof(PEnt) << sparebits);
   spare = NULL;
   sparebits = 0;
 }
@@ -39,19 +40,20 @@ static PEnt *pmapget (unsigned *bits, unsigned *gen) {
     return e;
   }
   *gen = 1;
-  return (PEnt *)calloc((size_t)1 << *bits, sizeof(PEnt));
+  if (*bits >= sizeof(size_t) * 8 - 5) return NULL;
+  return (PEnt *)big_alloc(sizeof(PEnt) << *bits, 1);
 }
 
 /* Give back a map: kept as the spare if it is the biggest keepable. */
 static void pmapput (PEnt *e, unsigned bits, unsigned gen) {
   if (bits >= SPAREMIN && bits <= SPAREMAX
       && (spare == NULL || bits >= sparebits)) {
-    free(spare);
+    big_free(spare, sizeof(PEnt) << sparebits);
     spare = e;
     sparebits = bits;
     if (gen > sparegen) sparegen = gen;
   }
-  else free(e);
+  else big_free(e, sizeof(PEnt) << bits);
 }
 
 int pmap_grow (PMap *m) {

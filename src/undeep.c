@@ -18,6 +18,7 @@
 #include "lua.h"
 #include "lauxlib.h"
 
+#include "bigmem.h"
 #include "errors.h"
 #include "unmarshal.h"
 
@@ -30,13 +31,14 @@ static int funcstep (Dec *d, DFrame *f);
 
 /* Decoding, the frames past the first SMALLFRAMES are C memory that a
 ** box holds (a userdata in its slot, whose __gc frees it): a Lua memory
-** error in the middle of a decoding leaks nothing, and growing is a
-** realloc, which moves no bytes once the block is big. */
-typedef struct FrameBox { DFrame *fr; } FrameBox;
+** error in the middle of a decoding leaks nothing.  The block is a
+** bigmem.h one: from 2 MiB up its pages are huge, so a million levels
+** (48 MB) fault in a few dozen times, not twelve thousand. */
+typedef struct FrameBox { DFrame *fr; size_t size; } FrameBox;
 
 static int boxgc (lua_State *L) {
   FrameBox *b = (FrameBox *)lua_touserdata(L, 1);
-  free(b->fr);
+  big_free(b->fr, b->size);
   b->fr = NULL;
   return 0;
 }
@@ -49,6 +51,7 @@ static FrameBox *framebox (Dec *d) {
     return (FrameBox *)lua_touserdata(L, d->frslot);
   b = (FrameBox *)lua_newuserdatauv(L, sizeof(*b), 0);
   b->fr = NULL;
+  b->size = 0;
   if (luaL_newmetatable(L, "cfut.framebox")) {
     lua_pushcfunction(L, boxgc);
     lua_setfield(L, -2, "__gc");
@@ -67,8 +70,8 @@ static int growframes (Dec *d, const unsigned char *at) {
   if (d->depth >= (size_t)(d->end - d->start))
     return dec_fail(d, at, "nesting exceeds the message");
   fr = (cap > SIZE_MAX / sizeof(*fr)) ? NULL
-       : (d->fr == d->small) ? malloc(cap * sizeof(*fr))
-       : realloc(d->fr, cap * sizeof(*fr));
+       : (d->fr == d->small) ? big_alloc(cap * sizeof(*fr), 0)
+       : big_resize(d->fr, d->cap * sizeof(*fr), cap * sizeof(*fr));
   if (fr == NULL) {
     d->receiver = 1;
     return dec_fail(d, at, "not enough memory for the nesting");
@@ -76,7 +79,10 @@ static int growframes (Dec *d, const unsigned char *at) {
   if (d->fr == d->small) memcpy(fr, d->fr, d->depth * sizeof(*fr));
   d->fr = fr;
   d->cap = cap;
-  if (b != NULL) b->fr = fr;
+  if (b != NULL) {
+    b->fr = fr;
+    b->size = cap * sizeof(*fr);
+  }
   return 0;
 }
 
@@ -332,7 +338,7 @@ int dec_deepfunction (Dec *d, const unsigned char *at, int link, int nups) {
 
 void dec_freeframes (Dec *d) {
   if (d->fr == d->small) return;
-  free(d->fr);
+  big_free(d->fr, d->cap * sizeof(*d->fr));
   if (d->L != NULL) ((FrameBox *)lua_touserdata(d->L, d->frslot))->fr = NULL;
   d->fr = d->small;
 }
