@@ -96,6 +96,126 @@ describe("a linked list", function ()
   end
 end)
 
+-- Tables whose last entry is the deep one: the writer lets the child take
+-- its parent's place (mdeep.c), so these shapes check that the bytes and
+-- the error paths are what a frame per level gives.
+describe("a chain whose last entry goes deeper", function ()
+
+  local DEEP = 3000
+
+  local function chain (n, key, leaf)
+    local l = leaf or {}
+    for _ = 1, n do l = { [key] = l } end
+    return l
+  end
+
+  local function depthof (l, key)
+    local n = 0
+    while type(l) == "table" and l[key] ~= nil do
+      n = n + 1
+      l = l[key]
+    end
+    return n, l
+  end
+
+  it("crosses with string, integer, float and boolean keys", function ()
+    for _, key in ipairs{ "next", 1, 2.5, true } do
+      local n, leaf = depthof(futures.loads(futures.dumps(
+        chain(DEEP, key, { x = 7 }))), key)
+      assert.equal(DEEP, n)
+      assert.equal(7, leaf.x)
+    end
+  end)
+
+  it("keeps shared tables and cycles", function ()
+    local shared = { "shared" }
+    local head = { s = shared }
+    local c = head
+    for i = 1, DEEP do
+      c.next = { i = i, s = shared }
+      c = c.next
+    end
+    c.next = head                       -- a cycle through the whole chain
+    local back = futures.loads(futures.dumps(head))
+    local seen, p = 0, back.next
+    while p ~= back do
+      seen = seen + 1
+      assert.equal(seen, p.i)
+      assert.equal(back.s, p.s)         -- one copy of the shared table
+      p = p.next
+    end
+    assert.equal(DEEP, seen)
+    assert.equal("shared", back.s[1])
+  end)
+
+  it("keeps the metatables of its nodes (they close as frames)", function ()
+    local mt = { __index = { kind = "node" } }
+    local l = setmetatable({}, mt)
+    for _ = 1, DEEP do l = setmetatable({ next = l }, mt) end
+    local back = futures.loads(futures.dumps(l))
+    local n = 0
+    while back.next do
+      assert.equal("node", back.kind)
+      n = n + 1
+      back = back.next
+    end
+    assert.equal(DEEP, n)
+    assert.equal("node", back.kind)     -- the leaf's own
+  end)
+
+  it("closes through functions whose upvalue goes deeper", function ()
+    local l = { leaf = true }
+    for _ = 1, DEEP do
+      local inner = l
+      l = { f = function () return inner end }
+    end
+    local back = futures.loads(futures.dumps(l), true)
+    local n = 0
+    while back.f do
+      n = n + 1
+      back = back.f()
+    end
+    assert.equal(DEEP, n)
+    assert.is_true(back.leaf)
+  end)
+
+  it("names the path to what cannot cross, its last steps included",
+     function ()
+    for _, c in ipairs{
+      { "next", "'next.next.next.next.next.next...next.next.next.next.next."
+                .. "log'" },
+      { 1, "'[1][1][1][1][1][1]...[1][1][1][1][1].log'" },
+      { true, "'[true][true][true][true][true][true]...[true][true][true]"
+              .. "[true][true].log'" },
+    } do
+      local e = errof(futures.dumps, chain(DEEP, c[1], { log = io.stderr }))
+      assert.equal("cannot dump argument #1 (field " .. c[2]
+                   .. ": userdata FILE*)", e)
+    end
+    -- a key of its own at each level: the steps shown are the right ones,
+    -- whether the levels closed early, kept their frames (a metatable
+    -- every third level) or go through functions (every fourth)
+    local function numbered (meta, fn)
+      local l = { log = io.stderr }
+      for i = DEEP, 1, -1 do
+        local inner = l
+        l = { ["k" .. i] = (fn and i % 4 == 0) and function () return inner end
+                           or l }
+        if meta and i % 3 == 0 then setmetatable(l, {}) end
+      end
+      return l
+    end
+    local plain = "cannot dump argument #1 (field 'k1.k2.k3.k4.k5.k6...k2996."
+                  .. "k2997.k2998.k2999.k3000.log': userdata FILE*)"
+    assert.equal(plain, errof(futures.dumps, numbered()))
+    assert.equal(plain, errof(futures.dumps, numbered(true)))
+    assert.equal("cannot dump argument #1 (field 'k1.k2.k3.k4', upvalue "
+                 .. "'inner', field 'k5...k2997.k2998.k2999.k3000', upvalue "
+                 .. "'inner', field 'log': userdata FILE*)",
+                 errof(futures.dumps, numbered(true, true)))
+  end)
+end)
+
 describe("a global that a task reads", function ()
 
   it("is named by its path when it cannot be sent deep down", function ()

@@ -32,7 +32,16 @@ typedef struct Frame {
   unsigned char kind, step;
   char seg;     /* a failure in the value being written is in this step of
                    the path: 'f' field, 'k' key, 'm' metatable, 'u' upvalue */
+  uint32_t tails;     /* ancestors closed early, whose place it took
+                         (mdeep.c): a nil metatable each to write after it,
+                         and a ghost each */
 } Frame;
+
+/* The path step of an ancestor that closed early (mdeep.c): the field
+** that led to the next one. */
+typedef struct Ghost {
+  WKey key;
+} Ghost;
 
 typedef struct Enc {
   lua_State *L;
@@ -55,6 +64,11 @@ typedef struct Enc {
   int rdepth;         /* levels of the recursive walk (RDEPTH at most) */
   Frame *fr;          /* the frames past them: 'small' or malloc'ed */
   size_t depth, cap;
+  int walking;        /* the frames are being walked (deepwalk) */
+  size_t tailat;      /* depth whose frame the next one may replace (0:
+                         none) */
+  Ghost *gh;          /* the ghosts of the frames, in order */
+  size_t ngh, ghcap;
   WPath path;         /* the failure path (written only when encoding
                          fails) */
   char desc[64];

@@ -619,6 +619,7 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
   e.nrefs = 0; e.nhandles = 0; e.rebuilt = 0;
   e.globals = NULL; wpath_init(&e.path);
   e.fr = e.small; e.cap = SMALLFRAMES; e.depth = 0;
+  e.walking = 0; e.tailat = 0; e.gh = NULL; e.ngh = e.ghcap = 0;
   for (i = 0; i < n && rc == 0; i++) {
     e.garg = i + 1;
     rc = enc_value(&e, first + i);
@@ -628,6 +629,7 @@ int marshal_encode (lua_State *L, int first, int n, int flags,
     if ((rc = enc_globals(&e, &i)) == 1) gl = rc = 0;
   }
   if (e.fr != e.small) big_free(e.fr, e.cap * sizeof(*e.fr));
+  if (e.gh != NULL) big_free(e.gh, e.ghcap * sizeof(*e.gh));
   pmap_free(&e.seen);
   lua_settop(L, base);
   if (rc != 0) {

@@ -10,6 +10,14 @@
 ** spill chunks (Lua tables of CHUNK frames, made by protected calls),
 ** taking them back when the child is done.  So the Lua stack stays small
 ** at any depth.
+**
+** A table whose last entry opens a frame, and which has no metatable, has
+** nothing left to write after that child but its nil metatable: the
+** child takes its frame's place (a tail call), owing that nil byte, and
+** the path step that led to it is kept as a ghost (a key kept without
+** Lua, for the error path).  A linked list {next = {next = ...}} of a
+** million nodes then opens one frame, not a million, and spills nothing:
+** spilling cost 48 bytes of Lua memory a level.
 */
 
 #include <stdint.h>
@@ -83,11 +91,39 @@ static int keepslots (const Enc *e, size_t d) {
   return (p->step == S_VALUE) ? 3 : 2;
 }
 
+/* Open the frame of the container at idx in the place of the top frame,
+** which tablestep found done but for its nil metatable: its step becomes
+** a ghost, and the new frame owes one nil more. */
+static int takeplace (Enc *e, int idx, int kind) {
+  lua_State *L = e->L;
+  Frame *f = &e->fr[e->depth - 1];
+  int c = slot(e, e->depth - 1);
+  e->tailat = 0;
+  if (e->ngh == e->ghcap) {
+    size_t cap = (e->ghcap > 0) ? 2 * e->ghcap : 64;
+    Ghost *gh = (cap > SIZE_MAX / sizeof(*gh)) ? NULL
+                : big_resize(e->gh, e->ghcap * sizeof(*gh), cap * sizeof(*gh));
+    if (gh == NULL) return CFUT_ENOMEM;
+    e->gh = gh;
+    e->ghcap = cap;
+  }
+  wpath_keep(L, c + 1, &e->gh[e->ngh++].key);   /* (a kept kind: tablestep) */
+  lua_copy(L, idx, c);
+  lua_settop(L, c);
+  lua_pushnil(L);             /* the key slot */
+  f->kind = (unsigned char)kind;
+  f->step = S_NEXT;
+  f->seg = 0;
+  f->tails++;
+  return 0;
+}
+
 /* Open a frame for the table or Lua function at idx, its container a copy
 ** on top.  Past WINDOW, the parent's slots go to a spill chunk first. */
 static int pushframe (Enc *e, int idx, int kind) {
   lua_State *L = e->L;
   Frame *f;
+  if (e->tailat != 0 && e->tailat == e->depth) return takeplace(e, idx, kind);
   if (e->depth == e->cap) {
     size_t cap = 2 * e->cap;
     Frame *fr = (cap > SIZE_MAX / sizeof(*fr)) ? NULL
@@ -122,6 +158,7 @@ static int pushframe (Enc *e, int idx, int kind) {
   f->kind = (unsigned char)kind;
   f->step = S_NEXT;
   f->seg = 0;
+  f->tails = 0;
   return 0;
 }
 
@@ -131,8 +168,18 @@ static int pushframe (Enc *e, int idx, int kind) {
 ** there. */
 static int popframe (Enc *e) {
   lua_State *L = e->L;
-  size_t d = --e->depth;
-  int c = slot(e, d), j, keep = 3;
+  uint32_t tails = e->fr[e->depth - 1].tails;
+  size_t d;
+  int c, j, keep = 3;
+  if (tails > 0) {            /* the ancestors' nil metatables */
+    unsigned char *p = enc_room(e->b, tails);
+    if (p == NULL) return CFUT_ENOMEM;
+    memset(p, T_NIL, tails);
+    e->b->len += tails;
+    e->ngh -= tails;
+  }
+  d = --e->depth;
+  c = slot(e, d);
   if (d > 0 && !(e->fr[d - 1].kind == F_TABLE
                  && e->fr[d - 1].step == S_VALUE))
     keep = 2;
@@ -154,33 +201,44 @@ static void pushfromframe (Enc *e, size_t d, int j) {
   else lua_rawgeti(e->L, e->chunk, spillat(e, d) + j + 1);
 }
 
+/* Path step g of frame d: the one into the value it is writing. */
+static void stepof (Enc *e, size_t d, WStep *g) {
+  lua_State *L = e->L;
+  Frame *f = &e->fr[d];
+  const char *name;
+  g->kind = f->seg;
+  g->text[0] = '\0';
+  if (f->seg == 'f') {
+    pushfromframe(e, d, 1);
+    wpath_keytext(L, lua_gettop(L), g->text);
+    lua_pop(L, 1);
+  }
+  else if (f->seg == 'u') {
+    pushfromframe(e, d, 0);
+    name = lua_getupvalue(L, -1, f->u.f.i);
+    if (name != NULL) lua_pop(L, 1);
+    lua_pop(L, 1);
+    if (name == NULL || name[0] == '\0' || name[0] == '(')
+      snprintf(g->text, WPATH_TEXT, "#%d", f->u.f.i);
+    else snprintf(g->text, WPATH_TEXT, "%s", name);
+  }
+}
+
 /* After a failure in the frames: the steps of the path to it that they
 ** hold, innermost first (only those that wpath_format() shows: a long
-** path is cut in the middle). */
+** path is cut in the middle); a frame's ghosts follow its own step. */
 __attribute__((noinline))     /* (off the path of a value that is sent) */
 static void tracepath (Enc *e) {
-  lua_State *L = e->L;
-  size_t d, end = e->path.n + e->depth;
+  size_t d, end = e->path.n + e->depth + e->ngh, gi = e->ngh;
   for (d = e->depth; d-- > 0;) {
-    Frame *f = &e->fr[d];
     WStep *g = wpath_next(&e->path, end);
-    const char *name;
-    if (g == NULL) continue;    /* (cut from the middle) */
-    g->kind = f->seg;
-    g->text[0] = '\0';
-    if (f->seg == 'f') {
-      pushfromframe(e, d, 1);
-      wpath_keytext(L, lua_gettop(L), g->text);
-      lua_pop(L, 1);
-    }
-    else if (f->seg == 'u') {
-      pushfromframe(e, d, 0);
-      name = lua_getupvalue(L, -1, f->u.f.i);
-      if (name != NULL) lua_pop(L, 1);
-      lua_pop(L, 1);
-      if (name == NULL || name[0] == '\0' || name[0] == '(')
-        snprintf(g->text, WPATH_TEXT, "#%d", f->u.f.i);
-      else snprintf(g->text, WPATH_TEXT, "%s", name);
+    uint32_t t;
+    if (g != NULL) stepof(e, d, g);   /* (NULL: cut from the middle) */
+    for (t = 0; t < e->fr[d].tails; t++) {
+      gi--;
+      if ((g = wpath_next(&e->path, end)) == NULL) continue;
+      g->kind = 'f';
+      wpath_keeptext(&e->gh[gi].key, g->text);
     }
   }
 }
@@ -205,10 +263,13 @@ static int drain (Enc *e, size_t d0) {
 ** above add their steps as they return. */
 static int deepwalk (Enc *e) {
   int rc;
-  if (e->depth > 1) return 0;
-  if ((rc = drain(e, 0)) != 0) {
+  if (e->walking) return 0;
+  e->walking = 1;
+  rc = drain(e, 0);
+  e->walking = 0;
+  if (rc != 0) {
     if (rc == CFUT_ESEND) tracepath(e);
-    e->depth = 0;
+    e->depth = e->ngh = 0;
     lua_settop(e->L, e->lvl0 - 1);
   }
   return rc;
@@ -226,6 +287,27 @@ int enc_deeptable (Enc *e, int idx, size_t at) {
   return deepwalk(e);
 }
 
+/* Whether table frame f (slots at c) is done after the value at c+2, a
+** table or a function (which may open a frame): it is the last entry,
+** there is no metatable, and its key can be kept as a ghost. */
+static int lastentry (Enc *e, Frame *f, int c) {
+  lua_State *L = e->L;
+  int t = lua_type(L, c + 2), k = lua_type(L, c + 1);
+  if ((t != LUA_TTABLE && t != LUA_TFUNCTION) || f->tails == UINT32_MAX
+      || (k != LUA_TSTRING && k != LUA_TNUMBER && k != LUA_TBOOLEAN))
+    return 0;
+  lua_pushvalue(L, c + 1);
+  if (lua_next(L, c)) {           /* another entry follows */
+    lua_pop(L, 2);
+    return 0;
+  }
+  if (lua_getmetatable(L, c)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  return 1;
+}
+
 /* The next steps of the table frame f, its slots at c (the container,
 ** the key, and after a key written the value): its entries, then the
 ** metatable, then close.  Returns when a child frame opens for a key or
@@ -233,7 +315,8 @@ int enc_deeptable (Enc *e, int idx, size_t at) {
 static int tablestep (Enc *e, Frame *f, int c) {
   lua_State *L = e->L;
   size_t d = e->depth;
-  int rc;
+  uint32_t tails;
+  int rc = 0;
   if (f->step == S_DONE) return popframe(e);
   if (f->step == S_VALUE) goto value;
   while (lua_next(L, c)) {        /* key at c+1, value at c+2 */
@@ -254,7 +337,13 @@ static int tablestep (Enc *e, Frame *f, int c) {
   value:
     f->step = S_NEXT;
     f->seg = 'f';
-    if ((rc = enc_value(e, c + 2)) != 0 || e->depth != d) return rc;
+    tails = f->tails;
+    if (lastentry(e, f, c) && (rc = enc_patchcounts(e, f->u.t.at,
+                                  f->u.t.narr, f->u.t.nhash)) == 0)
+      e->tailat = d;              /* a frame it opens takes f's place */
+    if (rc == 0) rc = enc_value(e, c + 2);
+    e->tailat = 0;
+    if (rc != 0 || e->depth != d || f->tails != tails) return rc;
     lua_settop(L, c + 1);
   }
   /* the traversal is over: [table] */

@@ -53,29 +53,47 @@ static void quotedstep (const char *s, size_t len, char *buf) {
   strcpy(buf + n, "\"]");
 }
 
-void wpath_keytext (lua_State *L, int k, char *buf) {
-  size_t len;
-  const char *s;
-  switch (lua_type(L, k)) {
+int wpath_keep (lua_State *L, int k, WKey *key) {
+  key->type = (unsigned char)lua_type(L, k);
+  key->isint = 0;
+  switch (key->type) {
     case LUA_TSTRING:
-      s = lua_tolstring(L, k, &len);
-      if (isident(s, len)) snprintf(buf, WPATH_TEXT, ".%s", s);
-      else quotedstep(s, len, buf);
+      key->v.s = lua_tolstring(L, k, &key->len);
+      return 0;
+    case LUA_TNUMBER:
+      if ((key->isint = (unsigned char)lua_isinteger(L, k)))
+        key->v.i = lua_tointeger(L, k);
+      else key->v.n = lua_tonumber(L, k);
+      return 0;
+    case LUA_TBOOLEAN:
+      key->v.b = lua_toboolean(L, k);
+      return 0;
+    default:
+      return -1;
+  }
+}
+
+void wpath_keeptext (const WKey *key, char *buf) {
+  switch (key->type) {
+    case LUA_TSTRING:
+      if (isident(key->v.s, key->len))
+        snprintf(buf, WPATH_TEXT, ".%s", key->v.s);
+      else quotedstep(key->v.s, key->len, buf);
       break;
     case LUA_TNUMBER:
-      if (lua_isinteger(L, k))
-        snprintf(buf, WPATH_TEXT, "[" LUA_INTEGER_FMT "]",
-                 lua_tointeger(L, k));
-      else
-        snprintf(buf, WPATH_TEXT, "[%.14g]", (double)lua_tonumber(L, k));
-      break;
-    case LUA_TBOOLEAN:
-      snprintf(buf, WPATH_TEXT, "[%s]", lua_toboolean(L, k) ? "true"
-                                                            : "false");
+      if (key->isint)
+        snprintf(buf, WPATH_TEXT, "[" LUA_INTEGER_FMT "]", key->v.i);
+      else snprintf(buf, WPATH_TEXT, "[%.14g]", (double)key->v.n);
       break;
     default:
-      snprintf(buf, WPATH_TEXT, "[%s]", luaL_typename(L, k));
+      snprintf(buf, WPATH_TEXT, "[%s]", key->v.b ? "true" : "false");
   }
+}
+
+void wpath_keytext (lua_State *L, int k, char *buf) {
+  WKey key;
+  if (wpath_keep(L, k, &key) == 0) wpath_keeptext(&key, buf);
+  else snprintf(buf, WPATH_TEXT, "[%s]", luaL_typename(L, k));
 }
 
 void wpath_add (WPath *p, int kind, lua_State *L, int k, const char *text) {

@@ -44,6 +44,23 @@ void wpath_add (WPath *p, int kind, lua_State *L, int k, const char *text);
 ** "[table]". */
 void wpath_keytext (lua_State *L, int k, char *buf);
 
+/* A key kept without Lua (a string by its bytes, which its table keeps
+** alive): the encoder's frames that closed early keep theirs so (mdeep.c).
+** Only strings, numbers and booleans. */
+typedef struct WKey {
+  union { const char *s; lua_Integer i; lua_Number n; int b; } v;
+  size_t len;             /* a string's */
+  unsigned char type;     /* LUA_TSTRING, LUA_TNUMBER, LUA_TBOOLEAN */
+  unsigned char isint;
+} WKey;
+
+/* Keep the key at L[k] (a string, number or boolean): 0, or -1 for other
+** types. */
+int wpath_keep (lua_State *L, int k, WKey *key);
+
+/* A kept key as a field step's text, as wpath_keytext writes it. */
+void wpath_keeptext (const WKey *key, char *buf);
+
 /* err = "what #argno (path: desc)", or "what #argno (desc)". */
 void wpath_format (const WPath *p, const char *what, int argno,
                    const char *desc, char *err, size_t errlen);
